@@ -1,0 +1,173 @@
+"""Settings from the environment with safe defaults (see README's configuration table)."""
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "")
+    return float(value) if value.strip() else default
+
+
+# Where generated state lives outside the repository (dev secret key, joined model).
+DATA_DIR = Path(os.environ.get("STT_DATA_DIR") or Path.home() / ".local" / "share" / "sttproject")
+
+
+def _dev_secret_key() -> str:
+    """A generated key kept outside the repo so sessions survive restarts in development."""
+    path = DATA_DIR / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(50)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key
+
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or _dev_secret_key()
+ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "transcription",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "sttproject.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "transcription.views.site_context",
+            ],
+        },
+    },
+]
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "sttproject.asgi.application"
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several threads write finals: wait for the lock instead of failing at once.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "transcription:recorder"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+WHITENOISE_USE_FINDERS = True  # serve from app/static dirs without collectstatic in `make run`
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- sttproject ---------------------------------------------------------------------------
+ALLOW_SIGNUP = env_bool("ALLOW_SIGNUP", True)
+STT_ENGINE = os.environ.get("STT_ENGINE", "whisper")
+STT_DEFAULT_LANGUAGE = os.environ.get("STT_DEFAULT_LANGUAGE", "ko-KR")
+STT_LANGUAGES = [
+    ("ko-KR", "한국어 (Korean)"),
+    ("en-US", "English (US)"),
+    ("ja-JP", "日本語 (Japanese)"),
+    ("zh-CN", "中文 (Chinese, Simplified)"),
+    ("es-ES", "Español (Spanish)"),
+    ("fr-FR", "Français (French)"),
+    ("de-DE", "Deutsch (German)"),
+]
+# Whisper: a model name faster-whisper knows, a folder, or one of the packaged names "base"/"tiny.en".
+STT_WHISPER_MODEL = os.environ.get("STT_WHISPER_MODEL", "base")
+# English sessions may use a smaller English-only model; empty = use STT_WHISPER_MODEL.
+STT_WHISPER_MODEL_EN = os.environ.get("STT_WHISPER_MODEL_EN", "")
+STT_WHISPER_THREADS = env_int("STT_WHISPER_THREADS", 2)
+STT_WHISPER_BEAM_SIZE = env_int("STT_WHISPER_BEAM_SIZE", 1)
+STT_MODEL_CACHE = Path(os.environ.get("STT_MODEL_CACHE") or DATA_DIR / "models")
+# Endpointing: a phrase ends after this much silence, or is cut at the maximum length.
+STT_ENDPOINT_SILENCE_MS = env_int("STT_ENDPOINT_SILENCE_MS", 500)
+STT_MAX_PHRASE_SECONDS = env_float("STT_MAX_PHRASE_SECONDS", 15.0)
+# Interim decodes: at most this often (seconds); the engine stretches it when decodes are slow.
+STT_INTERIM_INTERVAL = env_float("STT_INTERIM_INTERVAL", 1.0)
+# Audio accepted but not yet recognised, in seconds; beyond it the client gets `busy`.
+STT_MAX_BACKLOG_SECONDS = env_float("STT_MAX_BACKLOG_SECONDS", 30.0)
+# How long a disconnect waits for the last phrase to be finalised and stored (< daphne's 10 s).
+STT_CLOSE_TIMEOUT = env_float("STT_CLOSE_TIMEOUT", 6.0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"django.channels.server": {"level": "INFO"}},
+}
+# How long `end` (or a second `start`) waits for the engine to drain its backlog.
+STT_END_TIMEOUT = env_float("STT_END_TIMEOUT", 60.0)

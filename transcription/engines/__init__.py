@@ -1,0 +1,35 @@
+"""Engine registry: STT_ENGINE names a backend (short name or dotted path), built once per process."""
+from __future__ import annotations
+
+import threading
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from .base import EngineError, Recognizer, Result, StreamConfig, Word
+
+__all__ = ["EngineError", "Recognizer", "Result", "StreamConfig", "Word", "get_engine", "engine_path"]
+
+ENGINES = {
+    "whisper": "transcription.engines.whisper.WhisperRecognizer",
+    "scripted": "transcription.engines.scripted.ScriptedRecognizer",
+}
+
+_cache: dict[str, Recognizer] = {}
+_lock = threading.Lock()
+
+
+def engine_path(name: str | None = None) -> str:
+    name = name or settings.STT_ENGINE
+    return ENGINES.get(name, name)
+
+
+def get_engine(name: str | None = None) -> Recognizer:
+    """The process-wide engine object (holds the loaded model; per-session state lives in stream())."""
+    path = engine_path(name)
+    with _lock:
+        engine = _cache.get(path)
+        if engine is None:
+            engine = import_string(path)()
+            _cache[path] = engine
+        return engine

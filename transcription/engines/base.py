@@ -1,0 +1,52 @@
+"""The Recognizer seam: audio chunks in, results out, blocking, in the session's own thread."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol
+
+SAMPLE_RATE = 16000
+BYTES_PER_SECOND = SAMPLE_RATE * 2  # PCM16LE mono
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    language: str  # BCP-47 as the client sent it, e.g. "ko-KR"
+    sample_rate: int = SAMPLE_RATE
+    interim_results: bool = True
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start_ms: int
+    end_ms: int
+    probability: float | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    text: str
+    is_final: bool
+    start_ms: int = 0
+    end_ms: int = 0
+    confidence: float | None = None
+    words: tuple[Word, ...] = field(default_factory=tuple)
+    language: str | None = None
+
+
+class EngineError(Exception):
+    """The engine failed; the message is safe to show to the client."""
+
+
+class Recognizer(Protocol):
+    name: str
+
+    def stream(self, chunks: Iterator[bytes], config: StreamConfig) -> Iterator[Result]:
+        """Consume PCM16LE 16 kHz mono chunks until the iterator ends; yield results as they come.
+
+        Must finalise the phrase in progress when `chunks` is exhausted.
+        """
+        ...
+
+    def supports_language(self, language: str) -> bool:
+        ...

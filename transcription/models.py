@@ -1,0 +1,75 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class TranscriptionSession(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        ENDED = "ended", "Ended"
+        INTERRUPTED = "interrupted", "Interrupted (client disconnected)"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="transcription_sessions")
+    title = models.CharField(max_length=200, blank=True)
+    language = models.CharField(max_length=16)
+    engine = models.CharField(max_length=100)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    started_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    audio_ms = models.PositiveBigIntegerField(default=0, help_text="Audio received, in milliseconds")
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [
+            models.Index(fields=["owner", "-started_at"]),
+            models.Index(fields=["status"]),
+            models.Index(fields=["language"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.owner} {self.started_at:%Y-%m-%d %H:%M} ({self.language})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.audio_ms:
+            return self.audio_ms / 1000
+        if self.ended_at:
+            return (self.ended_at - self.started_at).total_seconds()
+        return None
+
+
+class Segment(models.Model):
+    session = models.ForeignKey(TranscriptionSession, on_delete=models.CASCADE, related_name="segments")
+    index = models.PositiveIntegerField()
+    text = models.TextField()
+    start_ms = models.PositiveBigIntegerField()
+    end_ms = models.PositiveBigIntegerField()
+    confidence = models.FloatField(null=True, blank=True)
+    words = models.JSONField(default=list, blank=True)
+    language = models.CharField(max_length=16, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["session", "index"]
+        constraints = [models.UniqueConstraint(fields=["session", "index"], name="segment_unique_index")]
+
+    def __str__(self) -> str:
+        return f"#{self.index} {self.text[:60]}"
+
+
+class Translation(models.Model):
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="translations")
+    language = models.CharField(max_length=16)
+    text = models.TextField()
+    engine = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["segment", "language"]
+        constraints = [models.UniqueConstraint(fields=["segment", "language"], name="translation_unique_language")]
+
+    def __str__(self) -> str:
+        return f"{self.language}: {self.text[:60]}"

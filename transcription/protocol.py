@@ -1,0 +1,117 @@
+"""WebSocket protocol v1: client message parsing, server event building, error and close codes.
+
+docs/protocol.md is the reference for clients; keep the two in step.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from .engines import Result
+
+PROTOCOL_VERSION = 1
+MAX_AUDIO_FRAME_BYTES = 64 * 1024
+MAX_TEXT_FRAME_BYTES = 4096
+
+# Close codes (4000-4999 are the application's).
+CLOSE_UNAUTHENTICATED = 4401
+
+# Error codes sent in {"type":"error","code":...}; the connection stays usable after each.
+BAD_JSON = "bad_json"  # text frame is not a JSON object
+UNKNOWN_TYPE = "unknown_type"  # "type" missing or not one of start/end
+BAD_REQUEST = "bad_request"  # a field has the wrong type or value
+UNSUPPORTED_LANGUAGE = "unsupported_language"  # the engine cannot recognise this language
+TEXT_TOO_LARGE = "text_too_large"  # text frame over MAX_TEXT_FRAME_BYTES
+NOT_STARTED = "not_started"  # audio or end before start
+BAD_AUDIO = "bad_audio"  # empty or odd-length binary frame (PCM16 is 2 bytes a sample)
+FRAME_TOO_LARGE = "frame_too_large"  # binary frame over MAX_AUDIO_FRAME_BYTES
+BUSY = "busy"  # the engine is too far behind: this audio frame was not accepted
+ENGINE_ERROR = "engine_error"  # the recognition engine failed; the session is ended
+STORAGE = "storage"  # a final could not be saved; it is not shown as a final
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Start:
+    lang: str
+
+
+@dataclass(frozen=True)
+class End:
+    pass
+
+
+ClientMessage = Start | End
+
+
+def parse_text(text: str, *, default_language: str) -> ClientMessage:
+    if len(text.encode("utf-8")) > MAX_TEXT_FRAME_BYTES:
+        raise ProtocolError(TEXT_TOO_LARGE, f"text frames are limited to {MAX_TEXT_FRAME_BYTES} bytes")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ProtocolError(BAD_JSON, "text frames must be JSON objects") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(BAD_JSON, "text frames must be JSON objects")
+    kind = data.get("type")
+    if kind == "start":
+        lang = data.get("lang", default_language)
+        if not isinstance(lang, str) or not 2 <= len(lang) <= 16:
+            raise ProtocolError(BAD_REQUEST, "'lang' must be a language code such as 'ko-KR'")
+        return Start(lang=lang)
+    if kind == "end":
+        return End()
+    raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {str(kind)[:40]!r}; expected 'start' or 'end'")
+
+
+def check_audio(data: bytes) -> None:
+    if len(data) > MAX_AUDIO_FRAME_BYTES:
+        raise ProtocolError(FRAME_TOO_LARGE, f"audio frames are limited to {MAX_AUDIO_FRAME_BYTES} bytes")
+    if not data or len(data) % 2:
+        raise ProtocolError(BAD_AUDIO, "audio frames must be PCM16LE: a non-empty, even number of bytes")
+
+
+# ---- server events ----
+
+
+def event_started(*, session_id, language: str, engine: str) -> dict:
+    return {
+        "type": "system",
+        "event": "started",
+        "session": str(session_id),
+        "version": PROTOCOL_VERSION,
+        "lang": language,
+        "engine": engine,
+        "message": "Listening",
+    }
+
+
+def event_ended(*, session_id, reason: str = "end") -> dict:
+    return {"type": "system", "event": "ended", "session": str(session_id), "reason": reason, "message": "Session ended"}
+
+
+def event_interim(result: Result) -> dict:
+    return {"type": "interim", "text": result.text}
+
+
+def event_final(result: Result, *, segment_id: int) -> dict:
+    event = {
+        "type": "final",
+        "text": result.text,
+        "segment": segment_id,
+        "start_ms": result.start_ms,
+        "end_ms": result.end_ms,
+    }
+    if result.confidence is not None:
+        event["confidence"] = round(result.confidence, 3)
+    return event
+
+
+def event_error(code: str, message: str) -> dict:
+    return {"type": "error", "code": code, "message": message}

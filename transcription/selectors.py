@@ -1,0 +1,25 @@
+"""Reads. Every query is scoped to its owner: one user never sees another's data."""
+from __future__ import annotations
+
+from django.db.models import Count, Prefetch, QuerySet
+from django.shortcuts import get_object_or_404
+
+from .models import Segment, TranscriptionSession
+
+
+def session_list_for_user(*, user) -> QuerySet[TranscriptionSession]:
+    first = Segment.objects.filter(index=0)
+    return (
+        TranscriptionSession.objects.filter(owner=user)
+        .annotate(segment_count=Count("segments"))
+        .prefetch_related(Prefetch("segments", queryset=first, to_attr="first_segments"))
+    )
+
+
+def session_get_for_user(*, user, session_id) -> TranscriptionSession:
+    """404 (not 403) for someone else's session: its existence is not revealed."""
+    return get_object_or_404(TranscriptionSession, pk=session_id, owner=user)
+
+
+def segments_for_session(*, session: TranscriptionSession) -> QuerySet[Segment]:
+    return session.segments.prefetch_related("translations").order_by("index")

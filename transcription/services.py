@@ -1,0 +1,48 @@
+"""Writes. Keyword-only, named <entity>_<action>, atomic."""
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from .engines import Result
+from .models import Segment, TranscriptionSession
+
+
+@transaction.atomic
+def session_start(*, owner, language: str, engine: str) -> TranscriptionSession:
+    return TranscriptionSession.objects.create(owner=owner, language=language, engine=engine)
+
+
+@transaction.atomic
+def segment_create(*, session_id, index: int, result: Result) -> Segment:
+    return Segment.objects.create(
+        session_id=session_id,
+        index=index,
+        text=result.text,
+        start_ms=result.start_ms,
+        end_ms=max(result.end_ms, result.start_ms),
+        confidence=result.confidence,
+        words=[
+            {"word": w.word, "start_ms": w.start_ms, "end_ms": w.end_ms, "probability": w.probability}
+            for w in result.words
+        ],
+        language=result.language or "",
+    )
+
+
+@transaction.atomic
+def session_finish(*, session_id, status: str, audio_ms: int) -> None:
+    TranscriptionSession.objects.filter(pk=session_id).update(
+        status=status, ended_at=timezone.now(), audio_ms=audio_ms
+    )
+
+
+@transaction.atomic
+def session_delete(*, session: TranscriptionSession) -> None:
+    session.delete()
+
+
+@transaction.atomic
+def session_rename(*, session: TranscriptionSession, title: str) -> None:
+    session.title = title.strip()[:200]
+    session.save(update_fields=["title"])

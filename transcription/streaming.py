@@ -1,0 +1,168 @@
+"""StreamingSession: a bounded audio queue, one recognition thread, and a bridge back to the loop.
+
+The thread runs `engine.stream(audio, config)`. Each result is handed to the event loop of the
+connection that owns the session (`loop.call_soon_threadsafe`, the loop taken when the session was
+made, never a module global), where one pump task handles results strictly in order.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Awaitable, Callable, Iterator
+
+from .engines import EngineError, Recognizer, Result, StreamConfig
+from .engines.base import BYTES_PER_SECOND
+
+logger = logging.getLogger(__name__)
+
+
+class AudioQueue:
+    """Audio accepted from the client and not yet consumed by the engine, bounded in bytes.
+
+    Iterating yields everything queued so far joined into one chunk, so an engine that fell behind
+    catches up in one step instead of one frame at a time.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._closed = False
+        self._cancelled = False
+        self._cond = threading.Condition()
+
+    def put(self, data: bytes) -> bool:
+        """False when the backlog is full (the audio is refused, not silently dropped)."""
+        with self._cond:
+            if self._closed:
+                return False
+            if self._size + len(data) > self.max_bytes:
+                return False
+            self._chunks.append(data)
+            self._size += len(data)
+            self._cond.notify()
+            return True
+
+    def close(self) -> None:
+        """No more audio: the engine drains what is queued, then finishes its last phrase."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def cancel(self) -> None:
+        """Stop now: queued audio is discarded."""
+        with self._cond:
+            self._closed = self._cancelled = True
+            self._chunks.clear()
+            self._size = 0
+            self._cond.notify_all()
+
+    @property
+    def backlog_seconds(self) -> float:
+        return self._size / BYTES_PER_SECOND
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            with self._cond:
+                while not self._chunks and not self._closed:
+                    self._cond.wait()
+                if not self._chunks:
+                    return
+                data = b"".join(self._chunks)
+                self._chunks.clear()
+                self._size = 0
+            yield data
+
+
+ResultHandler = Callable[[Result], Awaitable[None]]
+ErrorHandler = Callable[[Exception], Awaitable[None]]
+
+
+class StreamingSession:
+    def __init__(
+        self,
+        *,
+        engine: Recognizer,
+        config: StreamConfig,
+        on_result: ResultHandler,
+        on_error: ErrorHandler,
+        max_backlog_seconds: float,
+        name: str = "stt-session",
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.on_result = on_result
+        self.on_error = on_error
+        self.audio = AudioQueue(int(max_backlog_seconds * BYTES_PER_SECOND))
+        self._loop = asyncio.get_running_loop()
+        self._results: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
+        self._thread = threading.Thread(target=self._recognize, name=name, daemon=True)
+        self._pump_task: asyncio.Task | None = None
+        self.failed = False
+
+    def start(self) -> None:
+        self._pump_task = self._loop.create_task(self._pump())
+        self._thread.start()
+
+    def feed(self, data: bytes) -> bool:
+        return self.audio.put(data)
+
+    # -- recognition thread --
+    def _emit(self, kind: str, payload: object) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._results.put_nowait, (kind, payload))
+        except RuntimeError:  # the loop is closed: the connection is gone for good
+            logger.warning("session result dropped: event loop closed")
+
+    def _recognize(self) -> None:
+        try:
+            for result in self.engine.stream(iter(self.audio), self.config):
+                self._emit("result", result)
+        except EngineError as exc:
+            self._emit("error", exc)
+        except Exception as exc:  # a boundary: the thread must report, never die silently
+            logger.exception("recognition thread failed")
+            self._emit("error", EngineError(f"engine failed: {exc.__class__.__name__}"))
+        finally:
+            self._emit("done", None)
+
+    # -- event loop side --
+    async def _pump(self) -> None:
+        while True:
+            kind, payload = await self._results.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                self.failed = True
+                self.audio.cancel()
+                await self.on_error(payload)  # type: ignore[arg-type]
+                continue
+            result: Result = payload  # type: ignore[assignment]
+            if not result.is_final and not self._results.empty():
+                continue  # a newer result is waiting: this interim is stale, shed it
+            await self.on_result(result)
+
+    async def finish(self, timeout: float) -> bool:
+        """Let the engine finish the audio it has and its last phrase; True if it did in time."""
+        self.audio.close()
+        return await self._wait(timeout)
+
+    async def _wait(self, timeout: float) -> bool:
+        assert self._pump_task is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(self._pump_task), timeout)
+            done = True
+        except asyncio.TimeoutError:
+            logger.warning("session did not finish within %.1f s: cancelling", timeout)
+            self.audio.cancel()
+            done = False
+            try:  # results already produced still get handled (stored) if they come quickly
+                await asyncio.wait_for(asyncio.shield(self._pump_task), 2.0)
+            except asyncio.TimeoutError:
+                self._pump_task.cancel()
+        if done:
+            self._thread.join(timeout=1.0)  # it emitted "done" as its last act: returns at once
+        if self._thread.is_alive():
+            logger.warning("recognition thread still busy; it exits after its current decode")
+        return done

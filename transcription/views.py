@@ -1,0 +1,60 @@
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import UserCreationForm
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from . import selectors, services
+
+
+def site_context(request):
+    return {"allow_signup": settings.ALLOW_SIGNUP}
+
+
+def signup(request):
+    if not settings.ALLOW_SIGNUP:
+        raise Http404("Sign-up is closed")
+    if request.user.is_authenticated:
+        return redirect("transcription:recorder")
+    form = UserCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user)
+        return redirect("transcription:recorder")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+def recorder(request):
+    return render(
+        request,
+        "transcription/recorder.html",
+        {"languages": settings.STT_LANGUAGES, "default_language": settings.STT_DEFAULT_LANGUAGE},
+    )
+
+
+@login_required
+def session_list(request):
+    sessions = selectors.session_list_for_user(user=request.user)
+    page = Paginator(sessions, 25).get_page(request.GET.get("page"))
+    return render(request, "transcription/session_list.html", {"page": page})
+
+
+@login_required
+def session_detail(request, session_id):
+    session = selectors.session_get_for_user(user=request.user, session_id=session_id)
+    segments = selectors.segments_for_session(session=session)
+    return render(request, "transcription/session_detail.html", {"session": session, "segments": segments})
+
+
+@login_required
+@require_POST
+def session_delete(request, session_id):
+    session = selectors.session_get_for_user(user=request.user, session_id=session_id)
+    services.session_delete(session=session)
+    messages.success(request, "Session deleted.")
+    return redirect("transcription:session_list")
