@@ -4,12 +4,15 @@ It reads audio in 100 ms units: a unit whose peak is above LOUD is "speech" and 
 a quiet unit after speech ends the phrase. So a test controls interims and finals with the audio
 it sends: N loud units then one quiet unit -> interims "w1", "w1", "w1 w2", ... then a final.
 A unit whose samples all equal FAIL_SAMPLE raises EngineError (to test engine faults).
+STT_SCRIPTED_UNIT_DELAY (seconds, tests only) makes it slow, to test back-pressure.
 """
 from __future__ import annotations
 
+import time
 from typing import Iterator
 
 import numpy as np
+from django.conf import settings
 
 from .base import BYTES_PER_SECOND, EngineError, Result, StreamConfig
 
@@ -43,11 +46,14 @@ class ScriptedRecognizer:
                 language=config.language,
             )
 
+        delay = getattr(settings, "STT_SCRIPTED_UNIT_DELAY", 0.0)
         for chunk in chunks:
             pending += chunk
             while len(pending) >= UNIT_BYTES:
                 unit = np.frombuffer(pending[:UNIT_BYTES], dtype="<i2")
                 pending = pending[UNIT_BYTES:]
+                if delay:
+                    time.sleep(delay)
                 if np.all(unit == FAIL_SAMPLE):
                     raise EngineError("scripted engine failure")
                 loud = int(np.abs(unit.astype(np.int32)).max()) > LOUD

@@ -34,6 +34,13 @@ PREROLL_SAMPLES = SAMPLE_RATE * 3 // 10  # audio kept before the detected onset
 TAIL_SAMPLES = SAMPLE_RATE // 5  # audio kept after the last speech window
 MIN_SPEECH_SAMPLES = SAMPLE_RATE // 4  # shorter bursts (clicks, coughs) are not phrases
 MIN_INTERIM_SAMPLES = SAMPLE_RATE // 2
+COMPRESSION_RATIO_MAX = 2.4  # Whisper's own threshold for "this is a loop"
+# A short phrase decoded alone is often misheard ("ever failed" -> "have a great day"). So the
+# previous phrase's audio is decoded with it, its known text forced as the decoder's prefix and
+# removed from the output: one decode, with context, and no word timestamps needed.
+CONTEXT_MAX_SAMPLES = 8 * SAMPLE_RATE  # previous phrase start .. new phrase start
+CONTEXT_PHRASE_MAX_SAMPLES = 6 * SAMPLE_RATE  # longer previous phrases are not replayed
+SHORT_PHRASE_SAMPLES = 3 * SAMPLE_RATE // 2  # only phrases shorter than this get the context
 
 
 # ---- model files ------------------------------------------------------------------------------
@@ -149,8 +156,32 @@ class WhisperRecognizer:
         from faster_whisper.vad import get_vad_model
 
         model = self.model_for(config.language)
-        vad = get_vad_model()
-        yield from PhraseStreamer(model, vad, config).run(chunks)
+        yield from PhraseStreamer(model, StreamingVad(get_vad_model()), config).run(chunks)
+
+
+class StreamingVad:
+    """faster-whisper's Silero model, fed incrementally.
+
+    SileroVADModel.__call__ starts every call from a zero state, so calling it on each new chunk
+    would make decisions depend on chunk boundaries. This keeps the LSTM state and the 64-sample
+    context across calls (the same inputs the library builds for one whole-file call).
+    """
+
+    CONTEXT = 64
+
+    def __init__(self, model) -> None:
+        self.session = model.session  # one ONNX session per process, shared (run() is thread-safe)
+        self.h = np.zeros((1, 1, 128), dtype=np.float32)
+        self.c = np.zeros((1, 1, 128), dtype=np.float32)
+        self.context = np.zeros(self.CONTEXT, dtype=np.float32)
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        windows = audio.reshape(-1, VAD_WINDOW)
+        contexts = np.concatenate([self.context[None, :], windows[:-1, -self.CONTEXT :]])
+        batch = np.concatenate([contexts, windows], axis=1)
+        out, self.h, self.c = self.session.run(None, {"input": batch, "h": self.h, "c": self.c})
+        self.context = windows[-1, -self.CONTEXT :].copy()
+        return out.reshape(-1)
 
 
 class PhraseStreamer:
@@ -174,12 +205,20 @@ class PhraseStreamer:
         self.probs: list[float] = []  # per window of the current phrase, to cut long phrases well
         self.last_interim_at = 0.0
         self.last_decode_cost = 0.0
+        self.prev_start: int | None = None  # previous phrase's audio, kept as acoustic context
+        self.prev_text = ""
+        self.prev_end = 0
 
     # -- audio bookkeeping --
     def samples(self, start: int, end: int) -> np.ndarray:
         return self.buffer[max(0, start - self.offset) : max(0, end - self.offset)]
 
     def drop_before(self, sample: int) -> None:
+        if self.prev_start is not None:
+            if self.vad_pos - self.prev_start > CONTEXT_MAX_SAMPLES and not self.in_speech:
+                self.prev_start = None  # too old to help
+            else:
+                sample = min(sample, self.prev_start)
         if sample > self.offset:
             self.buffer = self.buffer[sample - self.offset :]
             self.offset = sample
@@ -203,8 +242,7 @@ class PhraseStreamer:
         n_windows = (end - self.vad_pos) // VAD_WINDOW
         if n_windows <= 0:
             return
-        audio = self.samples(self.vad_pos, self.vad_pos + n_windows * VAD_WINDOW)
-        probs = self.vad(audio).reshape(-1)
+        probs = self.vad(self.samples(self.vad_pos, self.vad_pos + n_windows * VAD_WINDOW))
         for prob in probs:
             window_start = self.vad_pos
             self.vad_pos += VAD_WINDOW
@@ -212,7 +250,7 @@ class PhraseStreamer:
             if not self.in_speech:
                 if prob >= SPEECH_ON:
                     self.in_speech = True
-                    self.phrase_start = max(self.offset, window_start - PREROLL_SAMPLES)
+                    self.phrase_start = max(self.offset, self.prev_end, window_start - PREROLL_SAMPLES)
                     self.speech_samples = VAD_WINDOW
                     self.last_speech_end = self.vad_pos
                     self.silence_windows = 0
@@ -260,8 +298,10 @@ class PhraseStreamer:
         self.silence_windows = 0
         result = None
         if enough:
-            text, confidence = self.decode(self.samples(start, end), final=True)
+            text, confidence = self.decode(start, end, final=True)
             if text:
+                keep = end - start <= CONTEXT_PHRASE_MAX_SAMPLES
+                self.prev_start, self.prev_text = (start, text) if keep else (None, "")
                 result = Result(
                     text=text,
                     is_final=True,
@@ -270,6 +310,7 @@ class PhraseStreamer:
                     confidence=confidence,
                     language=self.config.language,
                 )
+        self.prev_end = end
         self.drop_before(end)
         self.last_interim_at = 0.0
         return result
@@ -280,20 +321,38 @@ class PhraseStreamer:
         if now - self.last_interim_at < interval or self.speech_samples < MIN_INTERIM_SAMPLES:
             return None
         self.last_interim_at = now
-        text, _ = self.decode(self.samples(self.phrase_start, self.vad_pos), final=False)
+        text, _ = self.decode(self.phrase_start, self.vad_pos, final=False)
         if not text:
             return None
         return Result(text=text, is_final=False, start_ms=self.phrase_start * 1000 // SAMPLE_RATE)
 
-    def decode(self, audio: np.ndarray, *, final: bool) -> tuple[str, float | None]:
+    def decode(self, start: int, end: int, *, final: bool) -> tuple[str, float | None]:
+        """Text of samples [start, end), decoded after the previous phrase when that is near."""
+        use_context = (
+            self.prev_start is not None
+            and self.prev_text
+            and end - start < SHORT_PHRASE_SAMPLES
+            and start - self.prev_start <= CONTEXT_MAX_SAMPLES
+        )
+        if use_context:
+            text, confidence = self.transcribe(self.samples(self.prev_start, end), final=final, prefix=self.prev_text)
+            if text.startswith(self.prev_text):
+                return text[len(self.prev_text) :].lstrip(" .,?!。、？！"), confidence
+            logger.debug("context decode did not keep its prefix; decoding the phrase alone")
+        # No text prompt of earlier finals: measured, it made conversational Korean worse.
+        return self.transcribe(self.samples(start, end), final=final, prefix=None)
+
+    def transcribe(self, audio: np.ndarray, *, final: bool, prefix: str | None) -> tuple[str, float | None]:
         started = time.monotonic()
         try:
             segments, _info = self.model.transcribe(
                 audio,
                 language=self.language,
                 beam_size=settings.STT_WHISPER_BEAM_SIZE,
-                temperature=(0.0, 0.4, 0.8) if final else 0.0,
+                # Greedy first; the fallback re-decodes only output that looks like a repetition loop.
+                temperature=(0.0, 0.2, 0.4, 0.6) if final else 0.0,
                 condition_on_previous_text=False,
+                prefix=prefix,
                 without_timestamps=True,
                 vad_filter=False,  # our own VAD already chose the audio
             )
@@ -301,6 +360,10 @@ class PhraseStreamer:
             for segment in segments:
                 # Whisper's own "no speech" rule: a silent-looking, unsure segment is skipped.
                 if segment.no_speech_prob > 0.6 and segment.avg_logprob < -1.0:
+                    continue
+                # A repetition loop that survived every fallback temperature is not a transcript.
+                if segment.compression_ratio > COMPRESSION_RATIO_MAX:
+                    logger.info("dropped a repetitive decode (compression ratio %.1f)", segment.compression_ratio)
                     continue
                 if segment.text.strip():
                     texts.append(segment.text.strip())

@@ -1,0 +1,93 @@
+import os
+import re
+import unicodedata
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+
+os.environ.setdefault("NO_GCE_CHECK", "true")
+
+DATA = Path(__file__).parent / "data"
+ORIGIN = (b"origin", b"http://localhost")
+FRAME_BYTES = 3200  # 100 ms of 16 kHz PCM16
+
+
+def read_wav(path: Path) -> bytes:
+    with wave.open(str(path)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+        return w.readframes(w.getnframes())
+
+
+def frames(pcm: bytes, size: int = FRAME_BYTES):
+    for i in range(0, len(pcm), size):
+        yield pcm[i : i + size]
+
+
+def loud_frame() -> bytes:
+    return (np.ones(1600, dtype="<i2") * 5000).tobytes()
+
+
+def quiet_frame() -> bytes:
+    return bytes(FRAME_BYTES)
+
+
+def normalise_en(text: str) -> str:
+    text = re.sub(r"[^\w\s']", " ", text.lower())
+    return " ".join(text.split())
+
+
+def normalise_ko(text: str) -> str:
+    return "".join(ch for ch in text if not unicodedata.category(ch).startswith(("P", "Z", "S")) and not ch.isspace())
+
+
+@pytest.fixture
+def scripted(settings):
+    settings.STT_ENGINE = "scripted"
+    return settings
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    def make(username="alice"):
+        return django_user_model.objects.create_user(username=username, password="a-long-test-password")
+
+    return make
+
+
+def session_cookie(user) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+
+@pytest.fixture
+def connect():
+    """Open a socket on the real ASGI application (tests disconnect it themselves)."""
+    from sttproject.asgi import application
+
+    async def open_socket(user=None, origin=ORIGIN, path="/ws/transcribe/"):
+        headers = [origin] if origin else []
+        if user is not None:
+            from asgiref.sync import sync_to_async
+
+            headers.append((b"cookie", await sync_to_async(session_cookie)(user)))
+        communicator = WebsocketCommunicator(application, path, headers=headers)
+        return communicator
+
+    return open_socket
+
+
+async def receive_until(communicator, predicate, timeout=30.0, limit=10000):
+    """Collect events until one matches `predicate` (inclusive)."""
+    events = []
+    for _ in range(limit):
+        event = await communicator.receive_json_from(timeout=timeout)
+        events.append(event)
+        if predicate(event):
+            return events
+    raise AssertionError(f"no matching event in {events}")

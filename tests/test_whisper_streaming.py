@@ -1,0 +1,68 @@
+"""The offline default engine on real speech, through the real socket (faster than real time)."""
+import jiwer
+import pytest
+from asgiref.sync import sync_to_async
+
+from transcription.models import Segment
+
+from .conftest import DATA, frames, normalise_en, normalise_ko, read_wav, receive_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.model]
+
+
+@pytest.fixture
+def whisper(settings):
+    settings.STT_ENGINE = "whisper"
+    settings.STT_WHISPER_MODEL = "base"
+    settings.STT_WHISPER_MODEL_EN = ""
+    settings.STT_MAX_BACKLOG_SECONDS = 120  # the whole file arrives at once
+    return settings
+
+
+async def transcribe_over_socket(connect, user, wav, lang):
+    communicator = await connect(user=user)
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"type": "start", "lang": lang})
+    start = await communicator.receive_json_from(timeout=10)
+    assert start["event"] == "started"
+    for frame in frames(read_wav(wav)):
+        await communicator.send_to(bytes_data=frame)
+    await communicator.send_json_to({"type": "end"})
+    events = await receive_until(communicator, lambda e: e.get("event") == "ended", timeout=120)
+    await communicator.disconnect()
+    assert not [e for e in events if e["type"] == "error"], events
+    finals = [e for e in events if e["type"] == "final"]
+    stored = [s async for s in Segment.objects.filter(session_id=start["session"]).order_by("index")]
+    assert [s.text for s in stored] == [f["text"] for f in finals]
+    assert [s.pk for s in stored] == [f["segment"] for f in finals]
+    return finals
+
+
+@pytest.mark.parametrize("name", ["jfk", "beckett"])
+async def test_english_recording_transcribed_within_wer_010(connect, make_user, whisper, name):
+    finals = await transcribe_over_socket(connect, await sync_to_async(make_user)(), DATA / f"en/{name}.wav", "en-US")
+    reference = (DATA / f"en/{name}.txt").read_text()
+    hypothesis = " ".join(f["text"] for f in finals)
+    wer = jiwer.wer(normalise_en(reference), normalise_en(hypothesis))
+    assert wer <= 0.10, (wer, hypothesis)
+
+
+async def test_english_on_the_packaged_tiny_en_model(connect, make_user, whisper):
+    whisper.STT_WHISPER_MODEL_EN = "tiny.en"
+    finals = await transcribe_over_socket(connect, await sync_to_async(make_user)(), DATA / "en/jfk.wav", "en-US")
+    reference = (DATA / "en/jfk.txt").read_text()
+    wer = jiwer.wer(normalise_en(reference), normalise_en(" ".join(f["text"] for f in finals)))
+    assert wer <= 0.10
+
+
+async def test_long_korean_conversation_comes_back_as_timed_phrases(connect, make_user, whisper):
+    finals = await transcribe_over_socket(connect, await sync_to_async(make_user)(), DATA / "ko/kspon_long.wav", "ko-KR")
+    assert len(finals) >= 6, finals  # twelve utterances with 1 s pauses
+    starts = [f["start_ms"] for f in finals]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)
+    for f in finals:
+        assert f["end_ms"] > f["start_ms"]
+    assert finals[-1]["end_ms"] <= 69_000
+    reference = (DATA / "ko/kspon_long.txt").read_text()
+    cer = jiwer.cer(normalise_ko(reference), normalise_ko("".join(f["text"] for f in finals)))
+    assert cer <= 0.35, (cer, [(f["start_ms"], f["text"]) for f in finals])
