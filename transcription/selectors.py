@@ -13,6 +13,7 @@ def session_list_for_user(*, user) -> QuerySet[TranscriptionSession]:
         TranscriptionSession.objects.filter(owner=user)
         .annotate(segment_count=Count("segments"))
         .prefetch_related(Prefetch("segments", queryset=first, to_attr="first_segments"))
+        .order_by("-started_at")
     )
 
 

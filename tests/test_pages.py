@@ -1,0 +1,82 @@
+"""Pages and admin: login required, one user never sees another's sessions."""
+import pytest
+from django.urls import reverse
+
+from transcription.models import Segment, TranscriptionSession
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alice_session(make_user):
+    alice = make_user("alice")
+    session = TranscriptionSession.objects.create(owner=alice, language="en-US", engine="whisper", status="ended")
+    Segment.objects.create(session=session, index=0, text="ask not what your country can do", start_ms=0, end_ms=2500)
+    return alice, session
+
+
+@pytest.mark.parametrize("name", ["transcription:recorder", "transcription:session_list"])
+def test_pages_require_login(client, name):
+    response = client.get(reverse(name))
+    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+
+
+def test_signup_creates_an_account_and_logs_in(client):
+    response = client.post(
+        reverse("transcription:signup"),
+        {"username": "newbie", "password1": "correct-horse-battery", "password2": "correct-horse-battery"},
+    )
+    assert response.status_code == 302
+    page = client.get(reverse("transcription:recorder"))
+    assert page.status_code == 200
+    assert b'<option value="ko-KR" selected>' in page.content  # Korean is the default language
+    for code in ["en-US", "ja-JP", "zh-CN", "es-ES", "fr-FR", "de-DE"]:
+        assert f'value="{code}"'.encode() in page.content
+
+
+def test_signup_can_be_switched_off(client, settings):
+    settings.ALLOW_SIGNUP = False
+    assert client.get(reverse("transcription:signup")).status_code == 404
+
+
+def test_owner_sees_list_and_detail(client, alice_session):
+    alice, session = alice_session
+    client.force_login(alice)
+    listing = client.get(reverse("transcription:session_list"))
+    assert b"ask not what your country" in listing.content
+    detail = client.get(reverse("transcription:session_detail", args=[session.pk]))
+    assert detail.status_code == 200 and b"ask not what your country can do" in detail.content
+    assert b"0:00" in detail.content
+
+
+def test_other_users_get_404_and_see_nothing(client, alice_session, make_user):
+    _, session = alice_session
+    client.force_login(make_user("mallory"))
+    assert client.get(reverse("transcription:session_detail", args=[session.pk])).status_code == 404
+    assert client.post(reverse("transcription:session_delete", args=[session.pk])).status_code == 404
+    assert b"ask not what" not in client.get(reverse("transcription:session_list")).content
+    assert TranscriptionSession.objects.filter(pk=session.pk).exists()
+
+
+def test_owner_can_delete(client, alice_session):
+    alice, session = alice_session
+    client.force_login(alice)
+    response = client.post(reverse("transcription:session_delete", args=[session.pk]))
+    assert response.status_code == 302
+    assert not TranscriptionSession.objects.filter(pk=session.pk).exists()
+    assert not Segment.objects.exists()
+
+
+def test_admin_changelist_filters_and_search(admin_client, alice_session):
+    _, session = alice_session
+    url = reverse("admin:transcription_transcriptionsession_changelist")
+    assert admin_client.get(url).status_code == 200
+    found = admin_client.get(url, {"q": "country"})
+    assert found.status_code == 200 and str(session.pk).encode() in found.content
+    missing = admin_client.get(url, {"q": "zebra"})
+    assert str(session.pk).encode() not in missing.content
+    for params in ({"status__exact": "ended"}, {"language": "en-US"}, {"engine": "whisper"}):
+        assert admin_client.get(url, params).status_code == 200
+    change = admin_client.get(reverse("admin:transcription_transcriptionsession_change", args=[session.pk]))
+    assert change.status_code == 200 and b"ask not what your country can do" in change.content
+    assert admin_client.get(reverse("admin:transcription_segment_changelist"), {"q": "country"}).status_code == 200
