@@ -79,7 +79,8 @@ async function openMicrophone() {
   let stream;
   try {
     stream = await navigator.mediaDevices.getUserMedia({
-      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true },
+      // Raw audio: browser noise suppression and gain control clip word onsets, which Whisper needs.
+      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
     });
   } catch (err) {
     if (err.name === "NotAllowedError") throw new Error("Microphone access was denied. Allow it in the browser's site settings and try again.");
