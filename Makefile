@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-dev migrate bench clean
+.PHONY: run test install install-dev migrate bench clean chromium
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,16 @@ migrate: install
 
 run: migrate
 	$(PY) manage.py prepare_models
-	$(PY) manage.py check --deploy --fail-level ERROR >/dev/null || $(PY) manage.py check
+	$(PY) manage.py collectstatic --noinput -v0
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) sttproject.asgi:application
 
-test: install-dev
+# Browser tests drive Debian's Chromium with Playwright (no browser download).
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium is not installed: browser tests will be skipped (apt-get install chromium)"
+
+test: install-dev chromium
 	NO_GCE_CHECK=true $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install-dev

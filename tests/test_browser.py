@@ -1,0 +1,139 @@
+"""The recorder page in headless Chromium: a recording played in as the microphone, real server.
+
+Chromium's fake capture device plays a WAV file as the microphone; the page's AudioWorklet
+resamples it to 16 kHz and streams it to a real daphne serving the real application.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jiwer
+import pytest
+
+from .conftest import DATA, normalise_en
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PASSWORD = "browser-pass-123"
+
+if not CHROMIUM and os.environ.get("STT_REQUIRE_BROWSER") != "1":
+    pytest.skip("chromium is not installed (make test installs it)", allow_module_level=True)
+
+pytestmark = pytest.mark.model
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """daphne on loopback with its own SQLite file and a user 'browser'."""
+    tmp = tmp_path_factory.mktemp("server")
+    env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}", STT_ENGINE="whisper",
+               STT_DATA_DIR=str(tmp), STT_MODEL_CACHE=os.environ.get("STT_MODEL_CACHE", str(tmp / "models")))
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    manage = [sys.executable, "manage.py"]
+    subprocess.run(manage + ["migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    subprocess.run(manage + ["shell", "-c", f"from django.contrib.auth.models import User; "
+                             f"User.objects.create_user('browser', password='{PASSWORD}')"], cwd=ROOT, env=env, check=True)
+    port = free_port()
+    log = open(tmp / "server.log", "w")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port),
+                             "sttproject.asgi:application"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(15)
+
+
+@pytest.fixture
+def browser_with_mic():
+    from playwright.sync_api import sync_playwright
+
+    launched = []
+
+    def launch(wav: Path | None, microphone: str = "allowed"):
+        args = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"]
+        if microphone == "allowed":
+            args += ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                     f"--use-file-for-fake-audio-capture={wav}%noloop"]
+        elif microphone == "denied":
+            args += ["--use-fake-device-for-media-stream", "--deny-permission-prompts"]
+        # "missing": headless Chromium without a fake device has no microphone at all
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        launched.append(browser)
+        return browser.new_page(viewport={"width": 390, "height": 800})  # a phone-sized screen
+
+    with sync_playwright() as pw:
+        yield launch
+        for browser in launched:
+            browser.close()
+
+
+def log_in(page, server):
+    page.goto(server + "/")
+    assert "/accounts/login/" in page.url  # login required
+    page.fill("#id_username", "browser")
+    page.fill("#id_password", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_selector("#start")
+
+
+def test_speaking_into_the_page_shows_interims_then_stored_finals(server, browser_with_mic, tmp_path):
+    page = browser_with_mic(DATA / "en/jfk.wav")
+    log_in(page, server)
+    page.select_option("#lang", "en-US")
+    # Record every interim the page shows, to check grey text appeared while speaking.
+    page.evaluate("""() => { window.interims = [];
+        new MutationObserver(() => { const t = document.getElementById('interim').textContent;
+            if (t) window.interims.push(t); }).observe(document.getElementById('interim'),
+            {childList: true, characterData: true, subtree: true}); }""")
+    page.click("#start")
+    page.wait_for_function("document.getElementById('state').textContent === 'listening'", timeout=30_000)
+    page.wait_for_function("document.querySelectorAll('#finals li').length >= 2", timeout=60_000)
+    time.sleep(13 - 2)  # the recording is 11 s long; let it play out
+    page.click("#stop")
+    page.wait_for_function("document.getElementById('state').textContent === 'ended'", timeout=60_000)
+    page.screenshot(path=str(tmp_path / "recorder.png"))
+
+    finals = page.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
+    hypothesis = " ".join(finals)
+    wer = jiwer.wer(normalise_en((DATA / "en/jfk.txt").read_text()), normalise_en(hypothesis))
+    assert wer <= 0.15, (wer, finals)
+    assert page.evaluate("window.interims.length") >= 1
+    assert page.eval_on_selector("#interim", "e => e.textContent") == ""
+
+    page.click("#session-link")  # the stored session shows the same finals
+    page.wait_for_selector(".segments")
+    stored = page.eval_on_selector_all(".segments li .text", "els => els.map(e => e.textContent)")
+    assert stored == finals
+    page.goto(server + "/sessions/")
+    assert finals[0][:20] in page.content()
+
+
+@pytest.mark.parametrize("microphone, expected", [
+    ("denied", "Microphone access was denied"),
+    ("missing", "No microphone was found"),
+])
+def test_denied_or_missing_microphone_gets_a_clear_message(server, browser_with_mic, microphone, expected):
+    page = browser_with_mic(None, microphone)
+    log_in(page, server)
+    page.click("#start")
+    page.wait_for_function("!document.getElementById('error').hidden", timeout=15_000)
+    message = page.eval_on_selector("#error", "e => e.textContent")
+    assert expected in message
+    assert page.eval_on_selector("#state", "e => e.textContent") == "error"
+    assert page.eval_on_selector("#start", "e => e.disabled") is False
