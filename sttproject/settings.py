@@ -171,3 +171,7 @@ LOGGING = {
 }
 # How long `end` (or a second `start`) waits for the engine to drain its backlog.
 STT_END_TIMEOUT = env_float("STT_END_TIMEOUT", 60.0)
+# A dropped socket's session keeps running this long, waiting for a `resume` (0 = end at once).
+STT_RESUME_SECONDS = env_float("STT_RESUME_SECONDS", 30.0)
+# A session with neither audio nor keepalive for this long is ended (reason "idle").
+STT_IDLE_SECONDS = env_float("STT_IDLE_SECONDS", 60.0)

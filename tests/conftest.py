@@ -45,6 +45,12 @@ def normalise_ko(text: str) -> str:
     return "".join(ch for ch in text if not unicodedata.category(ch).startswith(("P", "Z", "S")) and not ch.isspace())
 
 
+@pytest.fixture(autouse=True)
+def no_resume_window(settings):
+    """A dropped socket ends its session at once, unless a test asks for a resume window."""
+    settings.STT_RESUME_SECONDS = 0
+
+
 @pytest.fixture
 def scripted(settings):
     settings.STT_ENGINE = "scripted"

@@ -124,6 +124,28 @@ def test_speaking_into_the_page_shows_interims_then_stored_finals(server, browse
     assert finals[0][:20] in page.content()
 
 
+def test_a_dropped_connection_resumes_the_same_session_without_losing_speech(server, browser_with_mic):
+    page = browser_with_mic(DATA / "en/jfk.wav")
+    log_in(page, server)
+    page.select_option("#lang", "en-US")
+    page.click("#start")
+    page.wait_for_function("document.querySelectorAll('#finals li').length >= 1", timeout=60_000)
+    session = page.evaluate("window.sttRecorder.session")
+    page.evaluate("window.sttRecorder.socket.close()")  # the network drops mid-speech
+    page.wait_for_function("document.getElementById('state').textContent === 'reconnecting'", timeout=5_000)
+    page.wait_for_function("document.getElementById('state').textContent === 'listening'", timeout=15_000)
+    assert "Reconnected" in page.eval_on_selector("#notice", "e => e.textContent")
+    assert page.evaluate("window.sttRecorder.session") == session
+    time.sleep(11)
+    page.click("#stop")
+    page.wait_for_function("document.getElementById('state').textContent === 'ended'", timeout=60_000)
+    finals = page.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
+    wer = jiwer.wer(normalise_en((DATA / "en/jfk.txt").read_text()), normalise_en(" ".join(finals)))
+    assert wer <= 0.15, (wer, finals)
+    page.goto(f"{server}/sessions/{session}/")
+    assert page.eval_on_selector_all(".segments li .text", "els => els.map(e => e.textContent)") == finals
+
+
 @pytest.mark.parametrize("microphone, expected", [
     ("denied", "Microphone access was denied"),
     ("missing", "No microphone was found"),

@@ -40,18 +40,21 @@ async def test_events_in_order_and_final_stored_before_it_is_sent(connect, make_
     communicator = await connect(user=user)
     assert (await communicator.connect())[0]
     start = await started(communicator)
-    assert start["version"] == 1 and start["lang"] == "ko-KR"
+    assert start["version"] == 2 and start["lang"] == "ko-KR" and start["seq"] == 1
 
     await communicator.send_to(bytes_data=loud_frame())
-    assert await communicator.receive_json_from(timeout=5) == {"type": "interim", "text": "w1"}
+    assert await communicator.receive_json_from(timeout=5) == {
+        "type": "interim", "text": "w1", "phrase": 0, "revision": 1, "seq": 2}
     await communicator.send_to(bytes_data=loud_frame())  # engine repeats "w1": not sent again
     assert await communicator.receive_nothing(timeout=0.3)
     await communicator.send_to(bytes_data=loud_frame())
-    assert await communicator.receive_json_from(timeout=5) == {"type": "interim", "text": "w1 w2"}
+    assert await communicator.receive_json_from(timeout=5) == {
+        "type": "interim", "text": "w1 w2", "phrase": 0, "revision": 2, "seq": 3}
     await communicator.send_to(bytes_data=quiet_frame())
     final = await communicator.receive_json_from(timeout=5)
-    assert final["type"] == "final" and final["text"] == "w1 w2"
+    assert final["type"] == "final" and final["text"] == "w1 w2" and final["seq"] == 4 and final["phrase"] == 0
     assert (final["start_ms"], final["end_ms"]) == (0, 300)
+    assert [w["word"] for w in final["words"]] == ["w1", "w2"]
     # Already committed when the client hears of it.
     segment = await Segment.objects.select_related("session").aget(pk=final["segment"])
     assert segment.text == "w1 w2" and str(segment.session_id) == start["session"]
@@ -59,7 +62,8 @@ async def test_events_in_order_and_final_stored_before_it_is_sent(connect, make_
 
     await communicator.send_json_to({"type": "end"})
     ended = await communicator.receive_json_from(timeout=5)
-    assert ended == {"type": "system", "event": "ended", "session": start["session"], "reason": "end", "message": "Session ended"}
+    assert ended == {"type": "system", "event": "ended", "session": start["session"], "reason": "end",
+                     "message": "Session ended", "seq": 5}
     record = await TranscriptionSession.objects.aget(pk=start["session"])
     assert record.status == "ended" and record.ended_at is not None and record.audio_ms == 400
     await communicator.disconnect()
@@ -223,7 +227,7 @@ async def test_twenty_concurrent_sessions_all_make_progress(connect, make_user):
 
 async def test_audio_beyond_the_backlog_is_refused_with_busy(connect, make_user, settings):
     settings.STT_MAX_BACKLOG_SECONDS = 0.25  # less than three frames
-    settings.STT_SCRIPTED_UNIT_DELAY = 0.3  # the engine is slower than the client
+    settings.STT_SCRIPTED_CHUNK_DELAY = 0.5  # the engine is slower than the client
     communicator = await connect(user=await sync_to_async(make_user)())
     await communicator.connect()
     await started(communicator)

@@ -50,6 +50,7 @@ class Segment(models.Model):
     confidence = models.FloatField(null=True, blank=True)
     words = models.JSONField(default=list, blank=True)
     language = models.CharField(max_length=16, blank=True)
+    seq = models.PositiveIntegerField(null=True, blank=True, help_text="Sequence number of its 'final' event")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

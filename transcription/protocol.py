@@ -9,16 +9,17 @@ from dataclasses import dataclass
 
 from .engines import Result
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_AUDIO_FRAME_BYTES = 64 * 1024
 MAX_TEXT_FRAME_BYTES = 4096
 
 # Close codes (4000-4999 are the application's).
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_REPLACED = 4409  # another connection resumed this connection's session
 
 # Error codes sent in {"type":"error","code":...}; the connection stays usable after each.
 BAD_JSON = "bad_json"  # text frame is not a JSON object
-UNKNOWN_TYPE = "unknown_type"  # "type" missing or not one of start/end
+UNKNOWN_TYPE = "unknown_type"  # "type" missing or not a known message type
 BAD_REQUEST = "bad_request"  # a field has the wrong type or value
 UNSUPPORTED_LANGUAGE = "unsupported_language"  # the engine cannot recognise this language
 TEXT_TOO_LARGE = "text_too_large"  # text frame over MAX_TEXT_FRAME_BYTES
@@ -28,6 +29,7 @@ FRAME_TOO_LARGE = "frame_too_large"  # binary frame over MAX_AUDIO_FRAME_BYTES
 BUSY = "busy"  # the engine is too far behind: this audio frame was not accepted
 ENGINE_ERROR = "engine_error"  # the recognition engine failed; the session is ended
 STORAGE = "storage"  # a final could not be saved; it is not shown as a final
+SESSION_EXPIRED = "session_expired"  # resume of a session that is over, unknown, or not yours
 
 
 class ProtocolError(Exception):
@@ -47,7 +49,23 @@ class End:
     pass
 
 
-ClientMessage = Start | End
+@dataclass(frozen=True)
+class Finalize:
+    pass
+
+
+@dataclass(frozen=True)
+class KeepAlive:
+    pass
+
+
+@dataclass(frozen=True)
+class Resume:
+    session: str
+    last_seq: int
+
+
+ClientMessage = Start | End | Finalize | KeepAlive | Resume
 
 
 def parse_text(text: str, *, default_language: str) -> ClientMessage:
@@ -67,7 +85,20 @@ def parse_text(text: str, *, default_language: str) -> ClientMessage:
         return Start(lang=lang)
     if kind == "end":
         return End()
-    raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {str(kind)[:40]!r}; expected 'start' or 'end'")
+    if kind == "finalize":
+        return Finalize()
+    if kind == "keepalive":
+        return KeepAlive()
+    if kind == "resume":
+        session, last_seq = data.get("session"), data.get("last_seq", 0)
+        if not isinstance(session, str) or not session or len(session) > 64:
+            raise ProtocolError(BAD_REQUEST, "'session' must be the id from the 'started' event")
+        if not isinstance(last_seq, int) or isinstance(last_seq, bool) or last_seq < 0:
+            raise ProtocolError(BAD_REQUEST, "'last_seq' must be a non-negative integer")
+        return Resume(session=session, last_seq=last_seq)
+    raise ProtocolError(
+        UNKNOWN_TYPE, f"unknown message type {str(kind)[:40]!r}; expected start, end, finalize, keepalive or resume"
+    )
 
 
 def check_audio(data: bytes) -> None:
@@ -96,20 +127,35 @@ def event_ended(*, session_id, reason: str = "end") -> dict:
     return {"type": "system", "event": "ended", "session": str(session_id), "reason": reason, "message": "Session ended"}
 
 
-def event_interim(result: Result) -> dict:
-    return {"type": "interim", "text": result.text}
+def event_resumed(*, session_id, last_seq: int) -> dict:
+    return {"type": "system", "event": "resumed", "session": str(session_id), "last_seq": last_seq,
+            "message": "Session resumed"}
 
 
-def event_final(result: Result, *, segment_id: int) -> dict:
+def event_lag(seconds: float) -> dict:
+    return {"type": "system", "event": "lag", "seconds": round(seconds, 1)}
+
+
+def event_interim(result: Result, *, phrase: int, revision: int) -> dict:
+    return {"type": "interim", "text": result.text, "phrase": phrase, "revision": revision}
+
+
+def event_final_from_segment(segment) -> dict:
+    """A final as sent, rebuilt from its stored row (also used to replay it on resume)."""
     event = {
         "type": "final",
-        "text": result.text,
-        "segment": segment_id,
-        "start_ms": result.start_ms,
-        "end_ms": result.end_ms,
+        "text": segment.text,
+        "segment": segment.pk,
+        "phrase": segment.index,
+        "start_ms": segment.start_ms,
+        "end_ms": segment.end_ms,
+        "language": segment.language,
+        "seq": segment.seq,
     }
-    if result.confidence is not None:
-        event["confidence"] = round(result.confidence, 3)
+    if segment.confidence is not None:
+        event["confidence"] = round(segment.confidence, 3)
+    if segment.words:
+        event["words"] = segment.words
     return event
 
 

@@ -24,3 +24,8 @@ def session_get_for_user(*, user, session_id) -> TranscriptionSession:
 
 def segments_for_session(*, session: TranscriptionSession) -> QuerySet[Segment]:
     return session.segments.prefetch_related("translations").order_by("index")
+
+
+def segments_after_seq(*, session_id, last_seq: int) -> list[Segment]:
+    """The finals a resuming client missed."""
+    return list(Segment.objects.filter(session_id=session_id, seq__gt=last_seq).order_by("seq"))

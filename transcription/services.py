@@ -14,10 +14,11 @@ def session_start(*, owner, language: str, engine: str) -> TranscriptionSession:
 
 
 @transaction.atomic
-def segment_create(*, session_id, index: int, result: Result) -> Segment:
+def segment_create(*, session_id, index: int, seq: int, result: Result) -> Segment:
     return Segment.objects.create(
         session_id=session_id,
         index=index,
+        seq=seq,
         text=result.text,
         start_ms=result.start_ms,
         end_ms=max(result.end_ms, result.start_ms),

@@ -11,7 +11,7 @@ import logging
 import threading
 from typing import Awaitable, Callable, Iterator
 
-from .engines import EngineError, Recognizer, Result, StreamConfig
+from .engines import FINALIZE, Control, EngineError, Recognizer, Result, StreamConfig
 from .engines.base import BYTES_PER_SECOND
 
 logger = logging.getLogger(__name__)
@@ -21,12 +21,13 @@ class AudioQueue:
     """Audio accepted from the client and not yet consumed by the engine, bounded in bytes.
 
     Iterating yields everything queued so far joined into one chunk, so an engine that fell behind
-    catches up in one step instead of one frame at a time.
+    catches up in one step instead of one frame at a time. Control markers (FINALIZE) keep their
+    place between the audio before and after them.
     """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._chunks: list[bytes] = []
+        self._chunks: list[bytes | Control] = []
         self._size = 0
         self._closed = False
         self._cancelled = False
@@ -43,6 +44,12 @@ class AudioQueue:
             self._size += len(data)
             self._cond.notify()
             return True
+
+    def finalize(self) -> None:
+        with self._cond:
+            if not self._closed:
+                self._chunks.append(FINALIZE)
+                self._cond.notify()
 
     def close(self) -> None:
         """No more audio: the engine drains what is queued, then finishes its last phrase."""
@@ -62,17 +69,21 @@ class AudioQueue:
     def backlog_seconds(self) -> float:
         return self._size / BYTES_PER_SECOND
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[bytes | Control]:
         while True:
             with self._cond:
                 while not self._chunks and not self._closed:
                     self._cond.wait()
                 if not self._chunks:
                     return
-                data = b"".join(self._chunks)
-                self._chunks.clear()
-                self._size = 0
-            yield data
+                if isinstance(self._chunks[0], Control):
+                    item: bytes | Control = self._chunks.pop(0)
+                else:
+                    cut = next((i for i, c in enumerate(self._chunks) if isinstance(c, Control)), len(self._chunks))
+                    item = b"".join(self._chunks[:cut])  # type: ignore[arg-type]
+                    del self._chunks[:cut]
+                    self._size -= len(item)
+            yield item
 
 
 ResultHandler = Callable[[Result], Awaitable[None]]
@@ -107,6 +118,9 @@ class StreamingSession:
 
     def feed(self, data: bytes) -> bool:
         return self.audio.put(data)
+
+    def finalize(self) -> None:
+        self.audio.finalize()
 
     # -- recognition thread --
     def _emit(self, kind: str, payload: object) -> None:

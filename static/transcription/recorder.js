@@ -1,13 +1,18 @@
 // Recorder page: microphone -> AudioWorklet (PCM16 16 kHz) -> WebSocket; events -> transcript.
+// If the socket drops, it reconnects and resumes the same session (protocol v2 "resume"),
+// buffering up to MAX_PENDING_FRAMES of audio meanwhile; if the session is gone, it starts anew.
+const MAX_PENDING_FRAMES = 50; // 5 s of 100 ms frames
 const root = document.getElementById("recorder");
 const $ = (id) => document.getElementById(id);
 const ui = {
-  lang: $("lang"), start: $("start"), stop: $("stop"), state: $("state"), timer: $("timer"),
-  level: $("level"), error: $("error"), finals: $("finals"), interim: $("interim"),
-  transcript: $("transcript"), link: $("session-link"),
+  lang: $("lang"), start: $("start"), stop: $("stop"), finalize: $("finalize"), state: $("state"),
+  timer: $("timer"), lag: $("lag"), level: $("level"), error: $("error"), notice: $("notice"),
+  finals: $("finals"), interim: $("interim"), transcript: $("transcript"), link: $("session-link"),
 };
 
 let ws = null, audio = null, timerId = null, startedAt = 0;
+let sessionId = null, lastSeq = 0, stopping = false, retries = 0, retryTimer = null;
+let pending = []; // audio frames captured while the socket is not ready
 
 const saved = localStorage.getItem("stt.lang");
 if (saved && [...ui.lang.options].some((o) => o.value === saved)) ui.lang.value = saved;
@@ -16,16 +21,16 @@ ui.lang.addEventListener("change", () => localStorage.setItem("stt.lang", ui.lan
 function setState(state) {
   ui.state.textContent = state;
   ui.state.dataset.state = state;
-  const busy = state === "connecting" || state === "listening" || state === "finishing";
-  ui.start.disabled = busy;
-  ui.stop.disabled = !(state === "listening" || state === "connecting");
-  ui.lang.disabled = busy;
+  const active = ["connecting", "listening", "reconnecting", "finishing"].includes(state);
+  ui.start.disabled = active;
+  ui.stop.disabled = !active || state === "finishing";
+  ui.finalize.disabled = state !== "listening";
+  ui.lang.disabled = active;
+  if (state !== "listening") ui.lag.hidden = true;
 }
 
-function showError(message) {
-  ui.error.textContent = message;
-  ui.error.hidden = !message;
-}
+function showError(message) { ui.error.textContent = message; ui.error.hidden = !message; }
+function showNotice(message) { ui.notice.textContent = message; ui.notice.hidden = !message; }
 
 function fmt(ms) {
   const s = Math.floor(ms / 1000);
@@ -37,36 +42,62 @@ function scrollToEnd() {
   if (t.scrollHeight - t.scrollTop - t.clientHeight < 80) t.scrollTop = t.scrollHeight;
 }
 
+function addFinal(ev) {
+  if (ui.finals.querySelector(`li[data-segment="${ev.segment}"]`)) return; // replayed after resume
+  const li = document.createElement("li");
+  li.dataset.segment = ev.segment;
+  const time = document.createElement("time");
+  time.textContent = fmt(ev.start_ms);
+  const text = document.createElement("span");
+  text.className = "text";
+  text.textContent = ev.text;
+  li.append(time, " ", text);
+  ui.finals.append(li);
+  ui.interim.textContent = "";
+}
+
+function flushPending() {
+  while (pending.length && ws && ws.readyState === WebSocket.OPEN) ws.send(pending.shift());
+}
+
 function onEvent(ev) {
+  if (typeof ev.seq === "number") lastSeq = Math.max(lastSeq, ev.seq);
   switch (ev.type) {
     case "system":
-      if (ev.event === "started") {
+      if (ev.event === "started" || ev.event === "resumed") {
+        if (ev.event === "started" && sessionId && ev.session !== sessionId) {
+          showNotice("The connection was lost for too long: a new session was started. What was shown is kept.");
+        } else if (ev.event === "resumed") {
+          showNotice("Reconnected: the session goes on.");
+        }
+        if (ev.event === "started") lastSeq = ev.seq;
+        sessionId = ev.session;
+        retries = 0;
         setState("listening");
         ui.link.href = `/sessions/${ev.session}/`;
         ui.link.hidden = false;
+        flushPending();
       } else if (ev.event === "ended") {
         setState("ended");
+        sessionId = null;
         ws && ws.close(1000);
+      } else if (ev.event === "lag") {
+        ui.lag.hidden = ev.seconds <= 0;
+        ui.lag.textContent = `behind by ${ev.seconds.toFixed(1)} s`;
       }
       break;
     case "interim":
       ui.interim.textContent = ev.text;
       break;
-    case "final": {
-      const li = document.createElement("li");
-      li.dataset.segment = ev.segment;
-      const time = document.createElement("time");
-      time.textContent = fmt(ev.start_ms);
-      const text = document.createElement("span");
-      text.className = "text";
-      text.textContent = ev.text;
-      li.append(time, " ", text);
-      ui.finals.append(li);
-      ui.interim.textContent = "";
+    case "final":
+      addFinal(ev);
       break;
-    }
     case "error":
-      showError(`${ev.message} (${ev.code})`);
+      if (ev.code === "session_expired") {
+        ws.send(JSON.stringify({ type: "start", lang: ui.lang.value })); // carry on in a new session
+      } else {
+        showError(`${ev.message} (${ev.code})`);
+      }
       break;
   }
   scrollToEnd();
@@ -92,6 +123,15 @@ async function openMicrophone() {
   const source = context.createMediaStreamSource(stream);
   const node = new AudioWorkletNode(context, "pcm-worklet");
   source.connect(node);
+  node.port.onmessage = ({ data }) => {
+    ui.level.value = data.level;
+    if (ws && ws.readyState === WebSocket.OPEN && ui.state.dataset.state === "listening") {
+      ws.send(data.pcm);
+    } else if (ui.state.dataset.state === "reconnecting" || ui.state.dataset.state === "connecting") {
+      pending.push(data.pcm);
+      if (pending.length > MAX_PENDING_FRAMES) pending.shift();
+    }
+  };
   return { stream, context, source, node };
 }
 
@@ -106,9 +146,48 @@ function closeMicrophone() {
   ui.level.value = 0;
 }
 
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  ws = new WebSocket(`${scheme}://${location.host}${root.dataset.wsPath}`);
+  ws.binaryType = "arraybuffer";
+  ws.onopen = () => {
+    const message = sessionId
+      ? { type: "resume", session: sessionId, last_seq: lastSeq }
+      : { type: "start", lang: ui.lang.value };
+    ws.send(JSON.stringify(message));
+  };
+  ws.onmessage = (msg) => onEvent(JSON.parse(msg.data));
+  ws.onclose = (e) => {
+    ws = null;
+    const state = ui.state.dataset.state;
+    if (state === "ended") return;
+    if (e.code === 4401) return fail("Your login has expired. Log in again.");
+    if (e.code === 4409) return fail("This session was taken over by another window.");
+    if (stopping || state === "finishing") return fail(`Connection closed before the session ended (${e.code}).`);
+    // Unexpected drop while recording: reconnect and resume.
+    setState("reconnecting");
+    showNotice("Connection lost: reconnecting…");
+    const delay = Math.min(5000, 500 * 2 ** retries++);
+    retryTimer = setTimeout(connect, delay);
+  };
+}
+
+function fail(message) {
+  closeMicrophone();
+  clearInterval(timerId);
+  showError(message);
+  setState("error");
+  sessionId = null;
+}
+
 async function start() {
   showError("");
+  showNotice("");
   setState("connecting");
+  stopping = false;
+  sessionId = null;
+  lastSeq = 0;
+  pending = [];
   try {
     audio = await openMicrophone();
   } catch (err) {
@@ -116,44 +195,39 @@ async function start() {
     showError(err.message);
     return;
   }
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  ws = new WebSocket(`${scheme}://${location.host}${root.dataset.wsPath}`);
-  ws.binaryType = "arraybuffer";
-  ws.onopen = () => ws.send(JSON.stringify({ type: "start", lang: ui.lang.value }));
-  ws.onmessage = (msg) => onEvent(JSON.parse(msg.data));
-  ws.onclose = (e) => {
-    closeMicrophone();
-    clearInterval(timerId);
-    if (e.code === 4401) showError("Your login has expired. Log in again.");
-    else if (ui.state.dataset.state !== "ended") showError(`Connection closed (${e.code}).`);
-    if (ui.state.dataset.state !== "ended") setState("error");
-    ws = null;
-  };
-  audio.node.port.onmessage = ({ data }) => {
-    ui.level.value = data.level;
-    if (ws && ws.readyState === WebSocket.OPEN && ui.state.dataset.state === "listening") ws.send(data.pcm);
-  };
+  connect();
   startedAt = Date.now();
   ui.timer.textContent = "0:00";
   timerId = setInterval(() => { ui.timer.textContent = fmt(Date.now() - startedAt); }, 500);
 }
 
 function stop() {
+  stopping = true;
+  clearTimeout(retryTimer);
   closeMicrophone();
   clearInterval(timerId);
-  if (ws && ws.readyState === WebSocket.OPEN) {
+  if (ws && ws.readyState === WebSocket.OPEN && sessionId) {
     setState("finishing");
+    flushPending();
     ws.send(JSON.stringify({ type: "end" }));
   } else {
+    if (ws) ws.close(1000);
     setState("ended");
   }
 }
 
+function finalize() {
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "finalize" }));
+}
+
 ui.start.addEventListener("click", start);
 ui.stop.addEventListener("click", stop);
+ui.finalize.addEventListener("click", finalize);
 document.addEventListener("keydown", (e) => {
   if (e.code !== "Space" || e.target.closest("input, select, textarea, button, a")) return;
   e.preventDefault();
   ui.stop.disabled ? (!ui.start.disabled && start()) : stop();
 });
 setState("ready");
+// For debugging and the browser tests: the live socket (closing it simulates a dropped network).
+window.sttRecorder = { get socket() { return ws; }, get session() { return sessionId; } };

@@ -6,9 +6,12 @@ import threading
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from .base import EngineError, Recognizer, Result, StreamConfig, Word
+from .base import AUTO_LANGUAGE, FINALIZE, Control, EngineError, Recognizer, Result, StreamConfig, Word
 
-__all__ = ["EngineError", "Recognizer", "Result", "StreamConfig", "Word", "get_engine", "engine_path"]
+__all__ = [
+    "AUTO_LANGUAGE", "FINALIZE", "Control", "EngineError", "Recognizer", "Result", "StreamConfig", "Word",
+    "get_engine", "engine_path",
+]
 
 ENGINES = {
     "whisper": "transcription.engines.whisper.WhisperRecognizer",

@@ -2,10 +2,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Iterator, Protocol
 
 SAMPLE_RATE = 16000
 BYTES_PER_SECOND = SAMPLE_RATE * 2  # PCM16LE mono
+
+
+class Control(Enum):
+    """Markers that may appear among the audio chunks."""
+
+    FINALIZE = "finalize"  # the phrase in progress becomes a final now
+
+
+FINALIZE = Control.FINALIZE
+AUTO_LANGUAGE = "auto"  # StreamConfig.language: let the engine detect it per phrase
 
 
 @dataclass(frozen=True)
@@ -31,7 +42,7 @@ class Result:
     end_ms: int = 0
     confidence: float | None = None
     words: tuple[Word, ...] = field(default_factory=tuple)
-    language: str | None = None
+    language: str | None = None  # BCP-47 or ISO 639-1 code of what was recognised
 
 
 class EngineError(Exception):
@@ -41,10 +52,10 @@ class EngineError(Exception):
 class Recognizer(Protocol):
     name: str
 
-    def stream(self, chunks: Iterator[bytes], config: StreamConfig) -> Iterator[Result]:
+    def stream(self, chunks: Iterator[bytes | Control], config: StreamConfig) -> Iterator[Result]:
         """Consume PCM16LE 16 kHz mono chunks until the iterator ends; yield results as they come.
 
-        Must finalise the phrase in progress when `chunks` is exhausted.
+        FINALIZE among the chunks, and the end of `chunks`, finalise the phrase in progress.
         """
         ...
 

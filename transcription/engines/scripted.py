@@ -4,7 +4,8 @@ It reads audio in 100 ms units: a unit whose peak is above LOUD is "speech" and 
 a quiet unit after speech ends the phrase. So a test controls interims and finals with the audio
 it sends: N loud units then one quiet unit -> interims "w1", "w1", "w1 w2", ... then a final.
 A unit whose samples all equal FAIL_SAMPLE raises EngineError (to test engine faults).
-STT_SCRIPTED_UNIT_DELAY (seconds, tests only) makes it slow, to test back-pressure.
+STT_SCRIPTED_CHUNK_DELAY (seconds, tests only) makes every chunk slow, like a decode, to test
+back-pressure and lag reports.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Iterator
 import numpy as np
 from django.conf import settings
 
-from .base import BYTES_PER_SECOND, EngineError, Result, StreamConfig
+from .base import BYTES_PER_SECOND, FINALIZE, EngineError, Result, StreamConfig, Word
 
 UNIT_BYTES = BYTES_PER_SECOND // 10
 LOUD = 1000
@@ -37,23 +38,33 @@ class ScriptedRecognizer:
             return " ".join(f"w{i}" for i in range(1, (n_units + 1) // 2 + 1))
 
         def final() -> Result:
+            text = words(speech_units)
             return Result(
-                text=words(speech_units),
+                text=text,
                 is_final=True,
                 start_ms=phrase_start * 100,
                 end_ms=unit_index * 100,
                 confidence=1.0,
-                language=config.language,
+                words=tuple(
+                    Word(w, (phrase_start + 2 * i) * 100, min(unit_index, phrase_start + 2 * i + 2) * 100, 1.0)
+                    for i, w in enumerate(text.split())
+                ),
+                language="en" if config.language == "auto" else config.language,
             )
 
-        delay = getattr(settings, "STT_SCRIPTED_UNIT_DELAY", 0.0)
+        delay = getattr(settings, "STT_SCRIPTED_CHUNK_DELAY", 0.0)
         for chunk in chunks:
+            if chunk is FINALIZE:
+                if speech_units:
+                    yield final()
+                    speech_units = 0
+                continue
             pending += chunk
+            if delay:
+                time.sleep(delay)
             while len(pending) >= UNIT_BYTES:
                 unit = np.frombuffer(pending[:UNIT_BYTES], dtype="<i2")
                 pending = pending[UNIT_BYTES:]
-                if delay:
-                    time.sleep(delay)
                 if np.all(unit == FAIL_SAMPLE):
                     raise EngineError("scripted engine failure")
                 loud = int(np.abs(unit.astype(np.int32)).max()) > LOUD

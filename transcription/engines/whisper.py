@@ -17,12 +17,13 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 from django.conf import settings
 
-from .base import SAMPLE_RATE, EngineError, Result, StreamConfig
+from .base import AUTO_LANGUAGE, FINALIZE, SAMPLE_RATE, Control, EngineError, Result, StreamConfig
+from .guards import cut_repetitions, is_silence_hallucination
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ COMPRESSION_RATIO_MAX = 2.4  # Whisper's own threshold for "this is a loop"
 CONTEXT_MAX_SAMPLES = 8 * SAMPLE_RATE  # previous phrase start .. new phrase start
 CONTEXT_PHRASE_MAX_SAMPLES = 6 * SAMPLE_RATE  # longer previous phrases are not replayed
 SHORT_PHRASE_SAMPLES = 3 * SAMPLE_RATE // 2  # only phrases shorter than this get the context
+MOSTLY_NON_SPEECH = 0.5  # below this share of speech windows, stock "silence" phrases are dropped
 
 
 # ---- model files ------------------------------------------------------------------------------
@@ -98,8 +100,17 @@ def resolve_model(name: str) -> str:
     return name
 
 
-def whisper_language(language: str) -> str:
+def whisper_language(language: str) -> str | None:
+    """'ko-KR' -> 'ko'; 'auto' -> None (Whisper detects it)."""
+    if language == AUTO_LANGUAGE:
+        return None
     return language.split("-")[0].lower()
+
+
+class Decoded(NamedTuple):
+    text: str
+    confidence: float | None
+    language: str | None
 
 
 # ---- engine -----------------------------------------------------------------------------------
@@ -147,7 +158,7 @@ class WhisperRecognizer:
         code = whisper_language(language)
         if self.model_name_for(language).endswith(".en"):
             return code == "en"
-        return code in _LANGUAGE_CODES
+        return code is None or code in _LANGUAGE_CODES
 
     def warm_up(self, language: str) -> None:
         self.model_for(language)
@@ -223,8 +234,14 @@ class PhraseStreamer:
             self.buffer = self.buffer[sample - self.offset :]
             self.offset = sample
 
-    def run(self, chunks: Iterator[bytes]) -> Iterator[Result]:
+    def run(self, chunks: Iterator[bytes | Control]) -> Iterator[Result]:
         for chunk in chunks:
+            if chunk is FINALIZE:  # the client wants the phrase so far as a final, now
+                if self.in_speech:
+                    final = self.finish_phrase(self.vad_pos)
+                    if final is not None:
+                        yield final
+                continue
             pcm = np.frombuffer(chunk, dtype="<i2").astype(np.float32) / 32768.0
             self.buffer = np.concatenate([self.buffer, pcm])
             yield from self.detect()
@@ -292,23 +309,27 @@ class PhraseStreamer:
     def finish_phrase(self, end: int) -> Result | None:
         start = self.phrase_start
         enough = self.speech_samples >= MIN_SPEECH_SAMPLES
+        speech_share = self.speech_samples / max(1, end - start)
         self.in_speech = False
         self.probs = []
         self.speech_samples = 0
         self.silence_windows = 0
         result = None
         if enough:
-            text, confidence = self.decode(start, end, final=True)
-            if text:
+            decoded = self.decode(start, end, final=True)
+            if decoded.text and speech_share < MOSTLY_NON_SPEECH and is_silence_hallucination(decoded.text, decoded.language):
+                logger.info("dropped a likely silence hallucination: %r", decoded.text)
+                decoded = decoded._replace(text="")
+            if decoded.text:
                 keep = end - start <= CONTEXT_PHRASE_MAX_SAMPLES
-                self.prev_start, self.prev_text = (start, text) if keep else (None, "")
+                self.prev_start, self.prev_text = (start, decoded.text) if keep else (None, "")
                 result = Result(
-                    text=text,
+                    text=decoded.text,
                     is_final=True,
                     start_ms=start * 1000 // SAMPLE_RATE,
                     end_ms=end * 1000 // SAMPLE_RATE,
-                    confidence=confidence,
-                    language=self.config.language,
+                    confidence=decoded.confidence,
+                    language=decoded.language or self.config.language,
                 )
         self.prev_end = end
         self.drop_before(end)
@@ -321,12 +342,14 @@ class PhraseStreamer:
         if now - self.last_interim_at < interval or self.speech_samples < MIN_INTERIM_SAMPLES:
             return None
         self.last_interim_at = now
-        text, _ = self.decode(self.phrase_start, self.vad_pos, final=False)
-        if not text:
+        decoded = self.decode(self.phrase_start, self.vad_pos, final=False)
+        if not decoded.text:
             return None
-        return Result(text=text, is_final=False, start_ms=self.phrase_start * 1000 // SAMPLE_RATE)
+        return Result(
+            text=decoded.text, is_final=False, start_ms=self.phrase_start * 1000 // SAMPLE_RATE, language=decoded.language
+        )
 
-    def decode(self, start: int, end: int, *, final: bool) -> tuple[str, float | None]:
+    def decode(self, start: int, end: int, *, final: bool) -> Decoded:
         """Text of samples [start, end), decoded after the previous phrase when that is near."""
         use_context = (
             self.prev_start is not None
@@ -335,17 +358,17 @@ class PhraseStreamer:
             and start - self.prev_start <= CONTEXT_MAX_SAMPLES
         )
         if use_context:
-            text, confidence = self.transcribe(self.samples(self.prev_start, end), final=final, prefix=self.prev_text)
-            if text.startswith(self.prev_text):
-                return text[len(self.prev_text) :].lstrip(" .,?!。、？！"), confidence
+            decoded = self.transcribe(self.samples(self.prev_start, end), final=final, prefix=self.prev_text)
+            if decoded.text.startswith(self.prev_text):
+                return decoded._replace(text=decoded.text[len(self.prev_text) :].lstrip(" .,?!。、？！"))
             logger.debug("context decode did not keep its prefix; decoding the phrase alone")
         # No text prompt of earlier finals: measured, it made conversational Korean worse.
         return self.transcribe(self.samples(start, end), final=final, prefix=None)
 
-    def transcribe(self, audio: np.ndarray, *, final: bool, prefix: str | None) -> tuple[str, float | None]:
+    def transcribe(self, audio: np.ndarray, *, final: bool, prefix: str | None) -> Decoded:
         started = time.monotonic()
         try:
-            segments, _info = self.model.transcribe(
+            segments, info = self.model.transcribe(
                 audio,
                 language=self.language,
                 beam_size=settings.STT_WHISPER_BEAM_SIZE,
@@ -372,6 +395,6 @@ class PhraseStreamer:
             logger.exception("whisper decode failed")
             raise EngineError(f"whisper decode failed: {exc}") from exc
         self.last_decode_cost = time.monotonic() - started
-        text = " ".join(texts)
+        text = cut_repetitions(" ".join(texts))
         confidence = float(np.exp(np.mean(logprobs))) if logprobs else None
-        return text, confidence
+        return Decoded(text, confidence, info.language if self.language is None else self.config.language)

@@ -1,0 +1,115 @@
+"""Whisper engine behaviour: no text from silence or noise, language detection, resume, finalize."""
+import asyncio
+
+import jiwer
+import numpy as np
+import pytest
+from asgiref.sync import sync_to_async
+
+from transcription.engines import FINALIZE, StreamConfig, get_engine
+from transcription.engines.guards import cut_repetitions, is_silence_hallucination
+
+from .conftest import DATA, frames, normalise_en, read_wav, receive_until
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture
+def whisper(settings):
+    settings.STT_ENGINE = "whisper"
+    settings.STT_WHISPER_MODEL = "base"
+    settings.STT_WHISPER_MODEL_EN = ""
+    settings.STT_MAX_BACKLOG_SECONDS = 120
+    return get_engine("whisper")
+
+
+def pcm16(signal: np.ndarray) -> bytes:
+    return (np.clip(signal, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def pink_noise(n: int, rng) -> np.ndarray:
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    spectrum /= np.sqrt(np.arange(1, len(spectrum) + 1))
+    noise = np.fft.irfft(spectrum, n)
+    return noise / np.abs(noise).max()
+
+
+def run_engine(engine, pcm: bytes, lang: str, *, interim_results: bool = False, finalize_at: int | None = None):
+    chunks = list(frames(pcm))
+    if finalize_at is not None:
+        chunks.insert(finalize_at, FINALIZE)
+    return [r for r in engine.stream(iter(chunks), StreamConfig(language=lang, interim_results=interim_results))]
+
+
+@pytest.mark.parametrize("noise", ["silence", "white", "pink", "hum"])
+@pytest.mark.parametrize("lang", ["en-US", "ko-KR"])
+def test_no_text_from_thirty_seconds_of_non_speech(whisper, noise, lang):
+    rng = np.random.default_rng(7)
+    n = 30 * 16000
+    signal = {
+        "silence": np.zeros(n),
+        "white": 0.05 * rng.standard_normal(n),
+        "pink": 0.3 * pink_noise(n, rng),
+        "hum": 0.2 * np.sin(2 * np.pi * 50 * np.arange(n) / 16000) + 0.01 * rng.standard_normal(n),
+    }[noise]
+    results = run_engine(whisper, pcm16(signal), lang, interim_results=True)
+    assert [r.text for r in results] == []
+
+
+@pytest.mark.parametrize("wav, expected", [("en/jfk.wav", "en"), ("ko/kspon_001.wav", "ko")])
+def test_auto_language_detects_the_language_of_each_final(whisper, wav, expected):
+    finals = [r for r in run_engine(whisper, read_wav(DATA / wav), "auto") if r.is_final]
+    assert finals and all(r.language == expected for r in finals), [(r.language, r.text) for r in finals]
+
+
+def test_finalize_cuts_a_phrase_where_asked(whisper):
+    pcm = read_wav(DATA / "en/jfk.wav")
+    # Finalize 8.0 s in, in the middle of "ask what you can do for your country".
+    finals = [r for r in run_engine(whisper, pcm, "en-US", finalize_at=80) if r.is_final]
+    assert any(r.end_ms <= 8000 and r.end_ms >= 7900 for r in finals), [(r.end_ms, r.text) for r in finals]
+    joined = normalise_en(" ".join(r.text for r in finals))
+    assert jiwer.wer(normalise_en((DATA / "en/jfk.txt").read_text()), joined) <= 0.2
+
+
+def test_guards_cut_loops_and_stock_phrases_only():
+    assert cut_repetitions("the end the end the end the end the end") == "the end"
+    assert cut_repetitions("감사합니다 감사합니다 감사합니다 감사합니다") == "감사합니다"
+    assert cut_repetitions("ask not what your country can do for you") == "ask not what your country can do for you"
+    assert is_silence_hallucination("Thanks for watching!", "en")
+    assert is_silence_hallucination("시청해주셔서 감사합니다.", "ko")
+    assert not is_silence_hallucination("Thanks for the report on the budget.", "en")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_resume_mid_phrase_with_whisper_loses_and_repeats_nothing(connect, make_user, whisper, settings):
+    settings.STT_RESUME_SECONDS = 10
+    user = await sync_to_async(make_user)()
+    pcm = read_wav(DATA / "en/jfk.wav")
+    chunks = list(frames(pcm))
+    first = await connect(user=user)
+    await first.connect()
+    await first.send_json_to({"type": "start", "lang": "en-US"})
+    started = await first.receive_json_from(timeout=10)
+    seen = [started]
+    for frame in chunks[:55]:  # 5.5 s: in the middle of "ask not what your country..."
+        await first.send_to(bytes_data=frame)
+    await asyncio.sleep(1.0)
+    while not await first.receive_nothing(timeout=0.5):
+        seen.append(await first.receive_json_from())
+    await first.disconnect()  # dropped mid-phrase
+
+    second = await connect(user=user)
+    await second.connect()
+    await second.send_json_to({"type": "resume", "session": started["session"], "last_seq": seen[-1]["seq"]})
+    assert (await second.receive_json_from(timeout=10))["event"] == "resumed"
+    for frame in chunks[55:]:
+        await second.send_to(bytes_data=frame)
+    await second.send_json_to({"type": "end"})
+    seen += await receive_until(second, lambda e: e.get("event") == "ended", timeout=60)
+    await second.disconnect()
+
+    numbered = [e["seq"] for e in seen if "seq" in e]
+    assert numbered == sorted(set(numbered))
+    finals = [e for e in seen if e["type"] == "final"]
+    wer = jiwer.wer(normalise_en((DATA / "en/jfk.txt").read_text()), normalise_en(" ".join(f["text"] for f in finals)))
+    assert wer <= 0.10, [f["text"] for f in finals]

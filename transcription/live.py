@@ -1,0 +1,242 @@
+"""LiveSession: one recognition session, which can outlive the socket that started it.
+
+It numbers every session event (`seq`), stores each final before it is sent, and keeps running
+for STT_RESUME_SECONDS after its socket drops, so a client that reconnects and sends `resume`
+gets the finals it missed (from the database) and carries on with the same recognition state.
+Sessions live in this process's registry: a resume must reach the same process (sticky routing).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import DatabaseError
+
+from . import protocol, selectors, services
+from .engines import EngineError, Recognizer, Result, StreamConfig
+from .engines.base import BYTES_PER_SECOND
+from .models import TranscriptionSession
+from .streaming import StreamingSession
+
+logger = logging.getLogger(__name__)
+
+STORE_ATTEMPTS = 2
+MONITOR_INTERVAL = 0.5  # seconds between idle and lag checks
+LAG_REPORT_SECONDS = 2.0  # report lag beyond this much unrecognised audio
+LAG_CLEAR_SECONDS = 0.5
+LAG_REPEAT_SECONDS = 2.0  # while lagging, an update at most this often
+
+
+class Sink(Protocol):
+    """Where a session's events go: the connection currently attached to it."""
+
+    async def send_event(self, event: dict) -> None: ...
+
+    async def replaced(self) -> None: ...
+
+
+class LiveSession:
+    _registry: dict[str, LiveSession] = {}
+
+    def __init__(self, *, record: TranscriptionSession, engine: Recognizer, config: StreamConfig) -> None:
+        self.id = str(record.pk)
+        self.owner_id = record.owner_id
+        self.language = config.language
+        self.engine_name = engine.name
+        self.seq = 0
+        self.next_index = 0  # index of the phrase in progress = next segment's index
+        self.revision = 0
+        self.current_interim: dict | None = None
+        self.audio_bytes = 0
+        self.sink: Sink | None = None
+        self.closing = False
+        self.lagging = False
+        self._lag_reported_at = 0.0
+        self._loop = asyncio.get_running_loop()
+        self.last_activity = self._loop.time()
+        self._lock = asyncio.Lock()  # one event at a time, in seq order, also against a resume
+        self._ended = asyncio.Event()
+        self._expiry: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.stream = StreamingSession(
+            engine=engine,
+            config=config,
+            on_result=self._on_result,
+            on_error=self._on_error,
+            max_backlog_seconds=settings.STT_MAX_BACKLOG_SECONDS,
+            name=f"stt-{self.id}",
+        )
+
+    # ---- registry ----
+
+    @classmethod
+    def get(cls, session_id: str) -> LiveSession | None:
+        return cls._registry.get(session_id)
+
+    @classmethod
+    def active_count(cls) -> int:
+        return len(cls._registry)
+
+    # ---- lifecycle ----
+
+    async def start(self, sink: Sink) -> None:
+        self.sink = sink
+        self._registry[self.id] = self
+        async with self._lock:
+            await self._send(protocol.event_started(session_id=self.id, language=self.language, engine=self.engine_name))
+        self.stream.start()
+        self._spawn(self._monitor())
+
+    def detach(self, sink: Sink) -> None:
+        """The socket dropped: keep recognising and storing; end if nobody resumes in time."""
+        if self.sink is not sink or self.closing:
+            return
+        self.sink = None
+        self._expiry = self._loop.call_later(
+            settings.STT_RESUME_SECONDS, lambda: self._spawn(self.end(reason="disconnect", timeout=settings.STT_CLOSE_TIMEOUT))
+        )
+
+    async def attach(self, sink: Sink, *, last_seq: int) -> None:
+        """A client resumes: replay what it missed after `last_seq`, then send it new events."""
+        async with self._lock:
+            if self._expiry is not None:
+                self._expiry.cancel()
+                self._expiry = None
+            previous, self.sink = self.sink, None
+            if previous is not None and previous is not sink:
+                await previous.replaced()
+            await sink.send_event(protocol.event_resumed(session_id=self.id, last_seq=last_seq))
+            for segment in await database_sync_to_async(selectors.segments_after_seq)(session_id=self.id, last_seq=last_seq):
+                await sink.send_event(protocol.event_final_from_segment(segment))
+            if self.current_interim is not None and self.current_interim["seq"] > last_seq:
+                await sink.send_event(self.current_interim)
+            self.sink = sink
+        self.touch()
+
+    async def end(self, *, reason: str, timeout: float | None = None, notify: bool = True) -> None:
+        """Finish the audio received, store the last phrase, mark the session over, say `ended`."""
+        if self.closing:
+            await self._ended.wait()
+            return
+        self.closing = True
+        if self._expiry is not None:
+            self._expiry.cancel()
+        finished = await self.stream.finish(settings.STT_END_TIMEOUT if timeout is None else timeout)
+        if not finished:
+            logger.warning("session %s ended before its engine finished (%s)", self.id, reason)
+        if self.stream.failed:
+            status = TranscriptionSession.Status.FAILED
+        elif reason == "disconnect":
+            status = TranscriptionSession.Status.INTERRUPTED
+        else:
+            status = TranscriptionSession.Status.ENDED
+        await database_sync_to_async(services.session_finish)(
+            session_id=self.id, status=status, audio_ms=self.audio_bytes * 1000 // BYTES_PER_SECOND
+        )
+        if notify:
+            async with self._lock:
+                await self._send(protocol.event_ended(session_id=self.id, reason=reason))
+        self._registry.pop(self.id, None)
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+        self._ended.set()
+
+    # ---- client input ----
+
+    def touch(self) -> None:
+        self.last_activity = self._loop.time()
+
+    def feed(self, data: bytes) -> bool:
+        self.touch()
+        if not self.stream.feed(data):
+            return False
+        self.audio_bytes += len(data)
+        return True
+
+    def finalize(self) -> None:
+        self.touch()
+        self.stream.finalize()
+
+    # ---- results (on the loop, in order) ----
+
+    async def _on_result(self, result: Result) -> None:
+        async with self._lock:
+            if not result.is_final:
+                if self.current_interim is not None and self.current_interim["text"] == result.text:
+                    return  # unchanged: not repeated
+                self.revision += 1
+                event = protocol.event_interim(result, phrase=self.next_index, revision=self.revision)
+                self.current_interim = await self._send(event)
+                return
+            self.current_interim = None
+            self.revision = 0
+            self.seq += 1
+            segment = await self._store(result, seq=self.seq)
+            if segment is None:
+                await self._send(protocol.event_error(protocol.STORAGE, "a final transcript could not be saved"), seq=self.seq)
+                return
+            self.next_index += 1
+            await self._send(protocol.event_final_from_segment(segment), seq=self.seq)
+
+    async def _store(self, result: Result, *, seq: int):
+        """A final is shown only once its row is committed; a failed write is retried, then reported."""
+        for attempt in range(1, STORE_ATTEMPTS + 1):
+            try:
+                return await database_sync_to_async(services.segment_create)(
+                    session_id=self.id, index=self.next_index, seq=seq, result=result
+                )
+            except DatabaseError:
+                logger.exception("storing final of session %s failed (attempt %d)", self.id, attempt)
+                await asyncio.sleep(0.2 * attempt)
+        return None
+
+    async def _on_error(self, exc: Exception) -> None:
+        message = str(exc) if isinstance(exc, EngineError) else "recognition failed"
+        async with self._lock:
+            await self._send(protocol.event_error(protocol.ENGINE_ERROR, message))
+        self._spawn(self.end(reason="error", timeout=5.0))  # from outside the pump calling us
+
+    async def _send(self, event: dict, *, seq: int | None = None) -> dict:
+        """Number the event and send it to the attached client, if any (caller holds the lock)."""
+        if seq is None:
+            self.seq += 1
+            seq = self.seq
+        event["seq"] = seq
+        if self.sink is not None:
+            try:
+                await self.sink.send_event(event)
+            except Exception:  # the socket is going away; resume replays what matters
+                logger.info("session %s: event %d not delivered", self.id, seq)
+        return event
+
+    # ---- idle and lag ----
+
+    async def _monitor(self) -> None:
+        while not self.closing:
+            await asyncio.sleep(MONITOR_INTERVAL)
+            if self.closing:
+                return
+            if self._loop.time() - self.last_activity > settings.STT_IDLE_SECONDS:
+                self._spawn(self.end(reason="idle"))
+                return
+            backlog = self.stream.audio.backlog_seconds
+            now = self._loop.time()
+            if backlog > LAG_REPORT_SECONDS or (self.lagging and backlog > LAG_CLEAR_SECONDS):
+                if not self.lagging or now - self._lag_reported_at >= LAG_REPEAT_SECONDS:
+                    self.lagging, self._lag_reported_at = True, now
+                    async with self._lock:
+                        await self._send(protocol.event_lag(backlog))
+            elif self.lagging:
+                self.lagging = False
+                async with self._lock:
+                    await self._send(protocol.event_lag(0.0))
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
