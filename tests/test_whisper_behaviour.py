@@ -109,7 +109,7 @@ async def test_resume_mid_phrase_with_whisper_loses_and_repeats_nothing(connect,
     await second.disconnect()
 
     numbered = [e["seq"] for e in seen if "seq" in e]
-    assert numbered == sorted(set(numbered))
+    assert numbered == list(range(1, len(numbered) + 1))  # contiguous across the drop
     finals = [e for e in seen if e["type"] == "final"]
     wer = jiwer.wer(normalise_en((DATA / "en/jfk.txt").read_text()), normalise_en(" ".join(f["text"] for f in finals)))
     assert wer <= 0.10, [f["text"] for f in finals]

@@ -8,6 +8,7 @@ Sessions live in this process's registry: a resume must reach the same process (
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from typing import Protocol
 
@@ -28,6 +29,7 @@ MONITOR_INTERVAL = 0.5  # seconds between idle and lag checks
 LAG_REPORT_SECONDS = 2.0  # report lag beyond this much unrecognised audio
 LAG_CLEAR_SECONDS = 0.5
 LAG_REPEAT_SECONDS = 2.0  # while lagging, an update at most this often
+REPLAY_EVENTS = 2000  # recent events kept for an exact replay on resume
 
 
 class Sink(Protocol):
@@ -61,6 +63,7 @@ class LiveSession:
         self._ended = asyncio.Event()
         self._expiry: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._recent: collections.deque[dict] = collections.deque(maxlen=REPLAY_EVENTS)
         self.stream = StreamingSession(
             engine=engine,
             config=config,
@@ -100,7 +103,11 @@ class LiveSession:
         )
 
     async def attach(self, sink: Sink, *, last_seq: int) -> None:
-        """A client resumes: replay what it missed after `last_seq`, then send it new events."""
+        """A client resumes: replay what it missed after `last_seq`, then send it new events.
+
+        Normally every missed event is still in memory and the client sees `seq` without a gap. If
+        it missed more than REPLAY_EVENTS, it gets the finals from the database and the interim.
+        """
         async with self._lock:
             if self._expiry is not None:
                 self._expiry.cancel()
@@ -109,10 +116,15 @@ class LiveSession:
             if previous is not None and previous is not sink:
                 await previous.replaced()
             await sink.send_event(protocol.event_resumed(session_id=self.id, last_seq=last_seq))
-            for segment in await database_sync_to_async(selectors.segments_after_seq)(session_id=self.id, last_seq=last_seq):
-                await sink.send_event(protocol.event_final_from_segment(segment))
-            if self.current_interim is not None and self.current_interim["seq"] > last_seq:
-                await sink.send_event(self.current_interim)
+            if self._recent and self._recent[0]["seq"] <= last_seq + 1:
+                missed = [event for event in self._recent if event["seq"] > last_seq]
+            else:
+                stored = await database_sync_to_async(selectors.segments_after_seq)(session_id=self.id, last_seq=last_seq)
+                missed = [protocol.event_final_from_segment(segment) for segment in stored]
+                if self.current_interim is not None and self.current_interim["seq"] > last_seq:
+                    missed.append(self.current_interim)
+            for event in missed:
+                await sink.send_event(event)
             self.sink = sink
         self.touch()
 
@@ -206,6 +218,7 @@ class LiveSession:
             self.seq += 1
             seq = self.seq
         event["seq"] = seq
+        self._recent.append(event)
         if self.sink is not None:
             try:
                 await self.sink.send_event(event)
