@@ -126,6 +126,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = True  # serve from app/static dirs without collectstatic in `make run`
 
+MEDIA_URL = "media/"  # not served publicly: audio goes through login-checked views
+MEDIA_ROOT = Path(os.environ.get("STT_MEDIA_ROOT") or DATA_DIR / "media")
+
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
@@ -175,3 +178,5 @@ STT_END_TIMEOUT = env_float("STT_END_TIMEOUT", 60.0)
 STT_RESUME_SECONDS = env_float("STT_RESUME_SECONDS", 30.0)
 # A session with neither audio nor keepalive for this long is ended (reason "idle").
 STT_IDLE_SECONDS = env_float("STT_IDLE_SECONDS", 60.0)
+# Keep each session's audio (one WAV per session, written as it arrives) for playback.
+STT_KEEP_AUDIO = env_bool("STT_KEEP_AUDIO", True)

@@ -46,9 +46,11 @@ def normalise_ko(text: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def no_resume_window(settings):
-    """A dropped socket ends its session at once, unless a test asks for a resume window."""
+def test_settings(settings, tmp_path):
+    """A dropped socket ends its session at once, unless a test asks for a resume window;
+    kept audio goes to a temporary folder."""
     settings.STT_RESUME_SECONDS = 0
+    settings.MEDIA_ROOT = tmp_path / "media"
 
 
 @pytest.fixture

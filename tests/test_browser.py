@@ -4,6 +4,7 @@ Chromium's fake capture device plays a WAV file as the microphone; the page's Au
 resamples it to 16 kHz and streams it to a real daphne serving the real application.
 """
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 from .conftest import DATA, normalise_en
 
 ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts"  # screenshots to look at; not in git
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PASSWORD = "browser-pass-123"
 
@@ -32,30 +34,57 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class ServerProcess:
+    """daphne on loopback with its own SQLite file and a user 'browser'; can be killed and restarted."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}", STT_ENGINE="whisper",
+                        STT_DATA_DIR=str(tmp), STT_MEDIA_ROOT=str(tmp / "media"), STT_RESUME_SECONDS="30",
+                        STT_MODEL_CACHE=os.environ.get("STT_MODEL_CACHE", str(tmp / "models")))
+        self.env.pop("DJANGO_SETTINGS_MODULE", None)
+        manage = [sys.executable, "manage.py"]
+        subprocess.run(manage + ["migrate", "-v0"], cwd=ROOT, env=self.env, check=True)
+        subprocess.run(manage + ["shell", "-c", "from django.contrib.auth.models import User; "
+                                 f"User.objects.create_user('browser', password='{PASSWORD}')"],
+                       cwd=ROOT, env=self.env, check=True)
+        self.proc = None
+
+    def start(self) -> None:
+        log = open(self.tmp / "server.log", "a")
+        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p",
+                                      str(self.port), "sttproject.asgi:application"],
+                                     cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("daphne did not start")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(15)
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """daphne on loopback with its own SQLite file and a user 'browser'."""
-    tmp = tmp_path_factory.mktemp("server")
-    env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}", STT_ENGINE="whisper",
-               STT_DATA_DIR=str(tmp), STT_MODEL_CACHE=os.environ.get("STT_MODEL_CACHE", str(tmp / "models")))
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    manage = [sys.executable, "manage.py"]
-    subprocess.run(manage + ["migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    subprocess.run(manage + ["shell", "-c", f"from django.contrib.auth.models import User; "
-                             f"User.objects.create_user('browser', password='{PASSWORD}')"], cwd=ROOT, env=env, check=True)
-    port = free_port()
-    log = open(tmp / "server.log", "w")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port),
-                             "sttproject.asgi:application"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(15)
+def daphne(tmp_path_factory):
+    server = ServerProcess(tmp_path_factory.mktemp("server"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server(daphne):
+    return daphne.url
 
 
 @pytest.fixture
@@ -92,7 +121,7 @@ def log_in(page, server):
     page.wait_for_selector("#start")
 
 
-def test_speaking_into_the_page_shows_interims_then_stored_finals(server, browser_with_mic, tmp_path):
+def test_speaking_into_the_page_shows_interims_then_stored_finals(server, browser_with_mic):
     page = browser_with_mic(DATA / "en/jfk.wav")
     log_in(page, server)
     page.select_option("#lang", "en-US")
@@ -104,10 +133,12 @@ def test_speaking_into_the_page_shows_interims_then_stored_finals(server, browse
     page.click("#start")
     page.wait_for_function("document.getElementById('state').textContent === 'listening'", timeout=30_000)
     page.wait_for_function("document.querySelectorAll('#finals li').length >= 2", timeout=60_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "recorder-live.png"))
     time.sleep(13 - 2)  # the recording is 11 s long; let it play out
     page.click("#stop")
     page.wait_for_function("document.getElementById('state').textContent === 'ended'", timeout=60_000)
-    page.screenshot(path=str(tmp_path / "recorder.png"))
+    page.screenshot(path=str(ARTIFACTS / "recorder-ended.png"))
 
     finals = page.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
     hypothesis = " ".join(finals)
@@ -120,6 +151,22 @@ def test_speaking_into_the_page_shows_interims_then_stored_finals(server, browse
     page.wait_for_selector(".segments")
     stored = page.eval_on_selector_all(".segments li .text", "els => els.map(e => e.textContent)")
     assert stored == finals
+    # Clicking the second phrase plays the kept audio from its start.
+    second = page.locator("#segments li").nth(1)
+    start_s = int(second.get_attribute("data-start")) / 1000
+    second.click()
+    page.wait_for_function("!document.getElementById('player').paused", timeout=10_000)
+    page.wait_for_function(f"document.getElementById('player').currentTime > {start_s}", timeout=10_000)
+    page.screenshot(path=str(ARTIFACTS / "session-detail.png"))
+    with page.expect_download() as download:
+        page.click("a[href$='export.srt']")
+    srt = Path(download.value.path()).read_text(encoding="utf-8")
+    cues = re.findall(r"^(\d+)\n(\d\d):(\d\d):(\d\d),(\d{3}) --> (\d\d):(\d\d):(\d\d),(\d{3})\n(.+)$", srt, re.M)
+    assert [c[-1] for c in cues] == finals
+    times = [(int(c[1]) * 3600 + int(c[2]) * 60 + int(c[3]) + int(c[4]) / 1000,
+              int(c[5]) * 3600 + int(c[6]) * 60 + int(c[7]) + int(c[8]) / 1000) for c in cues]
+    assert all(a < b for a, b in times) and all(times[i][1] <= times[i + 1][0] for i in range(len(times) - 1))
+    assert times[-1][1] <= 11.1
     page.goto(server + "/sessions/")
     assert finals[0][:20] in page.content()
 
@@ -144,6 +191,26 @@ def test_a_dropped_connection_resumes_the_same_session_without_losing_speech(ser
     assert wer <= 0.15, (wer, finals)
     page.goto(f"{server}/sessions/{session}/")
     assert page.eval_on_selector_all(".segments li .text", "els => els.map(e => e.textContent)") == finals
+
+
+def test_server_killed_and_restarted_mid_session_the_page_carries_on(daphne, browser_with_mic):
+    page = browser_with_mic(DATA / "en/jfk.wav")
+    log_in(page, daphne.url)
+    page.select_option("#lang", "en-US")
+    page.click("#start")
+    page.wait_for_function("document.querySelectorAll('#finals li').length >= 1", timeout=60_000)
+    first_session = page.evaluate("window.sttRecorder.session")
+    shown = page.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
+    daphne.kill()  # the server dies; its in-memory session with it
+    page.wait_for_function("document.getElementById('state').textContent === 'reconnecting'", timeout=10_000)
+    daphne.start()
+    page.wait_for_function("document.getElementById('state').textContent === 'listening'", timeout=30_000)
+    assert page.evaluate("window.sttRecorder.session") != first_session  # resume refused: a new session
+    assert "new session" in page.eval_on_selector("#notice", "e => e.textContent")
+    kept = page.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
+    assert kept[: len(shown)] == shown  # what was shown stays
+    page.click("#stop")
+    page.wait_for_function("document.getElementById('state').textContent === 'ended'", timeout=60_000)
 
 
 @pytest.mark.parametrize("microphone, expected", [

@@ -1,5 +1,14 @@
+import json
+
 from django.contrib import admin
 from django.db.models import Count
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from .exports import EXPORT_FORMATS, export_session
+from .media import audio_response
 
 from .models import Segment, TranscriptionSession, Translation
 
@@ -20,9 +29,53 @@ class TranscriptionSessionAdmin(admin.ModelAdmin):
     search_fields = ("segments__text", "title", "owner__username")
     list_select_related = ("owner",)
     date_hierarchy = "started_at"
-    readonly_fields = ("id", "owner", "language", "engine", "status", "started_at", "ended_at", "audio_ms")
-    fields = ("id", "title", "owner", "language", "engine", "status", "started_at", "ended_at", "audio_ms")
+    readonly_fields = ("id", "owner", "language", "engine", "status", "started_at", "ended_at", "audio_ms",
+                       "audio_player", "exports")
+    fields = ("id", "title", "owner", "language", "engine", "status", "started_at", "ended_at", "audio_ms",
+              "audio_player", "exports")
     inlines = [SegmentInline]
+    actions = ["export_json"]
+
+    # Staff-only views (admin_view checks is_staff): any session's audio and exports.
+    def get_urls(self):
+        extra = [
+            path("<uuid:session_id>/audio.wav", self.admin_site.admin_view(self.audio_view), name="transcription_session_audio"),
+            path("<uuid:session_id>/export.<str:fmt>", self.admin_site.admin_view(self.export_view),
+                 name="transcription_session_export"),
+        ]
+        return extra + super().get_urls()
+
+    def audio_view(self, request, session_id):
+        return audio_response(request, get_object_or_404(TranscriptionSession, pk=session_id))
+
+    def export_view(self, request, session_id, fmt):
+        if fmt not in EXPORT_FORMATS:
+            raise Http404("Unknown export format")
+        body, content_type, filename = export_session(get_object_or_404(TranscriptionSession, pk=session_id), fmt)
+        response = HttpResponse(body, content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+    @admin.display(description="Audio")
+    def audio_player(self, obj):
+        if not obj.audio:
+            return "not kept"
+        url = reverse("admin:transcription_session_audio", args=[obj.pk])
+        return format_html('<audio controls preload="none" src="{}"></audio>', url)
+
+    @admin.display(description="Export")
+    def exports(self, obj):
+        return format_html_join(
+            " · ", '<a href="{}">{}</a>',
+            ((reverse("admin:transcription_session_export", args=[obj.pk, fmt]), fmt.upper()) for fmt in EXPORT_FORMATS),
+        )
+
+    @admin.action(description="Export selected sessions as JSON")
+    def export_json(self, request, queryset):
+        sessions = [json.loads(export_session(session, "json")[0]) for session in queryset]
+        response = HttpResponse(json.dumps(sessions, ensure_ascii=False, indent=2), content_type="application/json")
+        response["Content-Disposition"] = 'attachment; filename="sessions.json"'
+        return response
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_segments=Count("segments", distinct=True))

@@ -20,6 +20,7 @@ from . import protocol, selectors, services
 from .engines import EngineError, Recognizer, Result, StreamConfig
 from .engines.base import BYTES_PER_SECOND
 from .models import TranscriptionSession
+from .recording import recorder_for
 from .streaming import StreamingSession
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class LiveSession:
             on_error=self._on_error,
             max_backlog_seconds=settings.STT_MAX_BACKLOG_SECONDS,
             name=f"stt-{self.id}",
+            recorder=recorder_for(record.pk),
         )
 
     # ---- registry ----
@@ -146,7 +148,10 @@ class LiveSession:
         else:
             status = TranscriptionSession.Status.ENDED
         await database_sync_to_async(services.session_finish)(
-            session_id=self.id, status=status, audio_ms=self.audio_bytes * 1000 // BYTES_PER_SECOND
+            session_id=self.id,
+            status=status,
+            audio_ms=self.audio_bytes * 1000 // BYTES_PER_SECOND,
+            audio_kept=self.stream.recorder is not None,
         )
         if notify:
             async with self._lock:

@@ -20,6 +20,7 @@ class TranscriptionSession(models.Model):
     started_at = models.DateTimeField(auto_now_add=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     audio_ms = models.PositiveBigIntegerField(default=0, help_text="Audio received, in milliseconds")
+    audio = models.FileField(upload_to="audio/", blank=True, help_text="The session's audio (STT_KEEP_AUDIO)")
 
     class Meta:
         ordering = ["-started_at"]

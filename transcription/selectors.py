@@ -1,16 +1,20 @@
 """Reads. Every query is scoped to its owner: one user never sees another's data."""
 from __future__ import annotations
 
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from .models import Segment, TranscriptionSession
 
 
-def session_list_for_user(*, user) -> QuerySet[TranscriptionSession]:
+def session_list_for_user(*, user, search: str = "") -> QuerySet[TranscriptionSession]:
     first = Segment.objects.filter(index=0)
+    sessions = TranscriptionSession.objects.filter(owner=user)
+    if search:  # sessions whose title or transcript contains the words, owner's only
+        matching = Segment.objects.filter(session__owner=user, text__icontains=search).values("session_id")
+        sessions = sessions.filter(Q(pk__in=matching) | Q(title__icontains=search))
     return (
-        TranscriptionSession.objects.filter(owner=user)
+        sessions
         .annotate(segment_count=Count("segments"))
         .prefetch_related(Prefetch("segments", queryset=first, to_attr="first_segments"))
         .order_by("-started_at")

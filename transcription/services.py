@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from .engines import Result
 from .models import Segment, TranscriptionSession
+from .recording import audio_name
 
 
 @transaction.atomic
@@ -32,15 +33,19 @@ def segment_create(*, session_id, index: int, seq: int, result: Result) -> Segme
 
 
 @transaction.atomic
-def session_finish(*, session_id, status: str, audio_ms: int) -> None:
+def session_finish(*, session_id, status: str, audio_ms: int, audio_kept: bool = False) -> None:
     TranscriptionSession.objects.filter(pk=session_id).update(
-        status=status, ended_at=timezone.now(), audio_ms=audio_ms
+        status=status, ended_at=timezone.now(), audio_ms=audio_ms, audio=audio_name(session_id) if audio_kept else ""
     )
 
 
 @transaction.atomic
 def session_delete(*, session: TranscriptionSession) -> None:
+    """Delete the session, its transcript and, once that is committed, its audio file."""
+    audio = session.audio
     session.delete()
+    if audio:
+        transaction.on_commit(lambda: audio.storage.delete(audio.name))
 
 
 @transaction.atomic

@@ -13,6 +13,7 @@ from typing import Awaitable, Callable, Iterator
 
 from .engines import FINALIZE, Control, EngineError, Recognizer, Result, StreamConfig
 from .engines.base import BYTES_PER_SECOND
+from .recording import WavRecorder, tee_to_recorder
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class StreamingSession:
         on_error: ErrorHandler,
         max_backlog_seconds: float,
         name: str = "stt-session",
+        recorder: WavRecorder | None = None,
     ) -> None:
         self.engine = engine
         self.config = config
@@ -111,6 +113,7 @@ class StreamingSession:
         self._thread = threading.Thread(target=self._recognize, name=name, daemon=True)
         self._pump_task: asyncio.Task | None = None
         self.failed = False
+        self.recorder = recorder
 
     def start(self) -> None:
         self._pump_task = self._loop.create_task(self._pump())
@@ -131,7 +134,7 @@ class StreamingSession:
 
     def _recognize(self) -> None:
         try:
-            for result in self.engine.stream(iter(self.audio), self.config):
+            for result in self.engine.stream(tee_to_recorder(iter(self.audio), self.recorder), self.config):
                 self._emit("result", result)
         except EngineError as exc:
             self._emit("error", exc)

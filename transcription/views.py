@@ -4,11 +4,13 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from . import selectors, services
+from .exports import EXPORT_FORMATS, export_session
+from .media import audio_response
 
 
 def site_context(request):
@@ -39,16 +41,46 @@ def recorder(request):
 
 @login_required
 def session_list(request):
-    sessions = selectors.session_list_for_user(user=request.user)
+    query = request.GET.get("q", "").strip()[:200]
+    sessions = selectors.session_list_for_user(user=request.user, search=query)
     page = Paginator(sessions, 25).get_page(request.GET.get("page"))
-    return render(request, "transcription/session_list.html", {"page": page})
+    return render(request, "transcription/session_list.html", {"page": page, "q": query})
 
 
 @login_required
 def session_detail(request, session_id):
     session = selectors.session_get_for_user(user=request.user, session_id=session_id)
     segments = selectors.segments_for_session(session=session)
-    return render(request, "transcription/session_detail.html", {"session": session, "segments": segments})
+    return render(
+        request,
+        "transcription/session_detail.html",
+        {"session": session, "segments": segments, "formats": list(EXPORT_FORMATS)},
+    )
+
+
+@login_required
+def session_audio(request, session_id):
+    return audio_response(request, selectors.session_get_for_user(user=request.user, session_id=session_id))
+
+
+@login_required
+def session_export(request, session_id, fmt):
+    if fmt not in EXPORT_FORMATS:
+        raise Http404("Unknown export format")
+    session = selectors.session_get_for_user(user=request.user, session_id=session_id)
+    body, content_type, filename = export_session(session, fmt)
+    response = HttpResponse(body, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@login_required
+@require_POST
+def session_rename(request, session_id):
+    session = selectors.session_get_for_user(user=request.user, session_id=session_id)
+    services.session_rename(session=session, title=request.POST.get("title", ""))
+    messages.success(request, "Session renamed.")
+    return redirect("transcription:session_detail", session_id=session.pk)
 
 
 @login_required

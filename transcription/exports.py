@@ -1,0 +1,90 @@
+"""Transcript exports: TXT, SRT, WebVTT and JSON, with translations as a second line or field."""
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+from .models import Segment, TranscriptionSession
+
+EXPORT_FORMATS = {
+    "txt": "text/plain; charset=utf-8",
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+    "json": "application/json; charset=utf-8",
+}
+
+
+def clock(ms: int, separator: str) -> str:
+    """3723004 -> '01:02:03,004' (SRT) or '01:02:03.004' (WebVTT)."""
+    hours, rest = divmod(int(ms), 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}{separator}{millis:03d}"
+
+
+def _lines(segment: Segment) -> list[str]:
+    return [segment.text] + [t.text for t in segment.translations.all()]
+
+
+def export_txt(session: TranscriptionSession, segments: list[Segment]) -> str:
+    out = []
+    for s in segments:
+        out.append(f"[{clock(s.start_ms, '.')[:-4]}] {s.text}")
+        out += [f"    ({t.language}) {t.text}" for t in s.translations.all()]
+    return "\n".join(out) + "\n"
+
+
+def export_srt(session: TranscriptionSession, segments: list[Segment]) -> str:
+    cues = [
+        f"{n}\n{clock(s.start_ms, ',')} --> {clock(max(s.end_ms, s.start_ms + 1), ',')}\n" + "\n".join(_lines(s))
+        for n, s in enumerate(segments, start=1)
+    ]
+    return "\n\n".join(cues) + "\n"
+
+
+def export_vtt(session: TranscriptionSession, segments: list[Segment]) -> str:
+    cues = [
+        f"{clock(s.start_ms, '.')} --> {clock(max(s.end_ms, s.start_ms + 1), '.')}\n" + "\n".join(_lines(s))
+        for s in segments
+    ]
+    return "WEBVTT\n\n" + "\n\n".join(cues) + "\n"
+
+
+def export_json(session: TranscriptionSession, segments: list[Segment]) -> str:
+    data = {
+        "session": str(session.pk),
+        "title": session.title,
+        "language": session.language,
+        "engine": session.engine,
+        "started_at": session.started_at.isoformat(),
+        "ended_at": session.ended_at.isoformat() if session.ended_at else None,
+        "segments": [
+            {
+                "index": s.index,
+                "start_ms": s.start_ms,
+                "end_ms": s.end_ms,
+                "text": s.text,
+                "language": s.language,
+                "confidence": s.confidence,
+                "words": s.words,
+                "translations": {t.language: t.text for t in s.translations.all()},
+            }
+            for s in segments
+        ],
+    }
+    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+
+
+EXPORTERS: dict[str, Callable[[TranscriptionSession, list[Segment]], str]] = {
+    "txt": export_txt,
+    "srt": export_srt,
+    "vtt": export_vtt,
+    "json": export_json,
+}
+
+
+def export_session(session: TranscriptionSession, fmt: str) -> tuple[str, str, str]:
+    """(body, content type, file name) of the session in `fmt`."""
+    segments = list(session.segments.prefetch_related("translations").order_by("index"))
+    stem = f"session-{session.started_at:%Y%m%d-%H%M}-{str(session.pk)[:8]}"
+    return EXPORTERS[fmt](session, segments), EXPORT_FORMATS[fmt], f"{stem}.{fmt}"

@@ -1,0 +1,36 @@
+"""Serving a session's audio with HTTP Range support, so the player can seek to a phrase."""
+from __future__ import annotations
+
+import re
+
+from django.http import FileResponse, Http404, HttpResponse
+
+from .models import TranscriptionSession
+
+RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+
+
+def audio_response(request, session: TranscriptionSession) -> HttpResponse:
+    if not session.audio or not session.audio.storage.exists(session.audio.name):
+        raise Http404("No audio was kept for this session")
+    size = session.audio.size
+    match = RANGE.match(request.headers.get("Range", ""))
+    if match and (match.group(1) or match.group(2)):
+        first, last = match.group(1), match.group(2)
+        if first:
+            start, end = int(first), min(int(last) if last else size - 1, size - 1)
+        else:  # "bytes=-N": the last N bytes
+            start, end = max(0, size - int(last)), size - 1
+        if start > end or start >= size:
+            response = HttpResponse(status=416)
+            response["Content-Range"] = f"bytes */{size}"
+            return response
+        with session.audio.open("rb") as f:
+            f.seek(start)
+            body = f.read(end - start + 1)
+        response = HttpResponse(body, status=206, content_type="audio/wav")
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+    else:
+        response = FileResponse(session.audio.open("rb"), content_type="audio/wav")
+    response["Accept-Ranges"] = "bytes"
+    return response

@@ -1,0 +1,58 @@
+"""Session audio retention (STT_KEEP_AUDIO): one WAV per session, written as the audio arrives."""
+from __future__ import annotations
+
+import logging
+import wave
+from pathlib import Path
+from typing import Iterator
+
+from django.conf import settings
+
+from .engines import Control
+
+logger = logging.getLogger(__name__)
+
+
+def audio_name(session_id) -> str:
+    """Storage name, relative to MEDIA_ROOT."""
+    return f"audio/{session_id}.wav"
+
+
+class WavRecorder:
+    """Appends PCM16 16 kHz mono to a WAV file; the header is completed on close."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._wav = wave.open(str(path), "wb")
+        self._wav.setnchannels(1)
+        self._wav.setsampwidth(2)
+        self._wav.setframerate(16000)
+
+    def write(self, pcm: bytes) -> None:
+        self._wav.writeframes(pcm)  # writeframes also rewrites the header sizes: the file stays valid
+
+    def close(self) -> None:
+        self._wav.close()
+
+
+def tee_to_recorder(chunks: Iterator[bytes | Control], recorder: WavRecorder | None) -> Iterator[bytes | Control]:
+    """Pass chunks on to the engine, writing the audio to disk on the way (in the session's thread)."""
+    try:
+        for chunk in chunks:
+            if recorder is not None and isinstance(chunk, bytes):
+                try:
+                    recorder.write(chunk)
+                except OSError:
+                    logger.exception("audio retention failed; recognition goes on without it")
+                    recorder.close()
+                    recorder = None
+            yield chunk
+    finally:
+        if recorder is not None:
+            recorder.close()
+
+
+def recorder_for(session_id) -> WavRecorder | None:
+    if not settings.STT_KEEP_AUDIO:
+        return None
+    return WavRecorder(Path(settings.MEDIA_ROOT) / audio_name(session_id))
