@@ -180,3 +180,12 @@ STT_RESUME_SECONDS = env_float("STT_RESUME_SECONDS", 30.0)
 STT_IDLE_SECONDS = env_float("STT_IDLE_SECONDS", 60.0)
 # Keep each session's audio (one WAV per session, written as it arrives) for playback.
 STT_KEEP_AUDIO = env_bool("STT_KEEP_AUDIO", True)
+# Translation of each final: "whisper" (offline, speech to English), "openai", or a dotted path.
+STT_TRANSLATOR = os.environ.get("STT_TRANSLATOR", "whisper")
+STT_TRANSLATION_CONTEXT = env_int("STT_TRANSLATION_CONTEXT", 3)  # earlier finals given as context
+
+# OpenAI (and OpenAI-compatible servers): on only when configured.
+OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
+OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "")
+OPENAI_TRANSLATE_MODEL = os.environ.get("OPENAI_TRANSLATE_MODEL", "gpt-4o-mini")
+OPENAI_TIMEOUT = env_float("OPENAI_TIMEOUT", 30.0)

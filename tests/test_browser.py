@@ -171,6 +171,24 @@ def test_speaking_into_the_page_shows_interims_then_stored_finals(server, browse
     assert finals[0][:20] in page.content()
 
 
+def test_korean_speech_with_live_english_translation(server, browser_with_mic):
+    page = browser_with_mic(DATA / "ko/kspon_005.wav")
+    log_in(page, server)
+    page.select_option("#lang", "ko-KR")
+    page.select_option("#translate-to", "en")
+    page.click("#start")
+    page.wait_for_function("document.querySelector('#finals li .translation')?.textContent.length > 3", timeout=60_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "recorder-translation.png"))
+    english = page.eval_on_selector("#finals li .translation", "e => e.textContent")
+    assert "famil" in english.lower(), english
+    page.click("#stop")
+    page.wait_for_function("document.getElementById('state').textContent === 'ended'", timeout=60_000)
+    page.reload()  # the choices are remembered
+    assert page.eval_on_selector("#translate-to", "e => e.value") == "en"
+    assert page.eval_on_selector("#lang", "e => e.value") == "ko-KR"
+
+
 def test_a_dropped_connection_resumes_the_same_session_without_losing_speech(server, browser_with_mic):
     page = browser_with_mic(DATA / "en/jfk.wav")
     log_in(page, server)

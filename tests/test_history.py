@@ -146,7 +146,8 @@ def test_every_session_route_is_404_for_another_user(client, recorded, make_user
 
     _, session = recorded
     names = {p.name for p in get_resolver("transcription.urls").url_patterns if "session_id" in str(p.pattern)}
-    assert names == {"session_detail", "session_audio", "session_rename", "session_delete", "session_export"}
+    assert names == {"session_detail", "session_audio", "session_rename", "session_delete", "session_export",
+                     "session_translate"}
     client.force_login(make_user("mallory"))
     for name in names:
         args = [session.pk, "srt"] if name == "session_export" else [session.pk]
@@ -169,3 +170,26 @@ def test_admin_plays_and_exports_any_session_for_staff_only(client, admin_client
     assert json.loads(action.content)[0]["segments"][1]["text"] == "w1 w2"
     client.force_login(user)  # not staff
     assert client.get(audio_url).status_code == 302  # to the admin login
+
+
+def test_translate_a_finished_session_after_the_fact(client, recorded, settings):
+    settings.STT_TRANSLATOR = "scripted"
+    user, session = recorded
+    client.force_login(user)
+    detail = client.get(reverse("transcription:session_detail", args=[session.pk])).content.decode()
+    assert 'name="target"' in detail
+    client.post(reverse("transcription:session_translate", args=[session.pk]), {"target": "ja"})
+    texts = dict(Translation.objects.filter(segment__session=session, language="ja").values_list("segment__index", "text"))
+    assert texts == {0: "ja: W1", 1: "ja: W1 W2"}
+    detail = client.get(reverse("transcription:session_detail", args=[session.pk])).content.decode()
+    assert "side-by-side" in detail and "ja: W1 W2" in detail
+    client.post(reverse("transcription:session_translate", args=[session.pk]), {"target": "xx"})  # unsupported
+    assert not Translation.objects.filter(language="xx").exists()
+
+
+def test_whisper_translation_is_offered_into_english_only(client, make_user, settings):
+    settings.STT_TRANSLATOR = "whisper"
+    client.force_login(make_user("zoe"))
+    page = client.get(reverse("transcription:recorder")).content.decode()
+    select = page[page.index('id="translate-to"'):page.index("</select>", page.index('id="translate-to"'))]
+    assert 'value="en"' in select and 'value="fr"' not in select

@@ -3,7 +3,7 @@ import jiwer
 import pytest
 from asgiref.sync import sync_to_async
 
-from transcription.models import Segment
+from transcription.models import Segment, Translation
 
 from .conftest import DATA, frames, normalise_en, normalise_ko, read_wav, receive_until
 
@@ -66,3 +66,23 @@ async def test_long_korean_conversation_comes_back_as_timed_phrases(connect, mak
     reference = (DATA / "ko/kspon_long.txt").read_text()
     cer = jiwer.cer(normalise_ko(reference), normalise_ko("".join(f["text"] for f in finals)))
     assert cer <= 0.35, (cer, [(f["start_ms"], f["text"]) for f in finals])
+
+
+async def test_korean_session_translated_to_english_offline(connect, make_user, whisper):
+    whisper.STT_TRANSLATOR = "whisper"
+    communicator = await connect(user=await sync_to_async(make_user)())
+    await communicator.connect()
+    await communicator.send_json_to({"type": "start", "lang": "ko-KR", "translate_to": "en"})
+    assert (await communicator.receive_json_from(timeout=10))["translate_to"] == "en"
+    for frame in frames(read_wav(DATA / "ko/kspon_005.wav")):
+        await communicator.send_to(bytes_data=frame)
+    await communicator.send_json_to({"type": "end"})
+    events = await receive_until(communicator, lambda e: e.get("event") == "ended", timeout=120)
+    await communicator.disconnect()
+    finals = [e for e in events if e["type"] == "final"]
+    dones = [e for e in events if e["type"] == "translation" and e["done"]]
+    assert finals and [d["segment"] for d in dones] == [f["segment"] for f in finals]
+    english = " ".join(d["text"] for d in dones)
+    assert "famil" in english.lower(), english
+    stored = [t async for t in Translation.objects.filter(segment__session__segments__in=[f["segment"] for f in finals]).distinct()]
+    assert sorted(t.text for t in stored) == sorted(d["text"] for d in dones)

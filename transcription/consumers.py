@@ -11,6 +11,7 @@ from django.conf import settings
 from . import protocol, services
 from .engines import StreamConfig, get_engine
 from .live import LiveSession
+from .translation import get_translator
 from .models import TranscriptionSession
 from .protocol import ProtocolError
 
@@ -64,10 +65,26 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         engine = get_engine()
         if not engine.supports_language(message.lang):
             raise ProtocolError(protocol.UNSUPPORTED_LANGUAGE, f"engine {engine.name!r} cannot recognise {message.lang!r}")
+        translator = None
+        if message.translate_to:
+            translator = get_translator()
+            if not translator.supports(source=message.lang, target=message.translate_to):
+                raise ProtocolError(
+                    protocol.TRANSLATION_UNSUPPORTED,
+                    f"translator {translator.name!r} cannot translate {message.lang!r} into {message.translate_to!r}",
+                )
         if self.live is not None:  # a second start ends the first cleanly, its finals stored
             await self.live.end(reason="restart")
-        record = await self.db_session_start(language=message.lang, engine=engine.name)
-        self.live = LiveSession(record=record, engine=engine, config=StreamConfig(language=message.lang))
+        record = await self.db_session_start(
+            language=message.lang, engine=engine.name, translate_to=message.translate_to or ""
+        )
+        self.live = LiveSession(
+            record=record,
+            engine=engine,
+            config=StreamConfig(language=message.lang),
+            translator=translator,
+            translate_to=message.translate_to,
+        )
         await self.live.start(self)
 
     async def on_end(self, message: protocol.End) -> None:
@@ -116,5 +133,5 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         await self.close(code=protocol.CLOSE_REPLACED)
 
     @database_sync_to_async
-    def db_session_start(self, *, language: str, engine: str) -> TranscriptionSession:
-        return services.session_start(owner=self.user, language=language, engine=engine)
+    def db_session_start(self, *, language: str, engine: str, translate_to: str) -> TranscriptionSession:
+        return services.session_start(owner=self.user, language=language, engine=engine, translate_to=translate_to)

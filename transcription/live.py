@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from typing import Protocol
+from concurrent.futures import ThreadPoolExecutor
+from typing import AsyncIterator, Callable, Iterator, Protocol
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -22,6 +23,7 @@ from .engines.base import BYTES_PER_SECOND
 from .models import TranscriptionSession
 from .recording import recorder_for
 from .streaming import StreamingSession
+from .translation import Translator
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,15 @@ class Sink(Protocol):
 class LiveSession:
     _registry: dict[str, LiveSession] = {}
 
-    def __init__(self, *, record: TranscriptionSession, engine: Recognizer, config: StreamConfig) -> None:
+    def __init__(
+        self,
+        *,
+        record: TranscriptionSession,
+        engine: Recognizer,
+        config: StreamConfig,
+        translator: Translator | None = None,
+        translate_to: str | None = None,
+    ) -> None:
         self.id = str(record.pk)
         self.owner_id = record.owner_id
         self.language = config.language
@@ -65,6 +75,13 @@ class LiveSession:
         self._expiry: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
         self._recent: collections.deque[dict] = collections.deque(maxlen=REPLAY_EVENTS)
+        # Translation runs beside recognition: its own queue, task and thread, so it never delays a final.
+        self.translator = translator if translate_to else None
+        self.translate_to = translate_to
+        self._translation_jobs: asyncio.Queue[tuple | None] = asyncio.Queue()
+        self._translation_task: asyncio.Task | None = None
+        self._translation_thread: ThreadPoolExecutor | None = None
+        self._context: collections.deque[str] = collections.deque(maxlen=settings.STT_TRANSLATION_CONTEXT)
         self.stream = StreamingSession(
             engine=engine,
             config=config,
@@ -91,9 +108,14 @@ class LiveSession:
         self.sink = sink
         self._registry[self.id] = self
         async with self._lock:
-            await self._send(protocol.event_started(session_id=self.id, language=self.language, engine=self.engine_name))
+            await self._send(protocol.event_started(
+                session_id=self.id, language=self.language, engine=self.engine_name, translate_to=self.translate_to
+            ))
         self.stream.start()
         self._spawn(self._monitor())
+        if self.translator is not None:
+            self._translation_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"stt-tr-{self.id[:8]}")
+            self._translation_task = self._spawn(self._translate_worker())
 
     def detach(self, sink: Sink) -> None:
         """The socket dropped: keep recognising and storing; end if nobody resumes in time."""
@@ -122,7 +144,12 @@ class LiveSession:
                 missed = [event for event in self._recent if event["seq"] > last_seq]
             else:
                 stored = await database_sync_to_async(selectors.segments_after_seq)(session_id=self.id, last_seq=last_seq)
+                translated = await database_sync_to_async(selectors.translations_after_seq)(
+                    session_id=self.id, last_seq=last_seq
+                )
                 missed = [protocol.event_final_from_segment(segment) for segment in stored]
+                missed += [protocol.event_translation_done(translation) for translation in translated]
+                missed.sort(key=lambda event: event["seq"])
                 if self.current_interim is not None and self.current_interim["seq"] > last_seq:
                     missed.append(self.current_interim)
             for event in missed:
@@ -138,9 +165,11 @@ class LiveSession:
         self.closing = True
         if self._expiry is not None:
             self._expiry.cancel()
-        finished = await self.stream.finish(settings.STT_END_TIMEOUT if timeout is None else timeout)
+        timeout = settings.STT_END_TIMEOUT if timeout is None else timeout
+        finished = await self.stream.finish(timeout)
         if not finished:
             logger.warning("session %s ended before its engine finished (%s)", self.id, reason)
+        await self._finish_translations(timeout)
         if self.stream.failed:
             status = TranscriptionSession.Status.FAILED
         elif reason == "disconnect":
@@ -198,6 +227,9 @@ class LiveSession:
                 return
             self.next_index += 1
             await self._send(protocol.event_final_from_segment(segment), seq=self.seq)
+            if self.translator is not None:
+                self._translation_jobs.put_nowait((segment.pk, result.text, result.audio, result.language, tuple(self._context)))
+            self._context.append(result.text)
 
     async def _store(self, result: Result, *, seq: int):
         """A final is shown only once its row is committed; a failed write is retried, then reported."""
@@ -230,6 +262,75 @@ class LiveSession:
             except Exception:  # the socket is going away; resume replays what matters
                 logger.info("session %s: event %d not delivered", self.id, seq)
         return event
+
+    # ---- translation ----
+
+    async def _translate_worker(self) -> None:
+        while (job := await self._translation_jobs.get()) is not None:
+            await self._translate(*job)
+
+    async def _translate(self, segment_id: int, text: str, audio: bytes, language: str | None, context: tuple) -> None:
+        """Stream one phrase's translation; store it before `done`; retry once; report a failure."""
+        source = language or self.language
+        for attempt in (1, 2):
+            pieces: list[str] = []
+            try:
+                deltas = self._in_thread(lambda: self.translator.translate(
+                    text, source=source, target=self.translate_to, audio=audio, context=context))
+                async for delta in deltas:
+                    pieces.append(delta)
+                    async with self._lock:
+                        await self._send(protocol.event_translation(
+                            segment_id=segment_id, language=self.translate_to, text=delta, done=False))
+                async with self._lock:
+                    self.seq += 1
+                    translation = await database_sync_to_async(services.translation_create)(
+                        segment_id=segment_id, language=self.translate_to, text="".join(pieces).strip(),
+                        engine=self.translator.name, seq=self.seq,
+                    )
+                    await self._send(protocol.event_translation_done(translation), seq=self.seq)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a boundary: one phrase's translation never ends the session
+                logger.warning("translation of segment %s failed (attempt %d): %s", segment_id, attempt, exc)
+                message = str(exc) or exc.__class__.__name__
+        async with self._lock:
+            await self._send(protocol.event_translation_failed(segment_id=segment_id, message=message))
+
+    async def _in_thread(self, make: Callable[[], Iterator[str]]) -> AsyncIterator[str]:
+        """Run a blocking iterator on the session's translation thread, yielding its items here."""
+        items: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
+        post = self._loop.call_soon_threadsafe
+
+        def run() -> None:
+            try:
+                for item in make():
+                    post(items.put_nowait, ("item", item))
+                post(items.put_nowait, ("done", None))
+            except BaseException as exc:  # handed to the loop, raised there
+                post(items.put_nowait, ("error", exc))
+
+        self._translation_thread.submit(run)
+        while True:
+            kind, value = await items.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value  # type: ignore[misc]
+            yield value  # type: ignore[misc]
+
+    async def _finish_translations(self, timeout: float) -> None:
+        """Translations of the last finals are sent (and stored) before `ended`, within `timeout`."""
+        if self._translation_task is None:
+            return
+        self._translation_jobs.put_nowait(None)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._translation_task), timeout)
+        except asyncio.TimeoutError:
+            logger.warning("session %s: translations unfinished at the end", self.id)
+            self._translation_task.cancel()
+        self._translation_thread.shutdown(wait=False, cancel_futures=True)
 
     # ---- idle and lag ----
 

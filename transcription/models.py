@@ -15,6 +15,7 @@ class TranscriptionSession(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="transcription_sessions")
     title = models.CharField(max_length=200, blank=True)
     language = models.CharField(max_length=16)
+    translate_to = models.CharField(max_length=16, blank=True, help_text="Live translation target, if any")
     engine = models.CharField(max_length=100)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     started_at = models.DateTimeField(auto_now_add=True)
@@ -67,6 +68,7 @@ class Translation(models.Model):
     language = models.CharField(max_length=16)
     text = models.TextField()
     engine = models.CharField(max_length=100)
+    seq = models.PositiveIntegerField(null=True, blank=True, help_text="Sequence number of its 'done' event")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

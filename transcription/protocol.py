@@ -30,6 +30,8 @@ BUSY = "busy"  # the engine is too far behind: this audio frame was not accepted
 ENGINE_ERROR = "engine_error"  # the recognition engine failed; the session is ended
 STORAGE = "storage"  # a final could not be saved; it is not shown as a final
 SESSION_EXPIRED = "session_expired"  # resume of a session that is over, unknown, or not yours
+TRANSLATION_UNSUPPORTED = "translation_unsupported"  # the translator cannot produce translate_to
+TRANSLATION_FAILED = "translation_failed"  # one phrase's translation failed twice; the session goes on
 
 
 class ProtocolError(Exception):
@@ -42,6 +44,7 @@ class ProtocolError(Exception):
 @dataclass(frozen=True)
 class Start:
     lang: str
+    translate_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,10 @@ def parse_text(text: str, *, default_language: str) -> ClientMessage:
         lang = data.get("lang", default_language)
         if not isinstance(lang, str) or not 2 <= len(lang) <= 16:
             raise ProtocolError(BAD_REQUEST, "'lang' must be a language code such as 'ko-KR'")
-        return Start(lang=lang)
+        target = data.get("translate_to") or None
+        if target is not None and (not isinstance(target, str) or not 2 <= len(target) <= 16):
+            raise ProtocolError(BAD_REQUEST, "'translate_to' must be a language code such as 'en'")
+        return Start(lang=lang, translate_to=target)
     if kind == "end":
         return End()
     if kind == "finalize":
@@ -111,7 +117,7 @@ def check_audio(data: bytes) -> None:
 # ---- server events ----
 
 
-def event_started(*, session_id, language: str, engine: str) -> dict:
+def event_started(*, session_id, language: str, engine: str, translate_to: str | None = None) -> dict:
     return {
         "type": "system",
         "event": "started",
@@ -119,6 +125,7 @@ def event_started(*, session_id, language: str, engine: str) -> dict:
         "version": PROTOCOL_VERSION,
         "lang": language,
         "engine": engine,
+        "translate_to": translate_to,
         "message": "Listening",
     }
 
@@ -138,6 +145,23 @@ def event_lag(seconds: float) -> dict:
 
 def event_interim(result: Result, *, phrase: int, revision: int) -> dict:
     return {"type": "interim", "text": result.text, "phrase": phrase, "revision": revision}
+
+
+def event_translation(*, segment_id: int, language: str, text: str, done: bool) -> dict:
+    return {"type": "translation", "segment": segment_id, "lang": language, "text": text, "done": done}
+
+
+def event_translation_done(translation) -> dict:
+    event = event_translation(segment_id=translation.segment_id, language=translation.language,
+                              text=translation.text, done=True)
+    event["seq"] = translation.seq
+    return event
+
+
+def event_translation_failed(*, segment_id: int, message: str) -> dict:
+    event = event_error(TRANSLATION_FAILED, message)
+    event["segment"] = segment_id
+    return event
 
 
 def event_final_from_segment(segment) -> dict:

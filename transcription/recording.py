@@ -56,3 +56,12 @@ def recorder_for(session_id) -> WavRecorder | None:
     if not settings.STT_KEEP_AUDIO:
         return None
     return WavRecorder(Path(settings.MEDIA_ROOT) / audio_name(session_id))
+
+
+def read_span(session, start_ms: int, end_ms: int) -> bytes:
+    """PCM16 of [start_ms, end_ms) from a session's kept audio (b"" if none was kept)."""
+    if not session.audio or not session.audio.storage.exists(session.audio.name):
+        return b""
+    with session.audio.open("rb") as f, wave.open(f) as w:
+        w.setpos(min(w.getnframes(), start_ms * 16))
+        return w.readframes(max(0, (end_ms - start_ms) * 16))

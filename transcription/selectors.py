@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
-from .models import Segment, TranscriptionSession
+from .models import Segment, TranscriptionSession, Translation
 
 
 def session_list_for_user(*, user, search: str = "") -> QuerySet[TranscriptionSession]:
@@ -33,3 +33,7 @@ def segments_for_session(*, session: TranscriptionSession) -> QuerySet[Segment]:
 def segments_after_seq(*, session_id, last_seq: int) -> list[Segment]:
     """The finals a resuming client missed."""
     return list(Segment.objects.filter(session_id=session_id, seq__gt=last_seq).order_by("seq"))
+
+
+def translations_after_seq(*, session_id, last_seq: int) -> list[Translation]:
+    return list(Translation.objects.filter(segment__session_id=session_id, seq__gt=last_seq).order_by("seq"))

@@ -5,13 +5,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from .engines import Result
-from .models import Segment, TranscriptionSession
+from .models import Segment, TranscriptionSession, Translation
 from .recording import audio_name
 
 
 @transaction.atomic
-def session_start(*, owner, language: str, engine: str) -> TranscriptionSession:
-    return TranscriptionSession.objects.create(owner=owner, language=language, engine=engine)
+def session_start(*, owner, language: str, engine: str, translate_to: str = "") -> TranscriptionSession:
+    return TranscriptionSession.objects.create(owner=owner, language=language, engine=engine, translate_to=translate_to)
 
 
 @transaction.atomic
@@ -52,3 +52,30 @@ def session_delete(*, session: TranscriptionSession) -> None:
 def session_rename(*, session: TranscriptionSession, title: str) -> None:
     session.title = title.strip()[:200]
     session.save(update_fields=["title"])
+
+
+@transaction.atomic
+def translation_create(*, segment_id: int, language: str, text: str, engine: str, seq: int | None = None) -> Translation:
+    translation, _ = Translation.objects.update_or_create(
+        segment_id=segment_id, language=language, defaults={"text": text, "engine": engine, "seq": seq}
+    )
+    return translation
+
+
+def session_translate(*, session: TranscriptionSession, target: str, translator) -> int:
+    """Translate a finished session's phrases into `target` (those not yet translated); returns how many."""
+    from .recording import read_span
+
+    done = 0
+    context: list[str] = []
+    for segment in session.segments.order_by("index"):
+        if not segment.translations.filter(language=target).exists():
+            audio = read_span(session, segment.start_ms, segment.end_ms)
+            text = "".join(
+                translator.translate(segment.text, source=segment.language or session.language, target=target,
+                                     audio=audio, context=context[-3:])
+            ).strip()
+            translation_create(segment_id=segment.pk, language=target, text=text, engine=translator.name)
+            done += 1
+        context.append(segment.text)
+    return done

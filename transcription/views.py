@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 from . import selectors, services
 from .exports import EXPORT_FORMATS, export_session
 from .media import audio_response
+from .translation import TranslationError, get_translator
 
 
 def site_context(request):
@@ -30,12 +31,23 @@ def signup(request):
     return render(request, "registration/signup.html", {"form": form})
 
 
+def translate_targets() -> list[tuple[str, str]]:
+    """Targets the configured translator can produce (from any supported source language)."""
+    translator = get_translator()
+    targets = [(code.split("-")[0], label) for code, label in settings.STT_LANGUAGES]
+    return [(code, label) for code, label in targets if translator.supports(source="auto", target=code)]
+
+
 @login_required
 def recorder(request):
     return render(
         request,
         "transcription/recorder.html",
-        {"languages": settings.STT_LANGUAGES, "default_language": settings.STT_DEFAULT_LANGUAGE},
+        {
+            "languages": settings.STT_LANGUAGES,
+            "default_language": settings.STT_DEFAULT_LANGUAGE,
+            "translate_targets": translate_targets(),
+        },
     )
 
 
@@ -51,11 +63,36 @@ def session_list(request):
 def session_detail(request, session_id):
     session = selectors.session_get_for_user(user=request.user, session_id=session_id)
     segments = selectors.segments_for_session(session=session)
+    languages = sorted({t.language for s in segments for t in s.translations.all()})
     return render(
         request,
         "transcription/session_detail.html",
-        {"session": session, "segments": segments, "formats": list(EXPORT_FORMATS)},
+        {
+            "session": session,
+            "segments": segments,
+            "formats": list(EXPORT_FORMATS),
+            "translate_targets": translate_targets(),
+            "translated": bool(languages),
+        },
     )
+
+
+@login_required
+@require_POST
+def session_translate(request, session_id):
+    """Translate a finished session into another language, after the fact."""
+    session = selectors.session_get_for_user(user=request.user, session_id=session_id)
+    target = request.POST.get("target", "")
+    translator = get_translator()
+    if target not in dict(translate_targets()):
+        messages.error(request, f"The translator ({translator.name}) cannot translate into {target!r}.")
+    else:
+        try:
+            count = services.session_translate(session=session, target=target, translator=translator)
+            messages.success(request, f"Translated {count} phrase(s) into {target}.")
+        except TranslationError as exc:
+            messages.error(request, f"Translation failed: {exc}")
+    return redirect("transcription:session_detail", session_id=session.pk)
 
 
 @login_required

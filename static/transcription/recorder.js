@@ -5,7 +5,7 @@ const MAX_PENDING_FRAMES = 50; // 5 s of 100 ms frames
 const root = document.getElementById("recorder");
 const $ = (id) => document.getElementById(id);
 const ui = {
-  lang: $("lang"), start: $("start"), stop: $("stop"), finalize: $("finalize"), state: $("state"),
+  lang: $("lang"), translateTo: $("translate-to"), start: $("start"), stop: $("stop"), finalize: $("finalize"), state: $("state"),
   timer: $("timer"), lag: $("lag"), level: $("level"), error: $("error"), notice: $("notice"),
   finals: $("finals"), interim: $("interim"), transcript: $("transcript"), link: $("session-link"),
 };
@@ -14,9 +14,12 @@ let ws = null, audio = null, timerId = null, startedAt = 0;
 let sessionId = null, lastSeq = 0, stopping = false, retries = 0, retryTimer = null;
 let pending = []; // audio frames captured while the socket is not ready
 
-const saved = localStorage.getItem("stt.lang");
-if (saved && [...ui.lang.options].some((o) => o.value === saved)) ui.lang.value = saved;
-ui.lang.addEventListener("change", () => localStorage.setItem("stt.lang", ui.lang.value));
+// The language and translate-to choices are remembered between visits.
+for (const [select, key] of [[ui.lang, "stt.lang"], [ui.translateTo, "stt.translateTo"]]) {
+  const saved = localStorage.getItem(key);
+  if (saved !== null && [...select.options].some((o) => o.value === saved)) select.value = saved;
+  select.addEventListener("change", () => localStorage.setItem(key, select.value));
+}
 
 function setState(state) {
   ui.state.textContent = state;
@@ -26,6 +29,7 @@ function setState(state) {
   ui.stop.disabled = !active || state === "finishing";
   ui.finalize.disabled = state !== "listening";
   ui.lang.disabled = active;
+  ui.translateTo.disabled = active;
   if (state !== "listening") ui.lag.hidden = true;
 }
 
@@ -92,9 +96,25 @@ function onEvent(ev) {
     case "final":
       addFinal(ev);
       break;
+    case "translation": {
+      const li = ui.finals.querySelector(`li[data-segment="${ev.segment}"]`);
+      if (!li) break;
+      let div = li.querySelector(".translation");
+      if (!div) {
+        div = document.createElement("div");
+        div.className = "translation";
+        div.lang = ev.lang;
+        li.append(div);
+      }
+      // Deltas stream in; the closing event carries the whole stored text and replaces them.
+      div.textContent = ev.done ? ev.text : div.textContent + ev.text;
+      break;
+    }
     case "error":
       if (ev.code === "session_expired") {
-        ws.send(JSON.stringify({ type: "start", lang: ui.lang.value })); // carry on in a new session
+        ws.send(JSON.stringify(startMessage())); // carry on in a new session
+      } else if (ev.code === "translation_failed") {
+        showNotice("A phrase could not be translated; the transcript is kept.");
       } else {
         showError(`${ev.message} (${ev.code})`);
       }
@@ -146,6 +166,12 @@ function closeMicrophone() {
   ui.level.value = 0;
 }
 
+function startMessage() {
+  const message = { type: "start", lang: ui.lang.value };
+  if (ui.translateTo.value) message.translate_to = ui.translateTo.value;
+  return message;
+}
+
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   ws = new WebSocket(`${scheme}://${location.host}${root.dataset.wsPath}`);
@@ -153,7 +179,7 @@ function connect() {
   ws.onopen = () => {
     const message = sessionId
       ? { type: "resume", session: sessionId, last_seq: lastSeq }
-      : { type: "start", lang: ui.lang.value };
+      : startMessage();
     ws.send(JSON.stringify(message));
   };
   ws.onmessage = (msg) => onEvent(JSON.parse(msg.data));

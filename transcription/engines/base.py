@@ -43,6 +43,8 @@ class Result:
     confidence: float | None = None
     words: tuple[Word, ...] = field(default_factory=tuple)
     language: str | None = None  # BCP-47 or ISO 639-1 code of what was recognised
+    # A final's audio (PCM16 16 kHz mono), for speech translation; engines may leave it empty.
+    audio: bytes = field(default=b"", repr=False, compare=False)
 
 
 class EngineError(Exception):

@@ -30,6 +30,7 @@ class ScriptedRecognizer:
 
     def stream(self, chunks: Iterator[bytes], config: StreamConfig) -> Iterator[Result]:
         pending = b""
+        phrase_audio = b""
         unit_index = 0
         speech_units = 0
         phrase_start = 0
@@ -50,6 +51,7 @@ class ScriptedRecognizer:
                     for i, w in enumerate(text.split())
                 ),
                 language="en" if config.language == "auto" else config.language,
+                audio=phrase_audio,
             )
 
         delay = getattr(settings, "STT_SCRIPTED_CHUNK_DELAY", 0.0)
@@ -71,6 +73,8 @@ class ScriptedRecognizer:
                 if loud:
                     if speech_units == 0:
                         phrase_start = unit_index
+                        phrase_audio = b""
+                    phrase_audio += unit.tobytes()
                     speech_units += 1
                     unit_index += 1
                     if config.interim_results:

@@ -330,6 +330,7 @@ class PhraseStreamer:
                     end_ms=end * 1000 // SAMPLE_RATE,
                     confidence=decoded.confidence,
                     language=decoded.language or self.config.language,
+                    audio=(self.samples(start, end) * 32767).astype("<i2").tobytes(),
                 )
         self.prev_end = end
         self.drop_before(end)

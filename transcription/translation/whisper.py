@@ -1,0 +1,49 @@
+"""Offline speech translation to English: the same multilingual Whisper model, task="translate",
+on the phrase's audio (what Whisper was trained to do; no text model needed)."""
+from __future__ import annotations
+
+import logging
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..engines import get_engine
+from ..engines.guards import cut_repetitions
+from ..engines.whisper import COMPRESSION_RATIO_MAX, WhisperRecognizer, whisper_language
+from .base import TranslationError
+
+logger = logging.getLogger(__name__)
+
+
+class WhisperTranslator:
+    name = "whisper"
+
+    def _recognizer(self) -> WhisperRecognizer:
+        return get_engine("whisper")  # the process's loaded models, shared
+
+    def supports(self, *, source: str, target: str) -> bool:
+        if whisper_language(target) != "en":
+            return False  # Whisper only translates into English
+        return not self._recognizer().model_name_for(source).endswith(".en")
+
+    def translate(
+        self, text: str, *, source: str, target: str, audio: bytes = b"", context: Sequence[str] = ()
+    ) -> Iterator[str]:
+        if not audio:
+            raise TranslationError("the whisper translator needs the phrase's audio, and there is none")
+        if whisper_language(source) == "en":
+            yield text  # already English
+            return
+        model = self._recognizer().model_for(source)
+        pcm = np.frombuffer(audio, dtype="<i2").astype(np.float32) / 32768.0
+        try:
+            segments, _ = model.transcribe(
+                pcm, task="translate", language=whisper_language(source), beam_size=1,
+                temperature=(0.0, 0.2, 0.4, 0.6),  # re-decode output that loops
+                condition_on_previous_text=False, without_timestamps=True, vad_filter=False,
+            )
+            pieces = [s.text.strip() for s in segments if s.text.strip() and s.compression_ratio <= COMPRESSION_RATIO_MAX]
+        except Exception as exc:
+            logger.exception("whisper translation failed")
+            raise TranslationError(f"whisper translation failed: {exc}") from exc
+        yield cut_repetitions(" ".join(pieces))
