@@ -188,4 +188,7 @@ STT_TRANSLATION_CONTEXT = env_int("STT_TRANSLATION_CONTEXT", 3)  # earlier final
 OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
 OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "")
 OPENAI_TRANSLATE_MODEL = os.environ.get("OPENAI_TRANSLATE_MODEL", "gpt-4o-mini")
+# A current realtime transcription model in openai 3.57's types (gpt-4o-*-transcribe and whisper-1
+# are marked for shutdown on 2027-02-26; gpt-realtime-whisper takes no server VAD).
+OPENAI_TRANSCRIBE_MODEL = os.environ.get("OPENAI_TRANSCRIBE_MODEL", "gpt-live-transcribe")
 OPENAI_TIMEOUT = env_float("OPENAI_TIMEOUT", 30.0)

@@ -4,6 +4,7 @@ from django.core.checks import Error, register
 from django.utils.module_loading import import_string
 
 from .engines import engine_path
+from .translation import translator_path
 
 
 @register()
@@ -14,6 +15,17 @@ def check_engine(app_configs, **kwargs):
         import_string(path)
     except ImportError as exc:
         errors.append(Error(f"STT_ENGINE={settings.STT_ENGINE!r} cannot be imported: {exc}", id="transcription.E001"))
+    try:
+        import_string(translator_path())
+    except ImportError as exc:
+        errors.append(Error(f"STT_TRANSLATOR={settings.STT_TRANSLATOR!r} cannot be imported: {exc}", id="transcription.E003"))
+    uses_openai = "openai" in (settings.STT_ENGINE, settings.STT_TRANSLATOR)
+    if uses_openai and not (settings.OPENAI_API_KEY or settings.OPENAI_BASE_URL):
+        errors.append(Error(
+            "STT_ENGINE or STT_TRANSLATOR is 'openai' but neither OPENAI_API_KEY nor OPENAI_BASE_URL is set",
+            hint="Set OPENAI_API_KEY, or OPENAI_BASE_URL for an OpenAI-compatible server.",
+            id="transcription.E004",
+        ))
     if settings.STT_DEFAULT_LANGUAGE not in dict(settings.STT_LANGUAGES):
         errors.append(Error("STT_DEFAULT_LANGUAGE is not one of STT_LANGUAGES", id="transcription.E002"))
     return errors

@@ -16,6 +16,7 @@ __all__ = [
 ENGINES = {
     "whisper": "transcription.engines.whisper.WhisperRecognizer",
     "scripted": "transcription.engines.scripted.ScriptedRecognizer",
+    "openai": "transcription.engines.openai.OpenAIRealtimeRecognizer",
 }
 
 _cache: dict[str, Recognizer] = {}

@@ -1,0 +1,153 @@
+"""Local fake OpenAI servers that speak the real protocols, for the real `openai` client.
+
+- ChatServer: HTTP, POST /v1/chat/completions with stream=true -> SSE chunks.
+- RealtimeServer: WebSocket /v1/realtime?intent=transcription, the transcription events.
+Both record what they received so tests can check it.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+
+
+class ChatServer:
+    """Translates by upper-casing the last user message; `fail_times` first requests get HTTP 500."""
+
+    def __init__(self, fail_times: int = 0) -> None:
+        self.requests: list[dict] = []
+        self.fail_times = fail_times
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+                if self.path != "/v1/chat/completions" or not body.get("stream"):
+                    self.send_error(404)
+                    return
+                if outer.fail_times > 0:
+                    outer.fail_times -= 1
+                    self.send_response(500)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(b'{"error": {"message": "boom", "type": "server_error"}}')
+                    return
+                text = "EN: " + body["messages"][-1]["content"].upper()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for i, word in enumerate(text.split(" ")):
+                    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
+                             "choices": [{"index": 0, "delta": {"content": (" " if i else "") + word}, "finish_reason": None}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class RealtimeServer:
+    """Server VAD by amplitude over 100 ms of 24 kHz audio; an item's transcript is 'phrase N'.
+
+    `expire_after_ms`: on the first connection, once that much audio arrived, send the
+    `session_expired` error (as the service does after ~60 min) and close, ignoring the rest; `drop_after_appends`: close abruptly instead.
+    """
+
+    def __init__(self, expire_after_ms: int | None = None, drop_after_appends: int | None = None) -> None:
+        from websockets.sync.server import serve
+
+        self.sessions: list[dict] = []
+        self.samples = 0
+        self.connections = 0
+        self.items = 0
+        self.expire_after_ms = expire_after_ms
+        self.drop_after = drop_after_appends
+        self.problems: list[str] = []
+        self.server = serve(self.handle, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.socket.getsockname()[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+    def handle(self, ws) -> None:
+        self.connections += 1
+        if "intent=transcription" not in ws.request.path:
+            self.problems.append(f"path {ws.request.path}")
+        send = lambda event: ws.send(json.dumps({"event_id": uuid.uuid4().hex, **event}))  # noqa: E731
+        appends = 0
+        conn_samples = 0
+        pending = np.zeros(0)
+        item, start_ms, silent = None, 0, 0
+
+        def finish(end_ms: int):
+            nonlocal item
+            self.items += 1
+            send({"type": "input_audio_buffer.committed", "item_id": item, "previous_item_id": None})
+            text = f"phrase {self.items}"
+            for word in text.split(" "):
+                send({"type": "conversation.item.input_audio_transcription.delta", "item_id": item,
+                      "content_index": 0, "delta": word + " "})
+            send({"type": "conversation.item.input_audio_transcription.completed", "item_id": item,
+                  "content_index": 0, "transcript": text, "usage": {"type": "duration", "seconds": 1.0}})
+            item = None
+
+        for message in ws:
+            event = json.loads(message)
+            kind = event.get("type")
+            if kind == "session.update":
+                self.sessions.append(event["session"])
+                send({"type": "session.updated", "session": event["session"]})
+            elif kind == "input_audio_buffer.append":
+                appends += 1
+                raw = base64.b64decode(event["audio"])
+                if len(raw) % 2:
+                    self.problems.append("odd PCM16 length")
+                audio = np.frombuffer(raw, dtype="<i2").astype(np.float64)
+                self.samples += len(audio)
+                pending = np.concatenate([pending, audio])
+                while len(pending) >= 2400:  # 100 ms at 24 kHz
+                    block, pending = pending[:2400], pending[2400:]
+                    block_ms = conn_samples * 1000 // 24000
+                    if self.expire_after_ms is not None and self.connections == 1 and block_ms >= self.expire_after_ms:
+                        send({"type": "error", "error": {"type": "invalid_request_error", "code": "session_expired",
+                                                         "message": "Your session hit the maximum duration of 60 minutes."}})
+                        ws.close()
+                        return
+                    conn_samples += 2400
+                    if np.abs(block).max() > 1000:
+                        silent = 0
+                        if item is None:
+                            item, start_ms = uuid.uuid4().hex[:8], block_ms
+                            send({"type": "input_audio_buffer.speech_started", "item_id": item, "audio_start_ms": block_ms})
+                    elif item is not None:
+                        silent += 1
+                        if silent >= 3:
+                            send({"type": "input_audio_buffer.speech_stopped", "item_id": item,
+                                  "audio_end_ms": block_ms - 200})
+                            finish(block_ms)
+                if self.drop_after is not None and appends == self.drop_after:
+                    ws.socket.close()  # abrupt: no close frame
+                    return
+            elif kind == "input_audio_buffer.commit":
+                if item is None:
+                    send({"type": "error", "error": {"type": "invalid_request_error",
+                                                     "code": "input_audio_buffer_commit_empty", "message": "empty"}})
+                else:
+                    finish(conn_samples * 1000 // 24000)
+            else:
+                self.problems.append(f"unexpected event {kind}")

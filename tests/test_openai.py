@@ -1,0 +1,200 @@
+"""OpenAI as engine and translator, with the real `openai` client against local fake servers."""
+import asyncio
+
+import numpy as np
+import pytest
+from asgiref.sync import sync_to_async
+
+from transcription import engines, translation
+from transcription.engines.resample import Resampler16to24
+from transcription.models import Segment, Translation
+
+from .conftest import loud_frame, quiet_frame, receive_until
+from .fakes.openai_servers import ChatServer, RealtimeServer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_clients():
+    """Engines and translators hold one client per process: start each test with new ones."""
+    engines._cache.clear()
+    translation._cache.clear()
+    yield
+    engines._cache.clear()
+    translation._cache.clear()
+
+
+@pytest.fixture
+def realtime(settings):
+    servers = []
+
+    def make(**options):
+        server = RealtimeServer(**options)
+        servers.append(server)
+        settings.STT_ENGINE = "openai"
+        settings.OPENAI_BASE_URL = server.url
+        settings.OPENAI_API_KEY = "test-key"
+        return server
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+SPEECH = [loud_frame()] * 5 + [quiet_frame()] * 4 + [loud_frame()] * 3 + [quiet_frame()] * 4
+
+
+async def run_session(connect, user, frames, lang="ko-KR", **start):
+    c = await connect(user=user)
+    await c.connect()
+    await c.send_json_to({"type": "start", "lang": lang, **start})
+    started = await c.receive_json_from(timeout=10)
+    assert started.get("event") == "started", started
+    for frame in frames:
+        await c.send_to(bytes_data=frame)
+        await asyncio.sleep(0.01)
+    await c.send_json_to({"type": "end"})
+    events = await receive_until(c, lambda e: e.get("event") == "ended", timeout=30)
+    await c.disconnect()
+    return started, events
+
+
+async def test_realtime_transcription_interims_finals_and_audio_format(connect, make_user, realtime):
+    server = realtime()
+    started, events = await run_session(connect, await sync_to_async(make_user)(), SPEECH)
+    finals = [e for e in events if e["type"] == "final"]
+    assert [f["text"] for f in finals] == ["phrase 1", "phrase 2"]
+    # Interims arrive in a burst here, so the session may shed all but the newest: only check them.
+    assert {e["text"] for e in events if e["type"] == "interim"} <= {"phrase", "phrase 1", "phrase 2"}
+    assert finals[0]["start_ms"] == 0 and finals[1]["start_ms"] == 900 and finals[0]["end_ms"] < finals[1]["start_ms"]
+    stored = [s.text async for s in Segment.objects.filter(session_id=started["session"]).order_by("index")]
+    assert stored == ["phrase 1", "phrase 2"]
+    session = server.sessions[0]
+    assert session["type"] == "transcription"
+    assert session["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
+    assert session["audio"]["input"]["transcription"] == {"model": "gpt-live-transcribe", "language": "ko"}
+    assert session["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+    assert server.samples == len(SPEECH) * 1600 * 3 // 2  # 16 kHz in, 24 kHz upstream
+    assert server.problems == []
+
+
+def test_deltas_become_interims_and_completions_finals(realtime):
+    from transcription.engines import StreamConfig, get_engine
+
+    realtime()
+    results = list(get_engine("openai").stream(iter(SPEECH), StreamConfig(language="en-US")))
+    assert [(r.text, r.is_final) for r in results] == [
+        ("phrase", False), ("phrase 1", False), ("phrase 1", True),
+        ("phrase", False), ("phrase 2", False), ("phrase 2", True),
+    ]
+
+
+async def test_finalize_and_end_commit_the_phrase_in_progress(connect, make_user, realtime):
+    realtime()
+    user = await sync_to_async(make_user)()
+    c = await connect(user=user)
+    await c.connect()
+    await c.send_json_to({"type": "start", "lang": "en-US"})
+    await c.receive_json_from(timeout=10)
+    for frame in [loud_frame()] * 4:
+        await c.send_to(bytes_data=frame)
+    await asyncio.sleep(0.3)
+    await c.send_json_to({"type": "finalize"})
+    events = await receive_until(c, lambda e: e["type"] == "final", timeout=10)
+    assert events[-1]["text"] == "phrase 1"
+    for frame in [loud_frame()] * 3:
+        await c.send_to(bytes_data=frame)
+    await c.send_json_to({"type": "end"})
+    events = await receive_until(c, lambda e: e.get("event") == "ended", timeout=20)
+    assert [e["text"] for e in events if e["type"] == "final"] == ["phrase 2"]
+    await c.disconnect()
+
+
+async def test_upstream_session_expiry_rolls_over_transparently(connect, make_user, realtime):
+    server = realtime(expire_after_ms=600)  # mid-phrase-1 (speech 0-500 ms, its end detected at 800)
+    frames = [loud_frame()] * 5 + [quiet_frame()] * 4 + [loud_frame()] * 3 + [quiet_frame()] * 4
+    started, events = await run_session(connect, await sync_to_async(make_user)(), frames)
+    assert not [e for e in events if e["type"] == "error"], events
+    assert server.connections == 2 and len(server.sessions) == 2
+    finals = [e for e in events if e["type"] == "final"]
+    assert [f["text"] for f in finals] == ["phrase 1", "phrase 2"]  # none lost at the rollover, none twice
+    assert [f["start_ms"] for f in finals] == [0, 900]  # times continue across connections
+    assert all(f["end_ms"] <= 1600 for f in finals)
+
+
+async def test_upstream_failing_twice_ends_the_session_with_an_error_and_keeps_finals(connect, make_user, realtime):
+    server = realtime(drop_after_appends=12)
+    frames = [loud_frame()] * 5 + [quiet_frame()] * 4 + [loud_frame()] * 40
+    c = await connect(user=await sync_to_async(make_user)())
+    await c.connect()
+    await c.send_json_to({"type": "start", "lang": "ko-KR"})
+    started = await c.receive_json_from(timeout=10)
+    for frame in frames:
+        await c.send_to(bytes_data=frame)
+        await asyncio.sleep(0.01)
+    events = await receive_until(c, lambda e: e.get("event") == "ended", timeout=30)
+    await c.disconnect()
+    assert [e["code"] for e in events if e["type"] == "error"] == ["engine_error"]
+    assert events[-1]["reason"] == "error" and server.connections == 2
+    finals = [e["text"] for e in events if e["type"] == "final"]
+    assert finals == ["phrase 1"]
+    assert await Segment.objects.filter(session_id=started["session"]).acount() == 1
+
+
+def test_resampler_keeps_the_tone_and_the_length():
+    t = np.arange(16000) / 16000
+    pcm = (0.5 * np.sin(2 * np.pi * 1000 * t) * 32767).astype("<i2").tobytes()
+    resampler = Resampler16to24()
+    out = np.frombuffer(b"".join(resampler.process(pcm[i : i + 3200]) for i in range(0, len(pcm), 3200)), "<i2")
+    assert len(out) == 24000
+    spectrum = np.abs(np.fft.rfft(out[2400:21600].astype(float)))
+    assert abs(np.argmax(spectrum) * 24000 / 19200 - 1000) < 5
+    assert 0.95 < out[2400:21600].std() / (0.5 * 32767 / np.sqrt(2)) < 1.05
+
+
+@pytest.fixture
+def chat(settings):
+    servers = []
+
+    def make(**options):
+        server = ChatServer(**options)
+        servers.append(server)
+        settings.STT_ENGINE = "scripted"
+        settings.STT_TRANSLATOR = "openai"
+        settings.OPENAI_BASE_URL = server.url
+        settings.OPENAI_API_KEY = "test-key"
+        return server
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+async def test_openai_translation_streams_with_context(connect, make_user, chat):
+    server = chat()
+    frames = [loud_frame(), loud_frame(), quiet_frame(), loud_frame(), loud_frame(), loud_frame(), quiet_frame()]
+    started, events = await run_session(connect, await sync_to_async(make_user)(), frames, translate_to="fr")
+    dones = [e for e in events if e["type"] == "translation" and e["done"]]
+    assert [d["text"] for d in dones] == ["EN: W1", "EN: W1 W2"]
+    deltas = [e["text"] for e in events if e["type"] == "translation" and not e["done"]]
+    assert "".join(deltas) == "EN: W1EN: W1 W2"
+    stored = {t.text async for t in Translation.objects.filter(segment__session_id=started["session"], language="fr")}
+    assert stored == {"EN: W1", "EN: W1 W2"}
+    first, second = server.requests
+    assert first["auth"] == "Bearer test-key" and first["body"]["model"] == "gpt-4o-mini"
+    assert "into fr" in first["body"]["messages"][0]["content"]
+    assert "w1" in second["body"]["messages"][1]["content"]  # the earlier final, as context
+
+
+async def test_openai_translation_failure_is_retried_then_reported(connect, make_user, chat):
+    chat(fail_times=1)
+    _, events = await run_session(connect, await sync_to_async(make_user)(), [loud_frame(), quiet_frame()], translate_to="fr")
+    assert [e["text"] for e in events if e["type"] == "translation" and e["done"]] == ["EN: W1"]
+    assert not [e for e in events if e["type"] == "error"]
+    chat(fail_times=10)
+    translation._cache.clear()
+    _, events = await run_session(connect, await sync_to_async(make_user)("bob"), [loud_frame(), quiet_frame()],
+                                  translate_to="fr")
+    assert [e["code"] for e in events if e["type"] == "error"] == ["translation_failed"]
+    assert [e["text"] for e in events if e["type"] == "final"] == ["w1"]

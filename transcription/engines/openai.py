@@ -1,0 +1,304 @@
+"""OpenAI realtime transcription (STT_ENGINE=openai) with the real `openai` client.
+
+One realtime connection per session (`intent=transcription`), server VAD turn detection, audio
+resampled to the 24 kHz PCM16 the API requires and appended as it arrives. Deltas become interims,
+completed items finals. A session that reaches the service's time limit, or a dropped upstream, is
+replaced by a new connection transparently (times stay continuous); a second failure in a row ends
+the stream with an EngineError. Tested against a local fake server only.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from typing import Iterator
+
+from django.conf import settings
+
+from .base import AUTO_LANGUAGE, BYTES_PER_SECOND, FINALIZE, Control, EngineError, Result, StreamConfig
+from .resample import Resampler16to24
+
+logger = logging.getLogger(__name__)
+
+DRAIN_SECONDS = 10.0  # at the end, how long to wait for the last items' transcripts
+RECONNECTABLE = {"session_expired"}
+
+
+class OpenAIRealtimeRecognizer:
+    name = "openai"
+
+    def __init__(self) -> None:
+        self._client = None
+        self._lock = threading.Lock()
+
+    def client(self):
+        with self._lock:
+            if self._client is None:
+                from openai import OpenAI
+
+                self._client = OpenAI(
+                    api_key=settings.OPENAI_API_KEY or "not-needed-for-local-servers",
+                    base_url=settings.OPENAI_BASE_URL or None,
+                    max_retries=0,
+                )
+            return self._client
+
+    def supports_language(self, language: str) -> bool:
+        return True
+
+    def stream(self, chunks: Iterator[bytes | Control], config: StreamConfig) -> Iterator[Result]:
+        yield from RealtimeStream(self.client(), config).run(chunks)
+
+
+class RealtimeStream:
+    """Per-session state: the upstream connection, a sender thread, and item timing."""
+
+    def __init__(self, client, config: StreamConfig) -> None:
+        self.client = client
+        self.config = config
+        self.resampler = Resampler16to24()
+        self.cond = threading.Condition()
+        self.connection = None
+        self.sent_ms = 0  # audio sent over all connections
+        self.offset_ms = 0  # where the current connection's audio starts in the session
+        self.pending: set[str] = set()  # items committed, transcript not yet completed
+        # Audio not yet covered by a completed transcript, (start_ms, pcm16 at 16 kHz): replayed
+        # into the next connection when the service ends one, so no phrase is lost at a rollover.
+        self.kept: list[tuple[int, bytes]] = []
+        self.covered_ms = 0  # everything before this has a final
+        self.spans: dict[str, list[int]] = {}
+        self.partial: dict[str, str] = {}
+        self.sending_done = False
+        # Our own commits (finalize, end) and the service's answers to them: when every one has been
+        # answered after the closing commit, the service has processed all the audio we sent.
+        self.commits_sent = 0
+        self.commits_answered = 0
+        self.failure: Exception | None = None
+
+    def session_config(self) -> dict:
+        transcription = {"model": settings.OPENAI_TRANSCRIBE_MODEL}
+        if self.config.language != AUTO_LANGUAGE:
+            transcription["language"] = self.config.language.split("-")[0].lower()
+        return {
+            "type": "transcription",
+            "audio": {
+                "input": {
+                    "format": {"type": "audio/pcm", "rate": 24000},
+                    "transcription": transcription,
+                    "turn_detection": {"type": "server_vad", "silence_duration_ms": settings.STT_ENDPOINT_SILENCE_MS},
+                }
+            },
+        }
+
+    def connect(self) -> None:
+        """Open a connection (again), replaying the audio that has no final yet."""
+        with self.cond:
+            old, self.connection = self.connection, None  # the sender waits meanwhile
+        if old is not None:
+            try:
+                old.close()
+            except Exception:
+                pass
+        connection = self.client.realtime.connect(extra_query={"intent": "transcription"}).enter()
+        connection.session.update(session=self.session_config())
+        with self.cond:
+            replay = list(self.kept)
+            self.offset_ms = replay[0][0] if replay else self.sent_ms
+            self.spans.clear()
+            self.pending.clear()
+            self.partial.clear()
+        resampler = Resampler16to24()
+        for _, pcm in replay:
+            connection.input_audio_buffer.append(audio=base64.b64encode(resampler.process(pcm)).decode("ascii"))
+        with self.cond:
+            # Commits sent to the old connection will never be answered; if the audio is all sent,
+            # the closing commit is repeated here.
+            self.commits_sent = self.commits_answered = 0
+            if self.sending_done:
+                self.commits_sent = 1
+                connection.input_audio_buffer.commit()
+            self.resampler = resampler
+            self.connection = connection
+            self.cond.notify_all()
+
+    def _trim_kept(self) -> None:
+        """Keep audio from the last final's end, or from the open phrase's start (caller holds cond)."""
+        open_starts = [span[0] for span in self.spans.values()]
+        keep_from = min(open_starts) if open_starts else max(self.covered_ms, self.sent_ms - 1000)
+        keep_from = max(keep_from - 300, 0) if open_starts else keep_from
+        while self.kept and self.kept[0][0] + len(self.kept[0][1]) * 1000 // BYTES_PER_SECOND <= keep_from:
+            self.kept.pop(0)
+
+    # -- sender thread: client audio -> upstream --
+    def _current_connection(self):
+        with self.cond:
+            while self.connection is None and self.failure is None:
+                self.cond.wait()
+            return None if self.failure is not None else self.connection
+
+    def send_audio(self, chunks: Iterator[bytes | Control]) -> None:
+        for chunk in chunks:
+            while True:
+                connection = self._current_connection()
+                if connection is None:  # the stream is over
+                    return
+                try:
+                    if chunk is FINALIZE:
+                        with self.cond:
+                            self.commits_sent += 1
+                        connection.input_audio_buffer.commit()
+                    else:
+                        with self.cond:
+                            if self.connection is not connection:
+                                continue  # reconnected meanwhile: resample for the new one
+                            audio = base64.b64encode(self.resampler.process(chunk)).decode("ascii")
+                            self.kept.append((self.sent_ms, chunk))
+                            self.sent_ms += len(chunk) * 1000 // BYTES_PER_SECOND
+                            self._trim_kept()
+                        chunk = None  # kept: a reconnection replays it if this send fails
+                        connection.input_audio_buffer.append(audio=audio)
+                    break
+                except Exception as exc:  # wait for the receiver to reconnect, then go on
+                    logger.info("sending audio upstream failed: %s", exc)
+                    with self.cond:
+                        while self.connection is connection and self.failure is None:
+                            self.cond.wait(timeout=1.0)
+                    if chunk is None:
+                        break
+        with self.cond:
+            self.commits_sent += 1
+        connection = self._current_connection()
+        if connection is not None:
+            try:  # the phrase in progress is transcribed too ("commit_empty" if there is none)
+                connection.input_audio_buffer.commit()
+            except Exception:
+                pass
+        with self.cond:
+            self.sending_done = True
+            self.cond.notify_all()
+        self._close_when_drained()
+
+    def _close_when_drained(self) -> None:
+        """Close once the service has answered the closing commit and every item has its transcript."""
+        deadline = time.monotonic() + DRAIN_SECONDS
+        with self.cond:
+            while time.monotonic() < deadline and self.failure is None and (
+                self.commits_answered < self.commits_sent or self.pending or any(len(s) == 1 for s in self.spans.values())
+            ):
+                self.cond.wait(timeout=0.1)
+            if time.monotonic() >= deadline:
+                logger.warning("OpenAI realtime: closing with commits %d/%d answered, %d pending, spans %s",
+                               self.commits_answered, self.commits_sent, len(self.pending), self.spans)
+            connection = self.connection
+        if connection is not None:
+            connection.close()
+
+    # -- this thread: upstream events -> results --
+    def run(self, chunks: Iterator[bytes | Control]) -> Iterator[Result]:
+        self.connect()
+        sender = threading.Thread(target=self.send_audio, args=(chunks,), name="stt-openai-send", daemon=True)
+        sender.start()
+        reconnects = 0
+        try:
+            while True:
+                try:
+                    for event in self.connection:
+                        result = self.handle(event)
+                        if result is not None:
+                            reconnects = 0
+                            yield result
+                except _Reconnect:  # the service's session time limit: expected, roll over
+                    logger.info("OpenAI realtime session expired: continuing on a new connection")
+                    try:
+                        self.connect()
+                        continue
+                    except Exception as exc:
+                        logger.warning("OpenAI realtime reconnection failed: %s", exc)
+                except Exception as exc:  # the upstream dropped
+                    if self.sending_done:
+                        return
+                    logger.warning("OpenAI realtime connection lost: %s", exc)
+                with self.cond:
+                    if self.sending_done:
+                        return
+                reconnects += 1
+                if reconnects > 1:
+                    raise EngineError("the OpenAI realtime service failed twice in a row")
+                try:
+                    self.connect()
+                except Exception as exc:
+                    raise EngineError(f"cannot reconnect to the OpenAI realtime service: {exc}") from exc
+        finally:
+            with self.cond:
+                if self.failure is None:
+                    self.failure = EngineError("stream over")
+                self.cond.notify_all()
+            if self.connection is not None:
+                self.connection.close()
+            sender.join(timeout=DRAIN_SECONDS + 1)
+
+    def handle(self, event) -> Result | None:
+        kind = event.type
+        logger.debug("upstream event %s", kind)
+        if kind == "input_audio_buffer.speech_started":
+            with self.cond:
+                self.spans[event.item_id] = [self.offset_ms + event.audio_start_ms]
+        elif kind == "input_audio_buffer.speech_stopped":
+            with self.cond:
+                self.spans.setdefault(event.item_id, [self.offset_ms]).append(self.offset_ms + event.audio_end_ms)
+        elif kind == "input_audio_buffer.committed":
+            with self.cond:
+                self.pending.add(event.item_id)
+                span = self.spans.setdefault(event.item_id, [self.offset_ms])
+                if len(span) == 1:  # no speech_stopped: committed by us (finalize or end), not by the VAD
+                    span.append(self.sent_ms)
+                    self.commits_answered += 1
+        elif kind == "conversation.item.input_audio_transcription.delta":
+            text = self.partial.get(event.item_id, "") + (event.delta or "")
+            self.partial[event.item_id] = text
+            start = self.spans.get(event.item_id, [self.offset_ms])[0]
+            return Result(text=text.strip(), is_final=False, start_ms=start)
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            return self._final(event.item_id, event.transcript)
+        elif kind == "conversation.item.input_audio_transcription.failed":
+            logger.warning("OpenAI could not transcribe item %s: %s", event.item_id, getattr(event, "error", None))
+            self._done(event.item_id)
+        elif kind == "error":  # not raised by the client while iterating: checked here
+            error = event.error
+            code = getattr(error, "code", None)
+            if code in RECONNECTABLE:
+                raise _Reconnect()
+            if code == "input_audio_buffer_commit_empty":  # a finalize or end with nothing said
+                with self.cond:
+                    self.commits_answered += 1
+                    self.cond.notify_all()
+                return None
+            raise EngineError(f"OpenAI realtime error: {getattr(error, 'message', error)}")
+        return None
+
+    def _done(self, item_id: str) -> list[int]:
+        with self.cond:
+            self.pending.discard(item_id)
+            span = self.spans.pop(item_id, [self.offset_ms, self.sent_ms])
+            self.partial.pop(item_id, None)
+            if len(span) > 1:
+                self.covered_ms = max(self.covered_ms, span[1])
+            self._trim_kept()
+            self.cond.notify_all()
+        return span
+
+    def _final(self, item_id: str, transcript: str) -> Result | None:
+        span = self._done(item_id)
+        if not transcript.strip():
+            return None
+        start = span[0]
+        end = span[1] if len(span) > 1 else self.sent_ms
+        return Result(
+            text=transcript.strip(), is_final=True, start_ms=start, end_ms=max(start, end),
+            language=self.config.language if self.config.language != AUTO_LANGUAGE else None,
+        )
+
+
+class _Reconnect(Exception):
+    """The upstream session ended by design (time limit): continue on a new connection."""
