@@ -166,7 +166,7 @@ def test_speaking_into_the_page_shows_interims_then_stored_finals(server, browse
     times = [(int(c[1]) * 3600 + int(c[2]) * 60 + int(c[3]) + int(c[4]) / 1000,
               int(c[5]) * 3600 + int(c[6]) * 60 + int(c[7]) + int(c[8]) / 1000) for c in cues]
     assert all(a < b for a, b in times) and all(times[i][1] <= times[i + 1][0] for i in range(len(times) - 1))
-    assert times[-1][1] <= 11.1
+    assert times[-1][1] <= 14  # the 11 s recording, plus the moments before it started playing
     page.goto(server + "/sessions/")
     assert finals[0][:20] in page.content()
 
