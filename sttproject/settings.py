@@ -192,3 +192,12 @@ OPENAI_TRANSLATE_MODEL = os.environ.get("OPENAI_TRANSLATE_MODEL", "gpt-4o-mini")
 # are marked for shutdown on 2027-02-26; gpt-realtime-whisper takes no server VAD).
 OPENAI_TRANSCRIBE_MODEL = os.environ.get("OPENAI_TRANSCRIBE_MODEL", "gpt-live-transcribe")
 OPENAI_TIMEOUT = env_float("OPENAI_TIMEOUT", 30.0)
+
+# Google Cloud Speech-to-Text v2 (STT_ENGINE=google). Credentials the standard way (ADC).
+GOOGLE_CLOUD_PROJECT = os.environ.get("GOOGLE_CLOUD_PROJECT", "")
+GOOGLE_SPEECH_LOCATION = os.environ.get("GOOGLE_SPEECH_LOCATION", "global")
+GOOGLE_SPEECH_MODEL = os.environ.get("GOOGLE_SPEECH_MODEL", "long")
+GOOGLE_SPEECH_ENDPOINT = os.environ.get("GOOGLE_SPEECH_ENDPOINT", "")  # host:port override
+GOOGLE_SPEECH_INSECURE = env_bool("GOOGLE_SPEECH_INSECURE", False)  # plaintext channel (emulators, tests)
+# A stream is replaced before the service's 5-minute limit (wall clock or audio sent, whichever first).
+STT_GOOGLE_STREAM_SECONDS = env_float("STT_GOOGLE_STREAM_SECONDS", 290.0)

@@ -245,8 +245,9 @@ class LiveSession:
 
     async def _on_error(self, exc: Exception) -> None:
         message = str(exc) if isinstance(exc, EngineError) else "recognition failed"
+        code = exc.code if isinstance(exc, EngineError) else protocol.ENGINE_ERROR
         async with self._lock:
-            await self._send(protocol.event_error(protocol.ENGINE_ERROR, message))
+            await self._send(protocol.event_error(code, message))
         self._spawn(self.end(reason="error", timeout=5.0))  # from outside the pump calling us
 
     async def _send(self, event: dict, *, seq: int | None = None) -> dict:

@@ -17,6 +17,7 @@ ENGINES = {
     "whisper": "transcription.engines.whisper.WhisperRecognizer",
     "scripted": "transcription.engines.scripted.ScriptedRecognizer",
     "openai": "transcription.engines.openai.OpenAIRealtimeRecognizer",
+    "google": "transcription.engines.google.GoogleRecognizer",
 }
 
 _cache: dict[str, Recognizer] = {}

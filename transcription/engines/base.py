@@ -48,7 +48,15 @@ class Result:
 
 
 class EngineError(Exception):
-    """The engine failed; the message is safe to show to the client."""
+    """The engine failed; the message is safe to show to the client.
+
+    `code` is the protocol's error code: engine_error (default), engine_unavailable (the service
+    cannot be reached or has no credentials), engine_rejected (the service refused the request).
+    """
+
+    def __init__(self, message: str, code: str = "engine_error") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class Recognizer(Protocol):

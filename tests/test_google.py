@@ -1,0 +1,139 @@
+"""Google Speech v2 engine with the real client against a local fake gRPC server."""
+import os
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from transcription import engines
+from transcription.engines import StreamConfig, get_engine
+from transcription.models import Segment
+
+from .conftest import receive_until
+from .fakes.google_speech import BLOCK, FakeSpeech, phrase_frames
+
+os.environ.setdefault("NO_GCE_CHECK", "true")
+
+
+@pytest.fixture
+def fake_google(settings):
+    servers = []
+
+    def make(**options):
+        engines._cache.clear()
+        server = FakeSpeech(**options)
+        servers.append(server)
+        settings.STT_ENGINE = "google"
+        settings.GOOGLE_CLOUD_PROJECT = "test-project"
+        settings.GOOGLE_SPEECH_ENDPOINT = server.endpoint
+        settings.GOOGLE_SPEECH_INSECURE = True
+        return server
+
+    yield make
+    engines._cache.clear()
+    for server in servers:
+        server.close()
+
+
+def run(frames, lang="en-US"):
+    return list(get_engine("google").stream(iter(frames), StreamConfig(language=lang)))
+
+
+def finals(results):
+    return [r for r in results if r.is_final]
+
+
+def test_config_request_audio_and_results(fake_google):
+    server = fake_google()
+    frames = phrase_frames(1) + phrase_frames(2)
+    results = run(frames)
+    assert [(r.text, r.start_ms, r.end_ms) for r in finals(results)] == [("phrase 1", 0, 500), ("phrase 2", 500, 1400)]
+    assert [r.text for r in results if not r.is_final][:2] == ["phrase 1", "phrase 1"]
+    (stream,) = server.streams
+    assert stream["recognizer"] == "projects/test-project/locations/global/recognizers/_"
+    config = stream["config"].config
+    assert config.explicit_decoding_config.sample_rate_hertz == 16000
+    assert config.explicit_decoding_config.audio_channel_count == 1
+    assert config.explicit_decoding_config.encoding.name == "LINEAR16"
+    assert list(config.language_codes) == ["en-US"] and config.model == "long"
+    assert stream["config"].streaming_features.interim_results
+    assert not stream["first_has_audio"]
+    assert stream["bytes"] == len(frames) * BLOCK and stream["max_request"] <= 15_000
+
+
+def test_a_twelve_minute_session_rotates_streams_without_losing_or_repeating(fake_google, settings):
+    settings.STT_GOOGLE_STREAM_SECONDS = 50  # rotate well before the fake's 60 s abort
+    server = fake_google(abort_after_ms=60_000)
+    frames = []
+    for n in range(80):  # 80 phrases x 0.9 s, with long silences: 12 minutes
+        frames += phrase_frames(n % 50 + 1, speech_blocks=5, silence_blocks=4)
+        frames += [bytes(BLOCK)] * 81
+    results = finals(run(frames))
+    assert [r.text for r in results] == [f"phrase {n % 50 + 1}" for n in range(80)]
+    starts = [r.start_ms for r in results]
+    ends = [r.end_ms for r in results]
+    assert all(a < b for a, b in zip(ends, ends[1:])) and all(s <= e for s, e in zip(starts, ends))
+    assert ends[-1] <= len(frames) * 100 and ends[5] == 5 * 9000 + 500  # continuous session times
+    assert len(server.streams) >= 14  # 720 s / 50 s
+
+
+def test_an_abort_mid_phrase_replays_the_unfinalised_audio(fake_google, settings):
+    settings.STT_GOOGLE_STREAM_SECONDS = 1000
+    server = fake_google(abort_after_ms=1_200)  # every stream dies after 1.2 s of audio
+    frames = phrase_frames(1) + phrase_frames(2, speech_blocks=3, silence_blocks=4)  # 0.9 s + 0.7 s
+    results = finals(run(frames))
+    assert [(r.text, r.start_ms) for r in results] == [("phrase 1", 0), ("phrase 2", 500)]
+    assert len(server.streams) >= 2
+
+
+def test_unavailable_once_is_recovered(fake_google):
+    server = fake_google(unavailable_after_ms=700)
+    frames = phrase_frames(1) + phrase_frames(2)
+    assert [r.text for r in finals(run(frames))] == ["phrase 1", "phrase 2"]
+    assert len(server.streams) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_permission_denied_ends_the_session_with_a_clear_error(connect, make_user, fake_google):
+    fake_google(deny=True)
+    c = await connect(user=await sync_to_async(make_user)())
+    await c.connect()
+    await c.send_json_to({"type": "start", "lang": "en-US"})
+    await c.receive_json_from(timeout=10)
+    for frame in phrase_frames(1):
+        await c.send_to(bytes_data=frame)
+    events = await receive_until(c, lambda e: e.get("event") == "ended", timeout=20)
+    assert [e["code"] for e in events if e["type"] == "error"] == ["engine_rejected"]
+    assert events[-1]["reason"] == "error"
+    await c.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_through_the_socket_finals_are_stored(connect, make_user, fake_google):
+    fake_google()
+    c = await connect(user=await sync_to_async(make_user)())
+    await c.connect()
+    await c.send_json_to({"type": "start", "lang": "en-US"})
+    started = await c.receive_json_from(timeout=10)
+    for frame in phrase_frames(1) + phrase_frames(2):
+        await c.send_to(bytes_data=frame)
+    await c.send_json_to({"type": "end"})
+    events = await receive_until(c, lambda e: e.get("event") == "ended", timeout=20)
+    await c.disconnect()
+    assert [e["text"] for e in events if e["type"] == "final"] == ["phrase 1", "phrase 2"]
+    texts = [s.text async for s in Segment.objects.filter(session_id=started["session"]).order_by("index")]
+    assert texts == ["phrase 1", "phrase 2"]
+
+
+def test_no_credentials_is_a_clear_engine_unavailable(settings, monkeypatch):
+    from transcription.engines import EngineError
+
+    engines._cache.clear()
+    settings.STT_ENGINE = "google"
+    settings.GOOGLE_SPEECH_ENDPOINT = ""
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("HOME", "/nonexistent")  # no gcloud ADC file either
+    with pytest.raises(EngineError) as info:
+        run(phrase_frames(1))
+    assert info.value.code == "engine_unavailable"
+    engines._cache.clear()
