@@ -102,7 +102,9 @@ async def test_permission_denied_ends_the_session_with_a_clear_error(connect, ma
     for frame in phrase_frames(1):
         await c.send_to(bytes_data=frame)
     events = await receive_until(c, lambda e: e.get("event") == "ended", timeout=20)
-    assert [e["code"] for e in events if e["type"] == "error"] == ["engine_rejected"]
+    codes = [e["code"] for e in events if e["type"] == "error"]
+    assert codes[0] == "engine_rejected"  # frames still arriving after the end get `not_started`
+    assert set(codes) <= {"engine_rejected", "not_started"}
     assert events[-1]["reason"] == "error"
     await c.disconnect()
 
