@@ -37,8 +37,13 @@ chromium:
 test: install-dev chromium
 	NO_GCE_CHECK=true $(PY) -m pytest $(PYTEST_ARGS)
 
+# Timing goals live here, printed as numbers (tests check correctness only). Loopback only.
 bench: install-dev
-	$(PY) bench/latency.py
+	$(PY) bench/latency.py tests/data/en/beckett.wav --lang en-US
+	$(PY) bench/latency.py tests/data/ko/kspon_long.wav --lang ko-KR --cer
+	$(PY) bench/load.py --levels 1 2 4 8
+	$(PY) bench/load.py --model tiny.en --levels 1 4 8 16
+	STT_MAX_SESSIONS=0 $(PY) bench/load.py --scripted --levels 100 200 300
 
 clean:
 	rm -rf $(VENV) staticfiles

@@ -201,3 +201,7 @@ GOOGLE_SPEECH_ENDPOINT = os.environ.get("GOOGLE_SPEECH_ENDPOINT", "")  # host:po
 GOOGLE_SPEECH_INSECURE = env_bool("GOOGLE_SPEECH_INSECURE", False)  # plaintext channel (emulators, tests)
 # A stream is replaced before the service's 5-minute limit (wall clock or audio sent, whichever first).
 STT_GOOGLE_STREAM_SECONDS = env_float("STT_GOOGLE_STREAM_SECONDS", 290.0)
+# Decode workers shared by all Whisper sessions of the process (each uses STT_WHISPER_THREADS).
+STT_DECODE_WORKERS = env_int("STT_DECODE_WORKERS", 1)
+# Recognition sessions per process; beyond it `start` gets `busy` (0 = no limit).
+STT_MAX_SESSIONS = env_int("STT_MAX_SESSIONS", 8)

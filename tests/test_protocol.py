@@ -202,7 +202,8 @@ async def test_engine_failure_reports_an_error_ends_the_session_and_keeps_finals
     await communicator.disconnect()
 
 
-async def test_twenty_concurrent_sessions_all_make_progress(connect, make_user):
+async def test_twenty_concurrent_sessions_all_make_progress(connect, make_user, settings):
+    settings.STT_MAX_SESSIONS = 25
     users = [await sync_to_async(make_user)(f"user{i}") for i in range(20)]
     sockets = [await connect(user=u) for u in users]
     for s in sockets:

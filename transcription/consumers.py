@@ -75,6 +75,9 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
                 )
         if self.live is not None:  # a second start ends the first cleanly, its finals stored
             await self.live.end(reason="restart")
+        limit = settings.STT_MAX_SESSIONS
+        if limit and LiveSession.active_count() >= limit:  # full: refuse, so the client can go elsewhere
+            raise ProtocolError(protocol.BUSY, f"this server is running its maximum of {limit} sessions; try again later")
         record = await self.db_session_start(
             language=message.lang, engine=engine.name, translate_to=message.translate_to or ""
         )

@@ -24,6 +24,7 @@ from django.conf import settings
 
 from .base import AUTO_LANGUAGE, FINALIZE, SAMPLE_RATE, Control, EngineError, Result, StreamConfig
 from .guards import cut_repetitions, is_silence_hallucination
+from .scheduler import get_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -367,6 +368,11 @@ class PhraseStreamer:
         return self.transcribe(self.samples(start, end), final=final, prefix=None)
 
     def transcribe(self, audio: np.ndarray, *, final: bool, prefix: str | None) -> Decoded:
+        """Decode on the process's decode scheduler (finals first); an empty text if an interim was dropped."""
+        decoded = get_scheduler().run(lambda: self._transcribe(audio, final=final, prefix=prefix), final=final, key=self)
+        return decoded if decoded is not None else Decoded("", None, None)
+
+    def _transcribe(self, audio: np.ndarray, *, final: bool, prefix: str | None) -> Decoded:
         started = time.monotonic()
         try:
             segments, info = self.model.transcribe(

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..engines import get_engine
 from ..engines.guards import cut_repetitions
+from ..engines.scheduler import get_scheduler
 from ..engines.whisper import COMPRESSION_RATIO_MAX, WhisperRecognizer, whisper_language
 from .base import TranslationError
 
@@ -36,6 +37,10 @@ class WhisperTranslator:
             return
         model = self._recognizer().model_for(source)
         pcm = np.frombuffer(audio, dtype="<i2").astype(np.float32) / 32768.0
+        text = get_scheduler().run(lambda: self._decode(model, pcm, source), final=False, key=self, background=True)
+        yield text
+
+    def _decode(self, model, pcm: np.ndarray, source: str) -> str:
         try:
             segments, _ = model.transcribe(
                 pcm, task="translate", language=whisper_language(source), beam_size=1,
@@ -46,4 +51,4 @@ class WhisperTranslator:
         except Exception as exc:
             logger.exception("whisper translation failed")
             raise TranslationError(f"whisper translation failed: {exc}") from exc
-        yield cut_repetitions(" ".join(pieces))
+        return cut_repetitions(" ".join(pieces))

@@ -1,0 +1,108 @@
+"""Concurrent sessions at real-time pace over the real socket: final delay, losses, CPU, memory.
+
+    python bench/load.py                      # whisper base, N = 1 2 4 8, beckett.wav
+    python bench/load.py --model tiny.en --levels 1 4 8 16
+    python bench/load.py --scripted --levels 50 100 200 300   # the server's own overhead
+
+Each level starts a fresh daphne on loopback, N users stream the recording (sessions staggered by
+a few hundred ms), and the table shows per N: final delay after the phrase's end (p50/p95/max),
+interims per session-second, finals missing (expected minus received, must be 0), refusals,
+server CPU seconds per audio second, and RSS. Loopback only; stops by itself.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import wave
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, Server, final_delays, login, stream_session, summary, write_result  # noqa: E402
+
+
+def scripted_frames(seconds: int) -> tuple[list[bytes], int]:
+    """1.5 s of 'speech' then 0.5 s of silence, repeated: one final every 2 s."""
+    import numpy as np
+
+    loud = (np.ones(1600, dtype="<i2") * 5000).tobytes()
+    quiet = bytes(3200)
+    frames = []
+    for _ in range(seconds // 2):
+        frames += [loud] * 15 + [quiet] * 5
+    return frames, seconds // 2
+
+
+async def run_level(base: str, n: int, frames: list[bytes], lang: str) -> list[dict]:
+    cookies = [await asyncio.to_thread(login, base, f"bench{i}") for i in range(n)]
+    stagger = 2.0 / max(1, n)
+    return await asyncio.gather(*(stream_session(base, cookies[i], frames, lang, start_delay=i * stagger)
+                                  for i in range(n)), return_exceptions=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--wav", default=str(ROOT / "tests/data/en/beckett.wav"))
+    parser.add_argument("--lang", default="en-US")
+    parser.add_argument("--model", default="base", help="STT_WHISPER_MODEL for the server")
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--scripted", action="store_true", help="scripted engine: measures the server's overhead")
+    parser.add_argument("--seconds", type=int, default=20, help="session length with --scripted")
+    args = parser.parse_args()
+
+    if args.scripted:
+        frames, expected = scripted_frames(args.seconds)
+        env = {"STT_ENGINE": "scripted", "STT_KEEP_AUDIO": "0", "STT_MAX_SESSIONS": "0"}
+        label = "scripted"
+    else:
+        with wave.open(args.wav) as w:
+            pcm = w.readframes(w.getnframes())
+        frames = [pcm[i : i + 3200] for i in range(0, len(pcm), 3200)] + [bytes(3200)] * 10
+        expected = None
+        env = {"STT_ENGINE": "whisper", "STT_WHISPER_MODEL": args.model, "STT_WHISPER_MODEL_EN": "",
+               "STT_MAX_SESSIONS": "0"}  # measure degradation, not refusal
+        label = f"whisper-{args.model}"
+    audio_seconds = len(frames) / 10
+    rows = []
+    for n in args.levels:
+        server = Server(env=env, users=n)
+        try:
+            if not args.scripted:  # load the model before timing
+                asyncio.run(run_level(server.url, 1, frames[:20], args.lang))
+            cpu0 = server.cpu_seconds()
+            runs = asyncio.run(run_level(server.url, n, frames, args.lang))
+            cpu = server.cpu_seconds() - cpu0
+            rss, peak = server.rss_mb()
+        finally:
+            server.stop()
+        failed = [r for r in runs if isinstance(r, BaseException)]
+        ok = [r for r in runs if not isinstance(r, BaseException) and "refused" not in r]
+        refused = [r for r in runs if isinstance(r, dict) and "refused" in r]
+        delays = [d for r in ok for d in final_delays(r)]
+        finals = [len([e for _, e in r["events"] if e["type"] == "final"]) for r in ok]
+        if expected is None:  # whisper: every session must produce what the first one did
+            expected = max(finals) if finals else 0
+        interims = sum(len([e for _, e in r["events"] if e["type"] == "interim"]) for r in ok)
+        errors = [e for r in ok for _, e in r["events"] if e["type"] == "error"]
+        row = {
+            "sessions": n,
+            "final_delay_s": summary(delays),
+            "finals_missing": sum(max(0, expected - f) for f in finals) + len(failed) * expected,
+            "refused_busy": len(refused),
+            "errors": [e.get("code") for e in errors][:10],
+            "interims_per_session_s": round(interims / max(1, len(ok)) / audio_seconds, 2),
+            "cpu_s_per_audio_s": round(cpu / (audio_seconds * max(1, len(ok))), 3),
+            "rss_mb": round(rss), "peak_rss_mb": round(peak),
+        }
+        rows.append(row)
+        d = row["final_delay_s"]
+        fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        print(f"{label:14} N={n:<4} final delay p50 {fmt(d['p50'])} p95 {fmt(d['p95'])} max {fmt(d['max'])} s | "
+              f"missing {row['finals_missing']} busy {row['refused_busy']} | interims/s {row['interims_per_session_s']} | "
+              f"CPU/audio-s {row['cpu_s_per_audio_s']} | RSS {row['rss_mb']} MB (peak {row['peak_rss_mb']})", flush=True)
+    out = write_result(f"load-{label}", {"engine": label, "audio_seconds": audio_seconds, "levels": rows})
+    print(f"written to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

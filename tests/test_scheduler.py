@@ -1,0 +1,90 @@
+"""The decode scheduler's guarantees, and refusing sessions when the server is full."""
+import threading
+import time
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from transcription.engines.scheduler import DecodeScheduler
+
+from .conftest import loud_frame, receive_until
+
+
+def test_finals_run_first_in_order_and_none_is_dropped_under_a_flood_of_interims():
+    scheduler = DecodeScheduler(workers=1)
+    ran: list[str] = []
+    gate = threading.Event()
+    results: dict[str, object] = {}
+
+    def job(name, hold=None):
+        def fn():
+            if hold:
+                hold.wait(5)
+            ran.append(name)
+            return name
+        return fn
+
+    def submit(name, **kind):
+        results[name] = scheduler.run(job(name), key=name.split("-")[0], **kind)
+
+    blocker = threading.Thread(target=lambda: scheduler.run(job("busy", gate), final=True, key="x"))
+    blocker.start()
+    time.sleep(0.05)  # the only worker is now busy
+    threads = []
+    for i in range(40):  # a flood of interims from 20 sessions, and finals among them
+        threads.append(threading.Thread(target=submit, args=(f"s{i % 20}-interim{i}",), kwargs={"final": False}))
+        if i % 10 == 0:
+            threads.append(threading.Thread(target=submit, args=(f"f{i}-final",), kwargs={"final": True}))
+        if i == 15:
+            threads.append(threading.Thread(target=submit, args=("t-translation",), kwargs={"final": False, "background": True}))
+    for t in threads:
+        t.start()
+        time.sleep(0.005)  # submission order = thread order
+    time.sleep(0.1)
+    gate.set()
+    for t in threads:
+        t.join(5)
+    blocker.join(5)
+    finals = [name for name in ran if name.endswith("-final")]
+    assert finals == ["f0-final", "f10-final", "f20-final", "f30-final"]  # all, in order
+    assert ran[1:5] == finals  # before anything else once the worker was free
+    assert ran[5] == "t-translation"  # background work next
+    assert all(results[name] == name for name in finals + ["t-translation"])
+    dropped = [name for name, value in results.items() if value is None]
+    assert dropped and all("interim" in name for name in dropped)  # only interims are shed
+    assert scheduler.stats["interims_dropped"] == len(dropped)
+
+
+def test_an_error_in_a_decode_reaches_its_caller():
+    scheduler = DecodeScheduler(workers=1)
+
+    def boom():
+        raise RuntimeError("decoder exploded")
+
+    with pytest.raises(RuntimeError, match="exploded"):
+        scheduler.run(boom, final=True, key="a")
+    assert scheduler.run(lambda: 7, final=True, key="a") == 7  # the worker survived
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_full_server_refuses_new_sessions_with_busy(connect, make_user, scripted, settings):
+    settings.STT_MAX_SESSIONS = 2
+    sockets = []
+    for i in range(3):
+        c = await connect(user=await sync_to_async(make_user)(f"u{i}"))
+        await c.connect()
+        await c.send_json_to({"type": "start", "lang": "en-US"})
+        sockets.append((c, await c.receive_json_from(timeout=5)))
+    assert [e.get("event") for _, e in sockets[:2]] == ["started", "started"]
+    refused = sockets[2][1]
+    assert refused["type"] == "error" and refused["code"] == "busy"
+    # The two running sessions are unaffected; when one ends, there is room again.
+    first = sockets[0][0]
+    await first.send_to(bytes_data=loud_frame())
+    await first.send_json_to({"type": "end"})
+    await receive_until(first, lambda e: e.get("event") == "ended")
+    third = sockets[2][0]
+    await third.send_json_to({"type": "start", "lang": "en-US"})
+    assert (await third.receive_json_from(timeout=5))["event"] == "started"
+    for c, _ in sockets:
+        await c.disconnect()
