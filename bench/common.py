@@ -41,10 +41,21 @@ class Server:
                         STT_RESUME_SECONDS="0", LOG_LEVEL="WARNING", **(env or {}))
         py = sys.executable
         subprocess.run([py, "manage.py", "migrate", "-v0"], cwd=ROOT, env=self.env, check=True)
-        subprocess.run([py, "manage.py", "shell", "-c",
-                        "from django.contrib.auth.models import User\n"
-                        f"for i in range({users}): User.objects.create_user(f'bench{{i}}', password='{PASSWORD}')"],
-                       cwd=ROOT, env=self.env, check=True)
+        # Users, and a logged-in session for each (hundreds of password logins would cost minutes).
+        made = subprocess.run([py, "manage.py", "shell", "-c",
+                               "import json\n"
+                               "from django.contrib.auth.models import User\n"
+                               "from django.contrib.auth import SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY\n"
+                               "from django.contrib.sessions.backends.db import SessionStore\n"
+                               "keys = []\n"
+                               f"for i in range({users}):\n"
+                               f"    u = User.objects.create_user(f'bench{{i}}', password='{PASSWORD}')\n"
+                               "    s = SessionStore(); s[SESSION_KEY] = str(u.pk)\n"
+                               "    s[BACKEND_SESSION_KEY] = 'django.contrib.auth.backends.ModelBackend'\n"
+                               "    s[HASH_SESSION_KEY] = u.get_session_auth_hash(); s.create(); keys.append(s.session_key)\n"
+                               "print(json.dumps(keys))"],
+                              cwd=ROOT, env=self.env, check=True, capture_output=True, text=True)
+        self.cookies = [f"sessionid={key}" for key in json.loads(made.stdout.strip().splitlines()[-1])]
         self.proc = subprocess.Popen([str(Path(py).parent / "daphne"), "-b", "127.0.0.1", "-p", str(self.port),
                                       "sttproject.asgi:application"], cwd=ROOT, env=self.env,
                                      stdout=subprocess.DEVNULL, stderr=open(f"{self.tmp}/server.log", "w"))
@@ -117,12 +128,16 @@ async def stream_session(base: str, cookie: str, frames: list[bytes], lang: str,
     return {"events": events, "sent": sent, "t0": t0, "audio_end": audio_end}
 
 
-def final_delays(run: dict) -> list[float]:
-    """For each final: arrival minus the moment the frame holding its end_ms was sent."""
+def final_delays(run: dict, trigger_frames: int = 0) -> list[float]:
+    """For each final: arrival minus the moment the frame holding its end_ms was sent.
+
+    `trigger_frames`: how many frames after that one the final can first be produced (the
+    scripted engine ends a phrase on the next quiet frame: 1), to measure the server's own delay.
+    """
     out = []
     for t, event in run["events"]:
         if event["type"] == "final":
-            frame = min(len(run["sent"]) - 1, max(0, (event["end_ms"] - 1) // 100))
+            frame = min(len(run["sent"]) - 1, max(0, (event["end_ms"] - 1) // 100 + trigger_frames))
             out.append(t - run["sent"][frame])
     return out
 
@@ -135,7 +150,8 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def summary(values: list[float]) -> dict:
-    return {"p50": percentile(values, 0.5), "p95": percentile(values, 0.95), "max": max(values) if values else None,
+    return {"p50": percentile(values, 0.5), "p95": percentile(values, 0.95), "p99": percentile(values, 0.99),
+            "max": max(values) if values else None,
             "mean": statistics.mean(values) if values else None}
 
 

@@ -204,4 +204,4 @@ STT_GOOGLE_STREAM_SECONDS = env_float("STT_GOOGLE_STREAM_SECONDS", 290.0)
 # Decode workers shared by all Whisper sessions of the process (each uses STT_WHISPER_THREADS).
 STT_DECODE_WORKERS = env_int("STT_DECODE_WORKERS", 1)
 # Recognition sessions per process; beyond it `start` gets `busy` (0 = no limit).
-STT_MAX_SESSIONS = env_int("STT_MAX_SESSIONS", 8)
+STT_MAX_SESSIONS = env_int("STT_MAX_SESSIONS", 2)  # what whisper base holds on 2 cores (bench/load.py)

@@ -243,3 +243,57 @@ async def test_audio_beyond_the_backlog_is_refused_with_busy(connect, make_user,
     assert busy and all(e["code"] == "busy" for e in busy)
     assert finals and finals[0]["text"] == " ".join(f"w{k}" for k in range(1, (accepted + 1) // 2 + 1))
     await communicator.disconnect()
+
+
+async def test_a_final_that_cannot_be_stored_is_retried_then_reported_not_shown(connect, make_user, monkeypatch):
+    from django.db import OperationalError
+
+    from transcription import services
+
+    real = services.segment_create
+    calls = {"n": 0}
+
+    def flaky(**kwargs):
+        calls["n"] += 1
+        if calls["n"] <= 3:  # the first final fails twice (given up), the second once (retried)
+            raise OperationalError("database is locked")
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "segment_create", flaky)
+    communicator = await connect(user=await sync_to_async(make_user)())
+    await communicator.connect()
+    start = await started(communicator)
+    for frame in [loud_frame(), quiet_frame(), loud_frame(), loud_frame(), loud_frame(), quiet_frame()]:
+        await communicator.send_to(bytes_data=frame)
+    await communicator.send_json_to({"type": "end"})
+    events = await receive_until(communicator, lambda e: e.get("event") == "ended")
+    kinds = [(e["type"], e.get("code")) for e in events if e["type"] != "interim"]
+    assert kinds == [("error", "storage"), ("final", None), ("system", None)]
+    final = next(e for e in events if e["type"] == "final")
+    assert final["text"] == "w1 w2"
+    assert [s.text async for s in Segment.objects.filter(session_id=start["session"])] == ["w1 w2"]
+    await communicator.disconnect()
+
+
+async def test_no_thread_outlives_its_session_over_100_connections(connect, make_user, settings):
+    import threading
+
+    settings.STT_TRANSLATOR = "scripted"
+    user = await sync_to_async(make_user)()
+
+    async def cycle(i):
+        communicator = await connect(user=user)
+        await communicator.connect()
+        await communicator.send_json_to({"type": "start", "lang": "en-US", **({"translate_to": "de"} if i % 2 else {})})
+        await communicator.receive_json_from(timeout=5)
+        await communicator.send_to(bytes_data=loud_frame())
+        await communicator.disconnect()  # mid-phrase
+
+    await cycle(0)  # warm-up: process-wide threads (database, decode workers) start once
+    await asyncio.sleep(0.2)
+    before = {t.name for t in threading.enumerate()}
+    for i in range(100):
+        await cycle(i)
+    await asyncio.sleep(0.5)
+    leaked = [t.name for t in threading.enumerate() if t.name not in before and t.name.startswith("stt")]
+    assert leaked == []
