@@ -1,11 +1,9 @@
 """Engine registry: STT_ENGINE names a backend (short name or dotted path), built once per process."""
 from __future__ import annotations
 
-import threading
-
 from django.conf import settings
-from django.utils.module_loading import import_string
 
+from ..backends import load_backend
 from .base import AUTO_LANGUAGE, FINALIZE, Control, EngineError, Recognizer, Result, StreamConfig, Word
 
 __all__ = [
@@ -21,7 +19,6 @@ ENGINES = {
 }
 
 _cache: dict[str, Recognizer] = {}
-_lock = threading.Lock()
 
 
 def engine_path(name: str | None = None) -> str:
@@ -31,10 +28,4 @@ def engine_path(name: str | None = None) -> str:
 
 def get_engine(name: str | None = None) -> Recognizer:
     """The process-wide engine object (holds the loaded model; per-session state lives in stream())."""
-    path = engine_path(name)
-    with _lock:
-        engine = _cache.get(path)
-        if engine is None:
-            engine = import_string(path)()
-            _cache[path] = engine
-        return engine
+    return load_backend(engine_path(name), _cache)

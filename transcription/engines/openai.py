@@ -16,6 +16,7 @@ from typing import Iterator
 
 from django.conf import settings
 
+from ..backends import openai_client
 from .base import AUTO_LANGUAGE, BYTES_PER_SECOND, FINALIZE, Control, EngineError, Result, StreamConfig
 from .resample import Resampler16to24
 
@@ -28,27 +29,11 @@ RECONNECTABLE = {"session_expired"}
 class OpenAIRealtimeRecognizer:
     name = "openai"
 
-    def __init__(self) -> None:
-        self._client = None
-        self._lock = threading.Lock()
-
-    def client(self):
-        with self._lock:
-            if self._client is None:
-                from openai import OpenAI
-
-                self._client = OpenAI(
-                    api_key=settings.OPENAI_API_KEY or "not-needed-for-local-servers",
-                    base_url=settings.OPENAI_BASE_URL or None,
-                    max_retries=0,
-                )
-            return self._client
-
     def supports_language(self, language: str) -> bool:
         return True
 
     def stream(self, chunks: Iterator[bytes | Control], config: StreamConfig) -> Iterator[Result]:
-        yield from RealtimeStream(self.client(), config).run(chunks)
+        yield from RealtimeStream(openai_client(), config).run(chunks)
 
 
 class RealtimeStream:

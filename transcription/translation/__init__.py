@@ -1,11 +1,9 @@
 """Translator registry: STT_TRANSLATOR names a backend (short name or dotted path), built once."""
 from __future__ import annotations
 
-import threading
-
 from django.conf import settings
-from django.utils.module_loading import import_string
 
+from ..backends import load_backend
 from .base import TranslationError, Translator
 
 __all__ = ["TranslationError", "Translator", "get_translator", "translator_path"]
@@ -17,7 +15,6 @@ TRANSLATORS = {
 }
 
 _cache: dict[str, Translator] = {}
-_lock = threading.Lock()
 
 
 def translator_path(name: str | None = None) -> str:
@@ -26,10 +23,4 @@ def translator_path(name: str | None = None) -> str:
 
 
 def get_translator(name: str | None = None) -> Translator:
-    path = translator_path(name)
-    with _lock:
-        translator = _cache.get(path)
-        if translator is None:
-            translator = import_string(path)()
-            _cache[path] = translator
-        return translator
+    return load_backend(translator_path(name), _cache)

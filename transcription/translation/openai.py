@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Iterator, Sequence
 
 from django.conf import settings
 
+from ..backends import openai_client
 from .base import TranslationError
 
 logger = logging.getLogger(__name__)
@@ -19,24 +19,6 @@ SYSTEM_PROMPT = (
 
 class OpenAITranslator:
     name = "openai"
-
-    def __init__(self) -> None:
-        self._client = None
-        self._lock = threading.Lock()
-
-    def client(self):
-        """One client per process (it pools its HTTP connections)."""
-        with self._lock:
-            if self._client is None:
-                from openai import OpenAI
-
-                self._client = OpenAI(
-                    api_key=settings.OPENAI_API_KEY or "not-needed-for-local-servers",
-                    base_url=settings.OPENAI_BASE_URL or None,
-                    timeout=settings.OPENAI_TIMEOUT,
-                    max_retries=0,  # the session retries a failed phrase once itself
-                )
-            return self._client
 
     def supports(self, *, source: str, target: str) -> bool:
         return True
@@ -52,7 +34,7 @@ class OpenAITranslator:
             messages.append({"role": "user", "content": f"Earlier phrases, for context only:\n{earlier}"})
         messages.append({"role": "user", "content": text})
         try:
-            stream = self.client().chat.completions.create(
+            stream = openai_client(timeout=settings.OPENAI_TIMEOUT).chat.completions.create(
                 model=settings.OPENAI_TRANSLATE_MODEL, messages=messages, stream=True, temperature=0
             )
             for chunk in stream:
