@@ -205,3 +205,7 @@ STT_GOOGLE_STREAM_SECONDS = env_float("STT_GOOGLE_STREAM_SECONDS", 290.0)
 STT_DECODE_WORKERS = env_int("STT_DECODE_WORKERS", 1)
 # Recognition sessions per process; beyond it `start` gets `busy` (0 = no limit).
 STT_MAX_SESSIONS = env_int("STT_MAX_SESSIONS", 2)  # what whisper base holds on 2 cores (bench/load.py)
+# Sessions one user may run at once, in this process (0 = no limit).
+STT_MAX_SESSIONS_PER_USER = env_int("STT_MAX_SESSIONS_PER_USER", 2)
+# A session is ended (reason "max_length") after this much audio; the page starts the next one.
+STT_MAX_SESSION_SECONDS = env_float("STT_MAX_SESSION_SECONDS", 4 * 3600)

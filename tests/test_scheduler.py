@@ -88,3 +88,35 @@ async def test_a_full_server_refuses_new_sessions_with_busy(connect, make_user, 
     assert (await third.receive_json_from(timeout=5))["event"] == "started"
     for c, _ in sockets:
         await c.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_one_user_cannot_hold_more_than_the_per_user_limit(connect, make_user, scripted, settings):
+    settings.STT_MAX_SESSIONS, settings.STT_MAX_SESSIONS_PER_USER = 10, 1
+    alice, bob = await sync_to_async(make_user)("alice"), await sync_to_async(make_user)("bob")
+    first, second, other = await connect(user=alice), await connect(user=alice), await connect(user=bob)
+    for c in (first, second, other):
+        await c.connect()
+        await c.send_json_to({"type": "start", "lang": "en-US"})
+    assert (await first.receive_json_from(timeout=5))["event"] == "started"
+    assert (await second.receive_json_from(timeout=5))["code"] == "too_many_sessions"
+    assert (await other.receive_json_from(timeout=5))["event"] == "started"  # other users are unaffected
+    for c in (first, second, other):
+        await c.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_session_is_ended_at_its_maximum_length_with_its_finals_kept(connect, make_user, scripted, settings):
+    settings.STT_MAX_SESSION_SECONDS = 0.5
+    c = await connect(user=await sync_to_async(make_user)())
+    await c.connect()
+    await c.send_json_to({"type": "start", "lang": "en-US"})
+    await c.receive_json_from(timeout=5)
+    for _ in range(5):
+        await c.send_to(bytes_data=loud_frame())
+    events = await receive_until(c, lambda e: e.get("event") == "ended")
+    assert events[-1]["reason"] == "max_length"
+    assert [e["text"] for e in events if e["type"] == "final"] == ["w1 w2 w3"]
+    await c.send_json_to({"type": "start", "lang": "en-US"})  # the next session starts at once
+    assert (await c.receive_json_from(timeout=5))["event"] == "started"
+    await c.disconnect()

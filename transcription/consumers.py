@@ -78,6 +78,9 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         limit = settings.STT_MAX_SESSIONS
         if limit and LiveSession.active_count() >= limit:  # full: refuse, so the client can go elsewhere
             raise ProtocolError(protocol.BUSY, f"this server is running its maximum of {limit} sessions; try again later")
+        per_user = settings.STT_MAX_SESSIONS_PER_USER
+        if per_user and LiveSession.active_count(owner_id=self.user.pk) >= per_user:
+            raise ProtocolError(protocol.TOO_MANY_SESSIONS, f"you already have {per_user} sessions running")
         record = await self.db_session_start(
             language=message.lang, engine=engine.name, translate_to=message.translate_to or ""
         )

@@ -99,8 +99,8 @@ class LiveSession:
         return cls._registry.get(session_id)
 
     @classmethod
-    def active_count(cls) -> int:
-        return len(cls._registry)
+    def active_count(cls, owner_id: int | None = None) -> int:
+        return sum(1 for s in cls._registry.values() if not s.closing and (owner_id is None or s.owner_id == owner_id))
 
     # ---- lifecycle ----
 
@@ -201,6 +201,8 @@ class LiveSession:
         if not self.stream.feed(data):
             return False
         self.audio_bytes += len(data)
+        if self.audio_bytes >= settings.STT_MAX_SESSION_SECONDS * BYTES_PER_SECOND and not self.closing:
+            self._spawn(self.end(reason="max_length"))  # the page starts the next session itself
         return True
 
     def finalize(self) -> None:

@@ -31,6 +31,7 @@ ENGINE_ERROR = "engine_error"  # the recognition engine failed; the session is e
 ENGINE_UNAVAILABLE = "engine_unavailable"  # a cloud engine cannot be reached / has no credentials; ended
 ENGINE_REJECTED = "engine_rejected"  # a cloud engine refused the request (permission, argument); ended
 STORAGE = "storage"  # a final could not be saved; it is not shown as a final
+TOO_MANY_SESSIONS = "too_many_sessions"  # this user already runs STT_MAX_SESSIONS_PER_USER sessions
 SESSION_EXPIRED = "session_expired"  # resume of a session that is over, unknown, or not yours
 TRANSLATION_UNSUPPORTED = "translation_unsupported"  # the translator cannot produce translate_to
 TRANSLATION_FAILED = "translation_failed"  # one phrase's translation failed twice; the session goes on
@@ -146,7 +147,10 @@ def event_lag(seconds: float) -> dict:
 
 
 def event_interim(result: Result, *, phrase: int, revision: int) -> dict:
-    return {"type": "interim", "text": result.text, "phrase": phrase, "revision": revision}
+    event = {"type": "interim", "text": result.text, "phrase": phrase, "revision": revision}
+    if result.stability is not None:
+        event["stability"] = round(result.stability, 2)
+    return event
 
 
 def event_translation(*, segment_id: int, language: str, text: str, done: bool) -> dict:

@@ -81,6 +81,10 @@ function onEvent(ev) {
         ui.link.href = `/sessions/${ev.session}/`;
         ui.link.hidden = false;
         flushPending();
+      } else if (ev.event === "ended" && ev.reason === "max_length" && !stopping) {
+        setState("connecting"); // the session reached its length limit: go on in a new one
+        showNotice("The session reached its maximum length; a new one continues.");
+        ws.send(JSON.stringify(startMessage()));
       } else if (ev.event === "ended") {
         setState("ended");
         sessionId = null;

@@ -43,6 +43,7 @@ class Result:
     confidence: float | None = None
     words: tuple[Word, ...] = field(default_factory=tuple)
     language: str | None = None  # BCP-47 or ISO 639-1 code of what was recognised
+    stability: float | None = None  # an interim's likelihood of not changing (Google), 0-1
     # A final's audio (PCM16 16 kHz mono), for speech translation; engines may leave it empty.
     audio: bytes = field(default=b"", repr=False, compare=False)
 

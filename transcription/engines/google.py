@@ -187,7 +187,7 @@ class EndlessStream:
                     return
 
     def results(self, response, start_ms: int) -> Iterator[Result]:
-        interim = []
+        interim, stability = [], []
         for result in response.results:
             if not result.alternatives:
                 continue
@@ -214,8 +214,14 @@ class EndlessStream:
                     )
             elif best.transcript.strip():
                 interim.append(best.transcript.strip())
+                stability.append(result.stability)
         if interim:
-            yield Result(text=" ".join(interim), is_final=False, start_ms=self.final_end * 1000 // BYTES_PER_SECOND)
+            yield Result(
+                text=" ".join(interim),
+                is_final=False,
+                start_ms=self.final_end * 1000 // BYTES_PER_SECOND,
+                stability=min(stability) if any(stability) else None,
+            )
 
     def _trim(self) -> None:
         """Audio before the last final is never replayed: drop it (caller holds cond)."""
