@@ -3,6 +3,7 @@ or close code, never crashes, and leaves no thread behind."""
 import asyncio
 import json
 import threading
+import uuid
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -44,7 +45,7 @@ def test_random_frames_get_documented_answers(connect, make_user, scripted, fram
     before = {t.name for t in threading.enumerate()}
 
     async def exchange():
-        user = await sync_to_async(make_user)(f"fuzz{len(before)}{id(frames)}")
+        user = await sync_to_async(make_user)(f"fuzz-{uuid.uuid4().hex[:12]}")  # the database is not reset per example
         communicator = await connect(user=user)
         assert (await communicator.connect())[0]
         for kind, payload in frames:  # raw ASGI messages: empty frames too
