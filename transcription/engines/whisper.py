@@ -161,9 +161,6 @@ class WhisperRecognizer:
             return code == "en"
         return code is None or code in _LANGUAGE_CODES
 
-    def warm_up(self, language: str) -> None:
-        self.model_for(language)
-
     def stream(self, chunks: Iterator[bytes], config: StreamConfig) -> Iterator[Result]:
         from faster_whisper.vad import get_vad_model
 
