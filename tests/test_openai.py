@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
 
-from transcription import engines, translation
 from transcription.engines.resample import Resampler16to24
 from transcription.models import Segment, Translation
 
@@ -15,24 +14,14 @@ from .fakes.openai_servers import ChatServer, RealtimeServer
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def fresh_clients():
-    """Engines and translators hold one client per process: start each test with new ones."""
-    engines._cache.clear()
-    translation._cache.clear()
-    yield
-    engines._cache.clear()
-    translation._cache.clear()
-
-
 @pytest.fixture
-def realtime(settings):
+def fake_openai(settings):
+    """Start a fake OpenAI server and point the settings at it (the client is keyed by base URL)."""
     servers = []
 
-    def make(**options):
-        server = RealtimeServer(**options)
+    def make(server_class, **options):
+        server = server_class(**options)
         servers.append(server)
-        settings.STT_ENGINE = "openai"
         settings.OPENAI_BASE_URL = server.url
         settings.OPENAI_API_KEY = "test-key"
         return server
@@ -40,6 +29,18 @@ def realtime(settings):
     yield make
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+def realtime(fake_openai, settings):
+    settings.STT_ENGINE = "openai"
+    return lambda **options: fake_openai(RealtimeServer, **options)
+
+
+@pytest.fixture
+def chat(fake_openai, settings):
+    settings.STT_ENGINE, settings.STT_TRANSLATOR = "scripted", "openai"
+    return lambda **options: fake_openai(ChatServer, **options)
 
 
 SPEECH = [loud_frame()] * 5 + [quiet_frame()] * 4 + [loud_frame()] * 3 + [quiet_frame()] * 4
@@ -153,24 +154,6 @@ def test_resampler_keeps_the_tone_and_the_length():
     assert 0.95 < out[2400:21600].std() / (0.5 * 32767 / np.sqrt(2)) < 1.05
 
 
-@pytest.fixture
-def chat(settings):
-    servers = []
-
-    def make(**options):
-        server = ChatServer(**options)
-        servers.append(server)
-        settings.STT_ENGINE = "scripted"
-        settings.STT_TRANSLATOR = "openai"
-        settings.OPENAI_BASE_URL = server.url
-        settings.OPENAI_API_KEY = "test-key"
-        return server
-
-    yield make
-    for server in servers:
-        server.close()
-
-
 async def test_openai_translation_streams_with_context(connect, make_user, chat):
     server = chat()
     frames = [loud_frame(), loud_frame(), quiet_frame(), loud_frame(), loud_frame(), loud_frame(), quiet_frame()]
@@ -193,7 +176,6 @@ async def test_openai_translation_failure_is_retried_then_reported(connect, make
     assert [e["text"] for e in events if e["type"] == "translation" and e["done"]] == ["EN: W1"]
     assert not [e for e in events if e["type"] == "error"]
     chat(fail_times=10)
-    translation._cache.clear()
     _, events = await run_session(connect, await sync_to_async(make_user)("bob"), [loud_frame(), quiet_frame()],
                                   translate_to="fr")
     assert [e["code"] for e in events if e["type"] == "error"] == ["translation_failed"]
