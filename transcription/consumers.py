@@ -121,6 +121,8 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         if live is None or live.closing:
             raise ProtocolError(protocol.NOT_STARTED, "audio before 'start' is not accepted")
         if not live.feed(data):
+            if not live.stream.accepting:  # the engine failed or the session is ending
+                raise ProtocolError(protocol.NOT_STARTED, "this session has ended; send 'start' for a new one")
             raise ProtocolError(protocol.BUSY, "recognition is too far behind; this audio frame was not accepted")
 
     def running(self) -> LiveSession:

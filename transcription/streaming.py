@@ -67,6 +67,10 @@ class AudioQueue:
             self._cond.notify_all()
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def backlog_seconds(self) -> float:
         return self._size / BYTES_PER_SECOND
 
@@ -122,6 +126,11 @@ class StreamingSession:
     def feed(self, data: bytes) -> bool:
         return self.audio.put(data)
 
+    @property
+    def accepting(self) -> bool:
+        """False once the session is closing or its engine has failed: audio is no longer wanted."""
+        return not self.audio.closed
+
     def finalize(self) -> None:
         self.audio.finalize()
 
@@ -137,9 +146,11 @@ class StreamingSession:
             for result in self.engine.stream(tee_to_recorder(iter(self.audio), self.recorder), self.config):
                 self._emit("result", result)
         except EngineError as exc:
+            self.audio.cancel()  # at once, so frames still arriving are refused as "ended", not "busy"
             self._emit("error", exc)
         except Exception as exc:  # a boundary: the thread must report, never die silently
             logger.exception("recognition thread failed")
+            self.audio.cancel()
             self._emit("error", EngineError(f"engine failed: {exc.__class__.__name__}"))
         finally:
             self._emit("done", None)
