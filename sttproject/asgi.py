@@ -6,15 +6,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sttproject.settings")
 # Set up Django (apps, settings) before anything imports models.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from transcription.auth import websocket_auth  # noqa: E402
 from transcription.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": websocket_auth(URLRouter(websocket_urlpatterns)),
     }
 )

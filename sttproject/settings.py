@@ -56,6 +56,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "rest_framework",
+    "knox",
+    "drf_spectacular",
     "transcription",
 ]
 
@@ -133,6 +136,31 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# REST API: browser sessions (CSRF enforced) or API tokens (`Authorization: Bearer <token>`).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "knox.auth.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 20,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+# knox keeps only a SHA-512 digest of each token; the owner sees the token once, when it is made.
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Bearer",
+    "TOKEN_PREFIX": "stt_",  # recognisable by secret scanners
+    "TOKEN_TTL": None,  # the expiry is chosen per token on the settings page
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "sttproject API",
+    "DESCRIPTION": "Sessions, transcripts and translations. Live audio goes over the WebSocket (docs/protocol.md).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
 
 # --- sttproject ---------------------------------------------------------------------------
 ALLOW_SIGNUP = env_bool("ALLOW_SIGNUP", True)

@@ -3,6 +3,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/", include("transcription.api.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("transcription.urls")),
 ]

@@ -6,9 +6,6 @@ resamples it to 16 kHz and streams it to a real daphne serving the real applicat
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,11 +13,10 @@ import jiwer
 import pytest
 
 from .conftest import DATA, normalise_en
+from .servers import PASSWORD, ROOT, ServerProcess
 
-ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"  # screenshots to look at; not in git
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-PASSWORD = "browser-pass-123"
 
 if not CHROMIUM and os.environ.get("STT_REQUIRE_BROWSER") != "1":
     pytest.skip("chromium is not installed (make test installs it)", allow_module_level=True)
@@ -28,55 +24,10 @@ if not CHROMIUM and os.environ.get("STT_REQUIRE_BROWSER") != "1":
 pytestmark = pytest.mark.model
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """daphne on loopback with its own SQLite file and a user 'browser'; can be killed and restarted."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}", STT_ENGINE="whisper",
-                        STT_DATA_DIR=str(tmp), STT_MEDIA_ROOT=str(tmp / "media"), STT_RESUME_SECONDS="30",
-                        STT_MODEL_CACHE=os.environ.get("STT_MODEL_CACHE", str(tmp / "models")))
-        self.env.pop("DJANGO_SETTINGS_MODULE", None)
-        manage = [sys.executable, "manage.py"]
-        subprocess.run(manage + ["migrate", "-v0"], cwd=ROOT, env=self.env, check=True)
-        subprocess.run(manage + ["shell", "-c", "from django.contrib.auth.models import User; "
-                                 f"User.objects.create_user('browser', password='{PASSWORD}')"],
-                       cwd=ROOT, env=self.env, check=True)
-        self.proc = None
-
-    def start(self) -> None:
-        log = open(self.tmp / "server.log", "a")
-        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p",
-                                      str(self.port), "sttproject.asgi:application"],
-                                     cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("daphne did not start")
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(15)
-
-
 @pytest.fixture(scope="module")
 def daphne(tmp_path_factory):
     server = ServerProcess(tmp_path_factory.mktemp("server"))
+    server.create_user("browser")
     server.start()
     yield server
     server.stop()

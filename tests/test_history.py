@@ -4,7 +4,6 @@ import re
 import wave
 
 import pytest
-from asgiref.sync import sync_to_async
 from django.urls import reverse
 
 from transcription.models import Segment, TranscriptionSession, Translation
@@ -144,17 +143,22 @@ def test_rename_and_delete_with_the_audio_file(client, recorded, make_user):
 def test_every_session_route_is_404_for_another_user(client, recorded, make_user):
     from django.urls import get_resolver
 
+    from transcription.models import ShareLink
+
     _, session = recorded
-    names = {p.name for p in get_resolver("transcription.urls").url_patterns if "session_id" in str(p.pattern)}
-    assert names == {"session_detail", "session_audio", "session_rename", "session_delete", "session_export",
-                     "session_translate"}
+    link = ShareLink.objects.create(session=session)
+    values = {"session_id": session.pk, "fmt": "srt", "share_id": link.pk}
+    routes = [p for p in get_resolver("transcription.urls").url_patterns if "session_id" in str(p.pattern)]
+    assert {p.name for p in routes} >= {"session_detail", "session_audio", "session_rename", "session_delete",
+                                        "session_export", "session_translate", "live_own", "share_create", "share_revoke"}
     client.force_login(make_user("mallory"))
-    for name in names:
-        args = [session.pk, "srt"] if name == "session_export" else [session.pk]
-        url = reverse(f"transcription:{name}", args=args)
-        assert client.get(url).status_code in (404, 405), name
-        assert client.post(url).status_code == 404, name
+    for route in routes:
+        url = reverse(f"transcription:{route.name}", kwargs={k: values[k] for k in route.pattern.converters})
+        assert client.get(url).status_code in (404, 405), route.name
+        assert client.post(url).status_code == 404, route.name
     assert TranscriptionSession.objects.filter(pk=session.pk).exists()
+    link.refresh_from_db()
+    assert link.is_active()
 
 
 def test_admin_plays_and_exports_any_session_for_staff_only(client, admin_client, recorded):

@@ -8,7 +8,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import protocol, services
+from . import protocol, selectors, services
+from .auth import token_is_valid
+from .broadcast import live_group
 from .engines import StreamConfig, get_engine
 from .live import LiveSession
 from .translation import get_translator
@@ -62,6 +64,11 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
     # ---- client messages ----
 
     async def on_start(self, message: protocol.Start) -> None:
+        digest = self.scope.get("auth_token")
+        if digest and not await token_is_valid(digest):  # revoked since this socket opened
+            await self.send_event(protocol.event_error(protocol.UNAUTHENTICATED, "this API token was revoked or has expired"))
+            await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
+            return
         engine = get_engine()
         if not engine.supports_language(message.lang):
             raise ProtocolError(protocol.UNSUPPORTED_LANGUAGE, f"engine {engine.name!r} cannot recognise {message.lang!r}")
@@ -143,3 +150,72 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
     @database_sync_to_async
     def db_session_start(self, *, language: str, engine: str, translate_to: str) -> TranscriptionSession:
         return services.session_start(owner=self.user, language=language, engine=engine, translate_to=translate_to)
+
+
+class LiveViewerConsumer(AsyncWebsocketConsumer):
+    """Read-only live captions of one session, for its owner or a holder of an active share link.
+
+    A viewer first gets a `snapshot` (the finals and translations stored so far), then the session's
+    events as they happen, from the channel layer group, whichever process runs the session.
+    """
+
+    share = None  # the ShareLink this viewer came in by (None for the owner)
+    group = None
+    snapshot_seq = 0
+
+    async def connect(self) -> None:
+        self.session_id = str(self.scope["url_route"]["kwargs"]["session_id"])
+        await self.accept()
+        self.share = await self.db_access()
+        if self.share is False:
+            await self.close(code=protocol.CLOSE_FORBIDDEN)
+            return
+        try:
+            await self.channel_layer.group_add(live_group(self.session_id), self.channel_name)
+            self.group = live_group(self.session_id)
+        except Exception as exc:  # e.g. Redis down: tell the viewer, who reconnects later
+            logger.warning("live viewer of %s: channel layer unavailable: %s", self.session_id, exc)
+            await self.send_event(protocol.event_error(protocol.LIVE_UNAVAILABLE, "live captions are unavailable right now"))
+            await self.close(code=protocol.CLOSE_TRY_AGAIN)
+            return
+        # Joined before the snapshot is read: nothing falls between; events it already holds are skipped.
+        snapshot = await database_sync_to_async(selectors.live_snapshot)(session_id=self.session_id)
+        self.snapshot_seq = snapshot["seq"]
+        await self.send_event(snapshot)
+        if snapshot["status"] != TranscriptionSession.Status.ACTIVE:
+            await self.close()
+
+    async def disconnect(self, code: int) -> None:
+        if self.group is not None:
+            try:
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+            except Exception:
+                pass  # the layer is down; its group entries expire by themselves
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        await self.send_event(protocol.event_error(protocol.READ_ONLY, "live viewers only receive"))
+
+    async def live_event(self, message: dict) -> None:
+        event = message["event"]
+        if self.share is not None and self.share is not True and not self.share.is_active():
+            await self.close(code=protocol.CLOSE_FORBIDDEN)  # the link expired while watching
+            return
+        if event.get("seq", 0) <= self.snapshot_seq:
+            return  # already in the snapshot
+        await self.send_event(event)
+        if event.get("event") == "ended":
+            await self.close()
+
+    async def live_revoked(self, message: dict) -> None:
+        if self.share is not None and self.share is not True and self.share.pk == message["share"]:
+            await self.close(code=protocol.CLOSE_FORBIDDEN)
+
+    async def send_event(self, event: dict) -> None:
+        await self.send(text_data=json.dumps(event, ensure_ascii=False))
+
+    @database_sync_to_async
+    def db_access(self):
+        """True for the owner, the ShareLink for a link holder, False for anyone else."""
+        session = self.scope.get("session")
+        granted = session.get(selectors.SHARES_SESSION_KEY, []) if session is not None else []
+        return selectors.viewer_access(user=self.scope.get("user"), session_id=self.session_id, share_ids=granted)

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from . import protocol, selectors, services
+from .broadcast import Broadcaster
 from .engines import EngineError, Recognizer, Result, StreamConfig
 from .engines.base import BYTES_PER_SECOND
 from .models import TranscriptionSession
@@ -75,6 +76,7 @@ class LiveSession:
         self._expiry: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
         self._recent: collections.deque[dict] = collections.deque(maxlen=REPLAY_EVENTS)
+        self.viewers = Broadcaster(self.id)  # live captions for people watching, on any process
         # Translation runs beside recognition: its own queue, task and thread, so it never delays a final.
         self.translator = translator if translate_to else None
         self.translate_to = translate_to
@@ -107,6 +109,7 @@ class LiveSession:
     async def start(self, sink: Sink) -> None:
         self.sink = sink
         self._registry[self.id] = self
+        self.viewers.start()
         async with self._lock:
             await self._send(protocol.event_started(
                 session_id=self.id, language=self.language, engine=self.engine_name, translate_to=self.translate_to
@@ -182,9 +185,14 @@ class LiveSession:
             audio_ms=self.audio_bytes * 1000 // BYTES_PER_SECOND,
             audio_kept=self.stream.recorder is not None,
         )
-        if notify:
-            async with self._lock:
-                await self._send(protocol.event_ended(session_id=self.id, reason=reason))
+        async with self._lock:
+            ended = protocol.event_ended(session_id=self.id, reason=reason)
+            if notify:
+                await self._send(ended)
+            else:  # the speaker's socket is gone; viewers are still told
+                self.seq += 1
+                self.viewers.publish(dict(ended, seq=self.seq))
+        await self.viewers.close()
         self._registry.pop(self.id, None)
         for task in list(self._tasks):
             if task is not asyncio.current_task():
@@ -259,6 +267,7 @@ class LiveSession:
             seq = self.seq
         event["seq"] = seq
         self._recent.append(event)
+        self.viewers.publish(event)
         if self.sink is not None:
             try:
                 await self.sink.send_event(event)

@@ -1,7 +1,9 @@
+import secrets
 import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class TranscriptionSession(models.Model):
@@ -77,3 +79,27 @@ class Translation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.language}: {self.text[:60]}"
+
+
+def new_share_token() -> str:
+    return secrets.token_urlsafe(24)  # 192 bits: unguessable
+
+
+class ShareLink(models.Model):
+    """A read-only link to a session's live captions, revocable, optionally expiring."""
+
+    session = models.ForeignKey(TranscriptionSession, on_delete=models.CASCADE, related_name="share_links")
+    token = models.CharField(max_length=64, unique=True, default=new_share_token, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: until revoked")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"share of {self.session_id} ({self.token[:6]}…)"
+
+    def is_active(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

@@ -15,7 +15,9 @@ MAX_TEXT_FRAME_BYTES = 4096
 
 # Close codes (4000-4999 are the application's).
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403  # live viewer: not the owner and no active share link (or it was revoked)
 CLOSE_REPLACED = 4409  # another connection resumed this connection's session
+CLOSE_TRY_AGAIN = 1013  # live viewer: the channel layer is unreachable; reconnect later
 
 # Error codes sent in {"type":"error","code":...}; the connection stays usable after each.
 BAD_JSON = "bad_json"  # text frame is not a JSON object
@@ -34,6 +36,9 @@ STORAGE = "storage"  # a final could not be saved; it is not shown as a final
 TOO_MANY_SESSIONS = "too_many_sessions"  # this user already runs STT_MAX_SESSIONS_PER_USER sessions
 SESSION_EXPIRED = "session_expired"  # resume of a session that is over, unknown, or not yours
 TRANSLATION_UNSUPPORTED = "translation_unsupported"  # the translator cannot produce translate_to
+UNAUTHENTICATED = "unauthenticated"  # the API token of this connection was revoked or expired; closed 4401
+READ_ONLY = "read_only"  # a live viewer sent something: viewers only receive
+LIVE_UNAVAILABLE = "live_unavailable"  # live captions cannot be delivered now (channel layer down)
 TRANSLATION_FAILED = "translation_failed"  # one phrase's translation failed twice; the session goes on
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
-from .models import Segment, TranscriptionSession, Translation
+from .protocol import event_final_from_segment, event_translation_done
+from .models import Segment, ShareLink, TranscriptionSession, Translation
 
 
 def session_list_for_user(*, user, search: str = "") -> QuerySet[TranscriptionSession]:
@@ -37,3 +38,46 @@ def segments_after_seq(*, session_id, last_seq: int) -> list[Segment]:
 
 def translations_after_seq(*, session_id, last_seq: int) -> list[Translation]:
     return list(Translation.objects.filter(segment__session_id=session_id, seq__gt=last_seq).order_by("seq"))
+
+SHARES_SESSION_KEY = "live_shares"  # ids of the share links this browser opened (set by the live page)
+
+
+def share_links_for_session(*, session: TranscriptionSession) -> list[ShareLink]:
+    """The links still usable, newest first (revoked and expired ones are not listed)."""
+    return [link for link in session.share_links.all() if link.is_active()]
+
+
+def share_get_active(*, token: str) -> ShareLink | None:
+    link = ShareLink.objects.select_related("session").filter(token=token).first()
+    return link if link is not None and link.is_active() else None
+
+
+def viewer_access(*, user, session_id, share_ids):
+    """Who may watch a session live: its owner (True), or the holder of an active link to it (that
+    ShareLink); anyone else gets False. Unknown sessions give False too: existence is not revealed."""
+    if user is not None and user.is_authenticated and TranscriptionSession.objects.filter(pk=session_id, owner=user).exists():
+        return True
+    for link in ShareLink.objects.filter(session_id=session_id, pk__in=list(share_ids)):
+        if link.is_active():
+            return link
+    return False
+
+
+def live_snapshot(*, session_id) -> dict:
+    """What a viewer who joins late sees first: the stored finals and translations so far."""
+    session = TranscriptionSession.objects.get(pk=session_id)
+    segments = list(session.segments.prefetch_related("translations").order_by("index"))
+    finals = [event_final_from_segment(s) for s in segments]
+    translations = [event_translation_done(t) for s in segments for t in s.translations.all()]
+    seqs = [e["seq"] or 0 for e in finals + translations]
+    return {
+        "type": "snapshot",
+        "session": str(session.pk),
+        "title": session.title,
+        "lang": session.language,
+        "translate_to": session.translate_to or None,
+        "status": session.status,
+        "finals": finals,
+        "translations": translations,
+        "seq": max(seqs, default=0),
+    }

@@ -1,12 +1,18 @@
 """Writes. Keyword-only, named <entity>_<action>, atomic."""
 from __future__ import annotations
 
+import logging
+
+from asgiref.sync import async_to_sync
 from django.db import transaction
 from django.utils import timezone
 
 from .engines import Result
-from .models import Segment, TranscriptionSession, Translation
+from .models import Segment, ShareLink, TranscriptionSession, Translation
+from .broadcast import notify_revoked
 from .recording import audio_name
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -79,3 +85,23 @@ def session_translate(*, session: TranscriptionSession, target: str, translator)
             done += 1
         context.append(segment.text)
     return done
+
+
+@transaction.atomic
+def share_create(*, session: TranscriptionSession, expires_in=None) -> ShareLink:
+    """A new read-only live link; `expires_in` a timedelta, or None for one that lasts until revoked."""
+    expires_at = timezone.now() + expires_in if expires_in else None
+    return ShareLink.objects.create(session=session, expires_at=expires_at)
+
+
+def share_revoke(*, session: TranscriptionSession, share_id: int) -> bool:
+    """Revoke a link; viewers watching through it are disconnected (best effort: they are refused
+    at their next connect anyway)."""
+    updated = ShareLink.objects.filter(pk=share_id, session=session, revoked_at__isnull=True).update(
+        revoked_at=timezone.now())
+    if updated:
+        try:
+            async_to_sync(notify_revoked)(session.pk, share_id)
+        except Exception:  # the channel layer is down: the link is revoked all the same
+            logger.warning("viewers of revoked link %s not notified", share_id)
+    return bool(updated)

@@ -14,4 +14,10 @@ urlpatterns = [
     path("sessions/<uuid:session_id>/translate/", views.session_translate, name="session_translate"),
     path("sessions/<uuid:session_id>/audio.wav", views.session_audio, name="session_audio"),
     path("sessions/<uuid:session_id>/export.<str:fmt>", views.session_export, name="session_export"),
+    path("sessions/<uuid:session_id>/live/", views.live_own, name="live_own"),
+    path("sessions/<uuid:session_id>/share/", views.share_create, name="share_create"),
+    path("sessions/<uuid:session_id>/share/<int:share_id>/revoke/", views.share_revoke, name="share_revoke"),
+    path("live/<str:token>/", views.live_shared, name="live_shared"),
+    path("settings/tokens/", views.api_tokens, name="api_tokens"),
+    path("settings/tokens/revoke/", views.api_token_revoke, name="api_token_revoke"),
 ]

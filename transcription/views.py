@@ -6,7 +6,12 @@ from django.contrib.auth.forms import UserCreationForm
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
+
+from datetime import timedelta
+
+from knox.models import AuthToken
 
 from . import selectors, services
 from .exports import EXPORT_FORMATS, export_session
@@ -73,6 +78,8 @@ def session_detail(request, session_id):
             "formats": list(EXPORT_FORMATS),
             "translate_targets": translate_targets(),
             "translated": bool(languages),
+            "share_links": selectors.share_links_for_session(session=session),
+            "share_expiry_choices": SHARE_EXPIRY_CHOICES,
         },
     )
 
@@ -127,3 +134,78 @@ def session_delete(request, session_id):
     services.session_delete(session=session)
     messages.success(request, "Session deleted.")
     return redirect("transcription:session_list")
+
+
+# ---- live captions: share links and the read-only live page ----
+
+SHARE_EXPIRY_CHOICES = [("", "never (until revoked)"), ("1", "1 hour"), ("24", "1 day"), ("168", "7 days")]
+
+
+@login_required
+@require_POST
+def share_create(request, session_id):
+    session = selectors.session_get_for_user(user=request.user, session_id=session_id)
+    hours = request.POST.get("expires_hours", "")
+    if hours not in dict(SHARE_EXPIRY_CHOICES):
+        raise Http404("Unknown expiry")
+    link = services.share_create(session=session, expires_in=timedelta(hours=int(hours)) if hours else None)
+    messages.success(request, f"Share link created: {request.build_absolute_uri(link_url(link))}")
+    return redirect("transcription:session_detail", session_id=session.pk)
+
+
+@login_required
+@require_POST
+def share_revoke(request, session_id, share_id):
+    session = selectors.session_get_for_user(user=request.user, session_id=session_id)
+    if services.share_revoke(session=session, share_id=share_id):
+        messages.success(request, "Share link revoked; anyone watching through it was disconnected.")
+    return redirect("transcription:session_detail", session_id=session.pk)
+
+
+def link_url(link) -> str:
+    return reverse("transcription:live_shared", args=[link.token])
+
+
+def live_shared(request, token):
+    """The page a share link opens: no login needed; the link is remembered for the socket."""
+    link = selectors.share_get_active(token=token)
+    if link is None:
+        raise Http404("This link is invalid, expired or revoked")
+    granted = [i for i in request.session.get(selectors.SHARES_SESSION_KEY, []) if i != link.pk][-19:]
+    request.session[selectors.SHARES_SESSION_KEY] = granted + [link.pk]
+    return render(request, "transcription/live.html", {"session": link.session, "shared": True})
+
+
+@login_required
+def live_own(request, session_id):
+    session = selectors.session_get_for_user(user=request.user, session_id=session_id)
+    return render(request, "transcription/live.html", {"session": session, "shared": False})
+
+
+# ---- API tokens for programs ----
+
+TOKEN_EXPIRY_CHOICES = [("30", "30 days"), ("90", "90 days"), ("365", "1 year"), ("", "never")]
+
+
+@login_required
+def api_tokens(request):
+    """List, create (shown once) and revoke the user's API tokens. Only a digest is stored."""
+    new_token = None
+    if request.method == "POST":
+        days = request.POST.get("expires_days", "30")
+        if days not in dict(TOKEN_EXPIRY_CHOICES):
+            raise Http404("Unknown expiry")
+        _, new_token = AuthToken.objects.create(request.user, expiry=timedelta(days=int(days)) if days else None)
+    tokens = AuthToken.objects.filter(user=request.user).order_by("-created")
+    return render(request, "transcription/api_tokens.html", {
+        "tokens": tokens, "new_token": new_token, "expiry_choices": TOKEN_EXPIRY_CHOICES,
+    })
+
+
+@login_required
+@require_POST
+def api_token_revoke(request):
+    deleted, _ = AuthToken.objects.filter(user=request.user, digest=request.POST.get("digest", "")).delete()
+    if deleted:
+        messages.success(request, "Token revoked: programs using it are refused from now on.")
+    return redirect("transcription:api_tokens")

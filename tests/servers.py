@@ -1,0 +1,81 @@
+"""Real server processes for tests: daphne serving the application on loopback."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "server-pass-123"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """daphne on loopback with its own data folder (and SQLite file unless DATABASE_URL is given);
+    can be killed and restarted."""
+
+    def __init__(self, tmp: Path, *, env: dict | None = None, migrate: bool = True) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self.env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}", STT_ENGINE="whisper",
+                        STT_DATA_DIR=str(tmp), STT_MEDIA_ROOT=str(tmp / "media"), STT_RESUME_SECONDS="30",
+                        STT_MODEL_CACHE=os.environ.get("STT_MODEL_CACHE", str(tmp / "models")), NO_GCE_CHECK="true")
+        self.env.pop("DJANGO_SETTINGS_MODULE", None)
+        self.env.update(env or {})
+        if migrate:
+            self.manage("migrate", "-v0")
+        self.proc = None
+
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, check=check,
+                              capture_output=True, text=True)
+
+    def create_user(self, username: str, password: str = PASSWORD) -> None:
+        self.manage("shell", "-c", "from django.contrib.auth.models import User; "
+                                   f"User.objects.create_user({username!r}, password={password!r})")
+
+    def create_token(self, username: str) -> str:
+        """An API token for the user, made the way the settings page makes it."""
+        out = self.manage("shell", "-c", "from django.contrib.auth.models import User; from knox.models import AuthToken; "
+                                         f"print(AuthToken.objects.create(User.objects.get(username={username!r}), expiry=None)[1])")
+        return out.stdout.strip().splitlines()[-1]
+
+    def start(self) -> None:
+        log = open(self.tmp / f"server-{self.port}.log", "a")
+        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p",
+                                      str(self.port), "sttproject.asgi:application"],
+                                     cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+        raise RuntimeError(f"daphne did not start: see {log.name}")
+
+    def log(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.tmp.glob("server-*.log"))
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()

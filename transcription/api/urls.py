@@ -1,0 +1,15 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.routers import DefaultRouter
+
+from .views import SessionViewSet
+
+app_name = "api"
+
+router = DefaultRouter()
+router.register("sessions", SessionViewSet, basename="session")
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    *router.urls,
+]

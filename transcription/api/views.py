@@ -1,0 +1,57 @@
+"""REST API: a user's own sessions (list, detail, export, delete). Same isolation as the pages."""
+from django.db.models import Count, Prefetch
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+
+from .. import selectors, services
+from ..exports import EXPORT_FORMATS, export_session
+from ..models import Segment, TranscriptionSession
+from .serializers import SessionDetailSerializer, SessionFilterSerializer, SessionSerializer
+
+
+@extend_schema_view(list=extend_schema(parameters=[SessionFilterSerializer]))
+class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+                     viewsets.GenericViewSet):
+    lookup_value_regex = "[0-9a-f-]{36}"
+
+    def get_serializer_class(self):
+        return SessionDetailSerializer if self.action == "retrieve" else SessionSerializer
+
+    def get_queryset(self):
+        user = self.request.user
+        if self.action != "list":  # someone else's session is a 404, as on the pages
+            return (TranscriptionSession.objects.filter(owner=user).annotate(segment_count=Count("segments"))
+                    .prefetch_related(Prefetch("segments", queryset=Segment.objects.order_by("index")
+                                               .prefetch_related("translations"))))
+        params = SessionFilterSerializer(data=self.request.query_params)
+        params.is_valid(raise_exception=True)
+        f = params.validated_data
+        sessions = selectors.session_list_for_user(user=user, search=f.get("q", ""))
+        if "language" in f:
+            sessions = sessions.filter(language=f["language"])
+        if "since" in f:
+            sessions = sessions.filter(started_at__date__gte=f["since"])
+        if "until" in f:
+            sessions = sessions.filter(started_at__date__lte=f["until"])
+        return sessions
+
+    def perform_destroy(self, instance):
+        services.session_delete(session=instance)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("fmt", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(EXPORT_FORMATS))],
+        responses={(200, "text/plain"): OpenApiResponse(OpenApiTypes.STR, description="The transcript file")},
+    )
+    @action(detail=True, methods=["get"], url_path=r"export/(?P<fmt>[a-z]+)")
+    def export(self, request, pk=None, fmt=None):
+        """The transcript as txt, srt, vtt or json, as downloaded from the session page."""
+        if fmt not in EXPORT_FORMATS:
+            raise NotFound("Unknown export format")
+        body, content_type, filename = export_session(self.get_object(), fmt)
+        response = HttpResponse(body, content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response

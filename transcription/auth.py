@@ -1,0 +1,82 @@
+"""WebSocket authentication: the browser's session cookie, or a program's API token.
+
+Programs send `Authorization: Bearer <token>` on the handshake (a `?token=` query is not read: URLs
+end up in logs). Tokens are knox tokens: only their SHA-512 digest is stored.
+
+The Origin check guards cookie-authenticated sockets against cross-site use. A browser cannot put an
+Authorization header on a WebSocket, so a handshake that carries one is a program's and is not
+subject to it; a wrong token is refused like no login at all (close 4401).
+"""
+from __future__ import annotations
+
+from channels.auth import AuthMiddlewareStack
+from channels.db import database_sync_to_async
+from channels.security.websocket import AllowedHostsOriginValidator
+from django.contrib.auth.models import AnonymousUser
+from knox.auth import TokenAuthentication
+from knox.models import AuthToken
+from rest_framework import exceptions
+
+BEARER = b"bearer"
+
+
+def bearer_token(scope) -> str | None:
+    """The token of an `Authorization: Bearer ...` header, '' for a malformed one, None without one."""
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            parts = value.split()
+            if len(parts) == 2 and parts[0].lower() == BEARER:
+                return parts[1].decode("latin-1")
+            return ""
+    return None
+
+
+@database_sync_to_async
+def user_for_token(token: str):
+    """(user, digest) for a valid, unexpired token of an active user, else (AnonymousUser, None)."""
+    try:
+        user, auth_token = TokenAuthentication().authenticate_credentials(token.encode())
+    except exceptions.AuthenticationFailed:
+        return AnonymousUser(), None
+    return user, auth_token.digest
+
+
+@database_sync_to_async
+def token_is_valid(digest: str) -> bool:
+    """Still there (not revoked) and not expired: checked again at each `start` on an open socket."""
+    from django.db.models import Q
+    from django.utils import timezone
+
+    return AuthToken.objects.filter(Q(expiry__isnull=True) | Q(expiry__gt=timezone.now()), digest=digest).exists()
+
+
+class TokenAuthMiddleware:
+    """Sets scope["user"] (and scope["auth_token"], the digest) from a Bearer token, if one is sent."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        token = bearer_token(scope)
+        if token is not None:
+            user, digest = await user_for_token(token) if token else (AnonymousUser(), None)
+            scope = dict(scope, user=user, auth_token=digest)
+        return await self.inner(scope, receive, send)
+
+
+class OriginCheckUnlessToken:
+    """AllowedHostsOriginValidator for cookie-authenticated sockets; token handshakes pass to auth."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.checked = AllowedHostsOriginValidator(inner)
+
+    async def __call__(self, scope, receive, send):
+        if bearer_token(scope) is not None:
+            return await self.inner(scope, receive, send)
+        return await self.checked(scope, receive, send)
+
+
+def websocket_auth(inner):
+    """The stack every WebSocket route sits behind."""
+    return OriginCheckUnlessToken(AuthMiddlewareStack(TokenAuthMiddleware(inner)))
