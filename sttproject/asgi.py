@@ -8,6 +8,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from transcription import shutdown  # noqa: E402
 from transcription.auth import websocket_auth  # noqa: E402
 from transcription.routing import websocket_urlpatterns  # noqa: E402
 
@@ -17,3 +18,5 @@ application = ProtocolTypeRouter(
         "websocket": websocket_auth(URLRouter(websocket_urlpatterns)),
     }
 )
+
+shutdown.install()  # on SIGTERM, running sessions end cleanly before daphne stops

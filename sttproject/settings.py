@@ -237,3 +237,13 @@ STT_MAX_SESSIONS = env_int("STT_MAX_SESSIONS", 2)  # what whisper base holds on 
 STT_MAX_SESSIONS_PER_USER = env_int("STT_MAX_SESSIONS_PER_USER", 2)
 # A session is ended (reason "max_length") after this much audio; the page starts the next one.
 STT_MAX_SESSION_SECONDS = env_float("STT_MAX_SESSION_SECONDS", 4 * 3600)
+# A client may send audio at most this many times faster than real time, after a burst of
+# STT_AUDIO_BURST_SECONDS (reconnect buffers, `stream --speed`); beyond it frames get `rate` (0 = no limit).
+STT_MAX_AUDIO_RATE = env_float("STT_MAX_AUDIO_RATE", 3.0)
+STT_AUDIO_BURST_SECONDS = env_float("STT_AUDIO_BURST_SECONDS", 10.0)
+# Open transcription sockets one user may have in this process; more are closed with 4429 (0 = no limit).
+STT_MAX_CONNECTIONS_PER_USER = env_int("STT_MAX_CONNECTIONS_PER_USER", 10)
+# An engine that takes no audio for this long while audio waits is declared hung: the session ends.
+STT_ENGINE_STALL_SECONDS = env_float("STT_ENGINE_STALL_SECONDS", 45.0)
+# On SIGTERM, running sessions get this long to finish their phrase, store it and say `ended`.
+STT_SHUTDOWN_SECONDS = env_float("STT_SHUTDOWN_SECONDS", 10.0)

@@ -15,7 +15,7 @@ from .conftest import loud_frame, quiet_frame
 
 DOCUMENTED_CODES = {
     protocol.BAD_JSON, protocol.UNKNOWN_TYPE, protocol.BAD_REQUEST, protocol.UNSUPPORTED_LANGUAGE,
-    protocol.TEXT_TOO_LARGE, protocol.NOT_STARTED, protocol.BAD_AUDIO, protocol.FRAME_TOO_LARGE, protocol.BUSY,
+    protocol.TEXT_TOO_LARGE, protocol.NOT_STARTED, protocol.BAD_AUDIO, protocol.FRAME_TOO_LARGE, protocol.BUSY, protocol.RATE,
     protocol.SESSION_EXPIRED, protocol.TOO_MANY_SESSIONS, protocol.TRANSLATION_UNSUPPORTED,
 }
 EVENT_TYPES = {"system", "interim", "final", "error", "translation"}

@@ -8,10 +8,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import protocol, selectors, services
+from . import protocol, selectors, services, shutdown
 from .auth import token_is_valid
 from .broadcast import live_group
 from .engines import StreamConfig, get_engine
+from .limits import AudioRateLimit, ConnectionCounter
 from .live import LiveSession
 from .translation import get_translator
 from .models import TranscriptionSession
@@ -21,19 +22,32 @@ logger = logging.getLogger(__name__)
 
 
 class TranscriptionConsumer(AsyncWebsocketConsumer):
+    # No channel layer for the speaker's socket: it receives nothing through one, so an unreachable
+    # Redis cannot stop transcription (viewers' events are published from the LiveSession instead).
+    channel_layer_alias = "speaker-sockets-use-no-channel-layer"
     live: LiveSession | None = None
     user = None
+    connections = ConnectionCounter()  # open sockets per user, this process
 
     async def connect(self) -> None:
         user = self.scope.get("user")
-        await self.accept()
+        await self.accept()  # then close with a code, so clients can read the reason
         if user is None or not user.is_authenticated:
-            # Accept then close, so clients can read the reason from the close code.
             await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
             return
+        if shutdown.draining():
+            await self.close(code=protocol.CLOSE_SHUTTING_DOWN)
+            return
+        if not self.connections.acquire(user.pk, settings.STT_MAX_CONNECTIONS_PER_USER):
+            await self.close(code=protocol.CLOSE_TOO_MANY_CONNECTIONS)
+            return
         self.user = user
+        self.rate = AudioRateLimit(settings.STT_MAX_AUDIO_RATE, settings.STT_AUDIO_BURST_SECONDS)
 
     async def disconnect(self, code: int) -> None:
+        if self.user is not None:
+            self.connections.release(self.user.pk)
+            self.user = None
         live, self.live = self.live, None
         if live is None or live.sink is not self:
             return
@@ -82,6 +96,8 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
                 )
         if self.live is not None:  # a second start ends the first cleanly, its finals stored
             await self.live.end(reason="restart")
+        if shutdown.draining():
+            raise ProtocolError(protocol.BUSY, "this server is shutting down; connect again to continue elsewhere")
         limit = settings.STT_MAX_SESSIONS
         if limit and LiveSession.active_count() >= limit:  # full: refuse, so the client can go elsewhere
             raise ProtocolError(protocol.BUSY, f"this server is running its maximum of {limit} sessions; try again later")
@@ -127,6 +143,9 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         live = self.live
         if live is None or live.closing:
             raise ProtocolError(protocol.NOT_STARTED, "audio before 'start' is not accepted")
+        if not self.rate.allow(len(data)):
+            raise ProtocolError(protocol.RATE, f"audio is arriving faster than {settings.STT_MAX_AUDIO_RATE:g}x real time; "
+                                               "this frame was not accepted")
         if not live.feed(data):
             if not live.stream.accepting:  # the engine failed or the session is ending
                 raise ProtocolError(protocol.NOT_STARTED, "this session has ended; send 'start' for a new one")
@@ -159,9 +178,15 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
     events as they happen, from the channel layer group, whichever process runs the session.
     """
 
-    share = None  # the ShareLink this viewer came in by (None for the owner)
+    share = None  # the ShareLink this viewer came in by (True for the owner)
     group = None
     snapshot_seq = 0
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception as exc:  # the channel layer failed under us (Redis gone): the page reconnects
+            logger.warning("live viewer socket closed: channel layer error: %s", exc)
 
     async def connect(self) -> None:
         self.session_id = str(self.scope["url_route"]["kwargs"]["session_id"])

@@ -194,10 +194,11 @@ class LiveSession:
                 self.viewers.publish(dict(ended, seq=self.seq))
         await self.viewers.close()
         self._registry.pop(self.id, None)
-        for task in list(self._tasks):
-            if task is not asyncio.current_task():
-                task.cancel()
+        others = [task for task in self._tasks if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
         self._ended.set()
+        await asyncio.gather(*others, return_exceptions=True)  # none left pending (e.g. at shutdown)
 
     # ---- client input ----
 
@@ -353,6 +354,11 @@ class LiveSession:
                 return
             if self._loop.time() - self.last_activity > settings.STT_IDLE_SECONDS:
                 self._spawn(self.end(reason="idle"))
+                return
+            if self.stream.audio.stalled(settings.STT_ENGINE_STALL_SECONDS):
+                logger.error("session %s: engine took no audio for %.0f s: declared hung", self.id,
+                             settings.STT_ENGINE_STALL_SECONDS)
+                await self.stream.fail(EngineError("the recognition engine stopped responding"))
                 return
             backlog = self.stream.audio.backlog_seconds
             now = self._loop.time()

@@ -17,6 +17,8 @@ MAX_TEXT_FRAME_BYTES = 4096
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403  # live viewer: not the owner and no active share link (or it was revoked)
 CLOSE_REPLACED = 4409  # another connection resumed this connection's session
+CLOSE_TOO_MANY_CONNECTIONS = 4429  # this user already has STT_MAX_CONNECTIONS_PER_USER sockets open
+CLOSE_SHUTTING_DOWN = 1012  # the server is restarting: reconnect (to another server) shortly
 CLOSE_TRY_AGAIN = 1013  # live viewer: the channel layer is unreachable; reconnect later
 
 # Error codes sent in {"type":"error","code":...}; the connection stays usable after each.
@@ -29,6 +31,7 @@ NOT_STARTED = "not_started"  # audio or end before start
 BAD_AUDIO = "bad_audio"  # empty or odd-length binary frame (PCM16 is 2 bytes a sample)
 FRAME_TOO_LARGE = "frame_too_large"  # binary frame over MAX_AUDIO_FRAME_BYTES
 BUSY = "busy"  # the engine is too far behind: this audio frame was not accepted
+RATE = "rate"  # audio sent faster than STT_MAX_AUDIO_RATE x real time: this frame was not accepted
 ENGINE_ERROR = "engine_error"  # the recognition engine failed; the session is ended
 ENGINE_UNAVAILABLE = "engine_unavailable"  # a cloud engine cannot be reached / has no credentials; ended
 ENGINE_REJECTED = "engine_rejected"  # a cloud engine refused the request (permission, argument); ended

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from typing import Awaitable, Callable, Iterator
 
 from .engines import FINALIZE, Control, EngineError, Recognizer, Result, StreamConfig
@@ -33,6 +34,7 @@ class AudioQueue:
         self._closed = False
         self._cancelled = False
         self._cond = threading.Condition()
+        self.last_taken = time.monotonic()  # when the engine last took audio (or audio began waiting)
 
     def put(self, data: bytes) -> bool:
         """False when the backlog is full (the audio is refused, not silently dropped)."""
@@ -41,6 +43,8 @@ class AudioQueue:
                 return False
             if self._size + len(data) > self.max_bytes:
                 return False
+            if not self._chunks:
+                self.last_taken = time.monotonic()
             self._chunks.append(data)
             self._size += len(data)
             self._cond.notify()
@@ -70,6 +74,10 @@ class AudioQueue:
     def closed(self) -> bool:
         return self._closed
 
+    def stalled(self, seconds: float) -> bool:
+        """Audio has been waiting for `seconds` and the engine took none of it: it hangs."""
+        return self._size > 0 and time.monotonic() - self.last_taken > seconds
+
     @property
     def backlog_seconds(self) -> float:
         return self._size / BYTES_PER_SECOND
@@ -88,6 +96,7 @@ class AudioQueue:
                     item = b"".join(self._chunks[:cut])  # type: ignore[arg-type]
                     del self._chunks[:cut]
                     self._size -= len(item)
+                self.last_taken = time.monotonic()
             yield item
 
 
@@ -134,6 +143,13 @@ class StreamingSession:
     def finalize(self) -> None:
         self.audio.finalize()
 
+    async def fail(self, exc: EngineError) -> None:
+        """Declare the engine failed from outside its thread (it hangs): audio is refused from now."""
+        if not self.failed:
+            self.failed = True
+            self.audio.cancel()
+            await self.on_error(exc)
+
     # -- recognition thread --
     def _emit(self, kind: str, payload: object) -> None:
         try:
@@ -162,9 +178,10 @@ class StreamingSession:
             if kind == "done":
                 return
             if kind == "error":
-                self.failed = True
-                self.audio.cancel()
-                await self.on_error(payload)  # type: ignore[arg-type]
+                if not self.failed:  # (a hang already reported stays the one error)
+                    self.failed = True
+                    self.audio.cancel()
+                    await self.on_error(payload)  # type: ignore[arg-type]
                 continue
             result: Result = payload  # type: ignore[assignment]
             if not result.is_final and not self._results.empty():
@@ -174,6 +191,8 @@ class StreamingSession:
     async def finish(self, timeout: float) -> bool:
         """Let the engine finish the audio it has and its last phrase; True if it did in time."""
         self.audio.close()
+        if self.failed:  # a failed (perhaps hung) engine produces nothing more: do not wait on it
+            timeout = min(timeout, 0.5)
         return await self._wait(timeout)
 
     async def _wait(self, timeout: float) -> bool:
@@ -186,7 +205,7 @@ class StreamingSession:
             self.audio.cancel()
             done = False
             try:  # results already produced still get handled (stored) if they come quickly
-                await asyncio.wait_for(asyncio.shield(self._pump_task), 2.0)
+                await asyncio.wait_for(asyncio.shield(self._pump_task), 0.5 if self.failed else 2.0)
             except asyncio.TimeoutError:
                 self._pump_task.cancel()
         if done:

@@ -85,6 +85,11 @@ function onEvent(ev) {
         setState("connecting"); // the session reached its length limit: go on in a new one
         showNotice("The session reached its maximum length; a new one continues.");
         ws.send(JSON.stringify(startMessage()));
+      } else if (ev.event === "ended" && ev.reason === "shutdown" && !stopping) {
+        sessionId = null; // that server is going away: its transcript is saved; go on in a new session
+        showNotice("The server restarted: what was said is saved, and a new session continues.");
+        setState("reconnecting");
+        ws.close(1000); // onclose reconnects (possibly to another server) and starts anew
       } else if (ev.event === "ended") {
         setState("ended");
         sessionId = null;

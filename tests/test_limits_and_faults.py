@@ -1,0 +1,272 @@
+"""Limits (audio rate, connections per user) and faults (engine hang, Redis down, SIGTERM)."""
+import asyncio
+import json
+import shutil
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from transcription.engines.scripted import HANG_SAMPLE
+from transcription.models import Segment, TranscriptionSession
+
+from .conftest import ORIGIN, loud_frame, quiet_frame, receive_until, session_cookie
+from .servers import ServerProcess, free_port
+
+socket_tests = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("scripted")]
+
+
+async def started(ws, lang="en-US"):
+    await ws.send_json_to({"type": "start", "lang": lang})
+    event = await ws.receive_json_from(timeout=5)
+    assert event.get("event") == "started", event
+    return event
+
+
+def phrase(units=4):
+    return [loud_frame()] * units + [quiet_frame()]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("scripted")
+async def test_audio_far_faster_than_real_time_is_refused_with_rate_and_nothing_accepted_is_lost(connect, make_user, settings):
+    settings.STT_MAX_AUDIO_RATE = 2.0
+    settings.STT_AUDIO_BURST_SECONDS = 1.0  # ten frames up front
+    ws = await connect(user=await sync_to_async(make_user)())
+    await ws.connect()
+    start = await started(ws)
+    for frame in phrase() + phrase() + phrase() + phrase():  # 2 s of audio at once
+        await ws.send_to(bytes_data=frame)
+    await asyncio.sleep(1.0)  # the bucket refills at 2x real time: 2 s of audio
+    for frame in [quiet_frame()] + phrase(6):  # (the quiet frame ends any phrase left open by refusals)
+        await ws.send_to(bytes_data=frame)
+    await ws.send_json_to({"type": "end"})
+    events = await receive_until(ws, lambda e: e.get("event") == "ended")
+    errors = [e["code"] for e in events if e["type"] == "error"]
+    finals = [e["text"] for e in events if e["type"] == "final"]
+    assert errors and set(errors) == {"rate"}
+    assert finals[:2] == ["w1 w2", "w1 w2"] and finals[-1] == "w1 w2 w3"  # after waiting, accepted again
+    stored = [s.text async for s in Segment.objects.filter(session_id=start["session"]).order_by("index")]
+    assert stored == finals
+    await ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_connections_per_user_are_capped(connect, make_user, settings):
+    settings.STT_MAX_CONNECTIONS_PER_USER = 2
+    alice, bob = await sync_to_async(make_user)("alice"), await sync_to_async(make_user)("bob")
+    first, second, third = [await connect(user=alice) for _ in range(3)]
+    for ws in (first, second, third):
+        await ws.connect()
+    assert await third.receive_output(timeout=5) == {"type": "websocket.close", "code": 4429}
+    other = await connect(user=bob)  # another user is not affected
+    await other.connect()
+    assert await other.receive_nothing(timeout=0.2)
+    await first.disconnect()
+    again = await connect(user=alice)
+    await again.connect()
+    assert await again.receive_nothing(timeout=0.2)  # a slot was freed
+    for ws in (second, third, other, again):
+        await ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("scripted")
+async def test_a_hung_engine_is_detected_the_session_ends_and_the_server_keeps_serving(connect, make_user, settings):
+    settings.STT_ENGINE_STALL_SECONDS = 1.0
+    settings.STT_SCRIPTED_HANG_SECONDS = 3.0
+    ws = await connect(user=await sync_to_async(make_user)())
+    await ws.connect()
+    start = await started(ws)
+    for frame in phrase():
+        await ws.send_to(bytes_data=frame)
+    await ws.send_to(bytes_data=(np.ones(1600, dtype="<i2") * HANG_SAMPLE).tobytes())
+    began = time.monotonic()
+    for _ in range(5):  # audio waits while the engine hangs
+        await ws.send_to(bytes_data=loud_frame())
+        await asyncio.sleep(0.1)
+    events = await receive_until(ws, lambda e: e.get("event") == "ended", timeout=10)
+    assert time.monotonic() - began < 3.0  # detected before the engine came back by itself
+    errors = [e for e in events if e["type"] == "error" and e["code"] != "not_started"]
+    assert [e["code"] for e in errors] == ["engine_error"] and "stopped responding" in errors[0]["message"]
+    assert [e["text"] for e in events if e["type"] == "final"] == ["w1 w2"]
+    assert events[-1]["reason"] == "error"
+    assert (await TranscriptionSession.objects.aget(pk=start["session"])).status == "failed"
+    assert [s.text async for s in Segment.objects.filter(session_id=start["session"])] == ["w1 w2"]
+    await started(ws)  # the server goes on serving, on the same socket too
+    await ws.send_json_to({"type": "end"})
+    await receive_until(ws, lambda e: e.get("event") == "ended")
+    await ws.disconnect()
+    await asyncio.sleep(3.0)  # the hung call returns; its thread ends
+    assert [t.name for t in threading.enumerate() if t.name == f"stt-{start['session']}"] == []
+
+
+# ---- the channel layer (Redis) failing ----
+
+def redis_layer(port: int) -> dict:
+    return {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                        "CONFIG": {"hosts": [f"redis://127.0.0.1:{port}/0"]}}}
+
+
+def viewer_socket(session_id, cookie):
+    from sttproject.asgi import application
+
+    return WebsocketCommunicator(application, f"/ws/sessions/{session_id}/live/", headers=[ORIGIN, (b"cookie", cookie)])
+
+
+async def viewer_refused(viewer) -> bool:
+    """The viewer is told live captions are unavailable (error + 1013), or its socket fails (1011)."""
+    try:
+        await viewer.connect(timeout=5)
+        first = await viewer.receive_output(timeout=5)
+    except Exception:  # the consumer could not even listen on the layer
+        return True
+    if first["type"] == "websocket.send":
+        event = json.loads(first["text"])
+        return event.get("code") == "live_unavailable"
+    return first["type"] == "websocket.close"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("scripted")
+async def test_redis_down_at_start_speaker_transcribes_viewers_are_told(connect, make_user, settings):
+    settings.CHANNEL_LAYERS = redis_layer(free_port())  # nothing listens there
+    alice = await sync_to_async(make_user)()
+    ws = await connect(user=alice)
+    await ws.connect()
+    start = await started(ws)
+    viewer = viewer_socket(start["session"], await sync_to_async(session_cookie)(alice))
+    assert await viewer_refused(viewer)
+    for frame in phrase() + phrase(6):
+        await ws.send_to(bytes_data=frame)
+    await ws.send_json_to({"type": "end"})
+    events = await receive_until(ws, lambda e: e.get("event") == "ended", timeout=15)
+    assert [e["text"] for e in events if e["type"] == "final"] == ["w1 w2", "w1 w2 w3"]
+    assert not [e for e in events if e["type"] == "error"]
+    assert await Segment.objects.filter(session_id=start["session"]).acount() == 2
+    await ws.disconnect()
+    await viewer.disconnect()
+
+
+class RedisServer:
+    """A private redis-server on a free port, which a test can stop and start again."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+
+        for _ in range(100):
+            try:
+                redis.Redis(port=self.port).ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(5)
+
+
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("scripted")
+async def test_redis_lost_while_running_speaker_goes_on_viewers_recover_when_it_returns(connect, make_user, settings):
+    redis = RedisServer()
+    redis.start()
+    settings.CHANNEL_LAYERS = redis_layer(redis.port)
+    try:
+        alice = await sync_to_async(make_user)()
+        cookie = await sync_to_async(session_cookie)(alice)
+        ws = await connect(user=alice)
+        await ws.connect()
+        start = await started(ws)
+        viewer = viewer_socket(start["session"], cookie)
+        await viewer.connect()
+        assert (await viewer.receive_json_from(timeout=5))["type"] == "snapshot"
+        for frame in phrase():
+            await ws.send_to(bytes_data=frame)
+        seen = await receive_until(viewer, lambda e: e["type"] == "final", timeout=5)
+        assert seen[-1]["text"] == "w1 w2"
+
+        await sync_to_async(redis.stop)()
+        for frame in phrase(6):  # the speaker goes on while Redis is gone
+            await ws.send_to(bytes_data=frame)
+        spoken = await receive_until(ws, lambda e: e["type"] == "final" and e["phrase"] == 1, timeout=10)
+        assert spoken[-1]["text"] == "w1 w2 w3"
+        assert not [e for e in spoken if e["type"] == "error"]
+        assert await viewer_refused(viewer_socket(start["session"], cookie))
+
+        await sync_to_async(redis.start)()  # back: a viewer reconnecting (as the page does, with backoff)
+        for attempt in range(10):           # gets everything so far, then live
+            again = viewer_socket(start["session"], cookie)
+            await again.connect()
+            output = await again.receive_output(timeout=5)
+            if output["type"] == "websocket.send" and json.loads(output["text"])["type"] == "snapshot":
+                break
+            await again.disconnect()
+            await asyncio.sleep(0.5)
+        snapshot = json.loads(output["text"])
+        assert [f["text"] for f in snapshot["finals"]] == ["w1 w2", "w1 w2 w3"]
+        for frame in phrase(8):
+            await ws.send_to(bytes_data=frame)
+        live = await receive_until(again, lambda e: e["type"] == "final", timeout=10)
+        assert live[-1]["text"] == "w1 w2 w3 w4"
+        await ws.send_json_to({"type": "end"})
+        await receive_until(ws, lambda e: e.get("event") == "ended", timeout=10)
+        for socket in (ws, viewer, again):
+            await socket.disconnect()
+    finally:
+        redis.stop()
+
+
+# ---- graceful shutdown ----
+
+def test_sigterm_finishes_the_phrase_in_progress_stores_it_and_says_ended(tmp_path):
+    import websockets
+
+    server = ServerProcess(tmp_path, env={"STT_ENGINE": "scripted", "STT_SHUTDOWN_SECONDS": "10"})
+    server.create_user("speaker")
+    token = server.create_token("speaker")
+    server.start()
+
+    async def scenario():
+        async with websockets.connect(f"{server.ws_url}/ws/transcribe/",
+                                      additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+            await ws.send(json.dumps({"type": "start", "lang": "en-US"}))
+            session = json.loads(await ws.recv())["session"]
+            for frame in phrase() + [loud_frame()] * 5:  # one final, then a phrase in progress
+                await ws.send(frame)
+            while json.loads(await ws.recv()).get("text") != "w1 w2 w3":
+                pass
+            server.proc.send_signal(signal.SIGTERM)
+            events = []
+            try:
+                async for raw in ws:
+                    events.append(json.loads(raw))
+            except websockets.exceptions.ConnectionClosed:
+                pass
+            return session, events
+
+    began = time.monotonic()
+    session, events = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert server.proc.wait(15) == 0 and time.monotonic() - began < 15
+    finals = [e["text"] for e in events if e["type"] == "final"]
+    assert finals[-1] == "w1 w2 w3"  # the phrase in progress became a final
+    assert events[-1]["event"] == "ended" and events[-1]["reason"] == "shutdown"
+    db = sqlite3.connect(tmp_path / "db.sqlite3")
+    stored = [row[0] for row in db.execute("SELECT text FROM transcription_segment WHERE session_id = ? ORDER BY "
+                                           "\"index\"", (session.replace("-", ""),))]
+    assert stored == ["w1 w2", "w1 w2 w3"]
+    assert db.execute("SELECT status FROM transcription_transcriptionsession").fetchone()[0] == "ended"
