@@ -132,6 +132,17 @@ WHITENOISE_USE_FINDERS = True  # serve from app/static dirs without collectstati
 MEDIA_URL = "media/"  # not served publicly: audio goes through login-checked views
 MEDIA_ROOT = Path(os.environ.get("STT_MEDIA_ROOT") or DATA_DIR / "media")
 
+# Production behind TLS (DJANGO_HTTPS=true): secure cookies, HSTS, http->https redirect. The proxy
+# must set X-Forwarded-Proto. `manage.py check --deploy` is clean with it (tests/test_access.py).
+HTTPS = env_bool("DJANGO_HTTPS", False)
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"

@@ -7,6 +7,7 @@ from .views import SessionViewSet
 app_name = "api"
 
 router = DefaultRouter()
+router.include_format_suffixes = False  # JSON only: no /sessions.json duplicates of every route
 router.register("sessions", SessionViewSet, basename="session")
 
 urlpatterns = [
