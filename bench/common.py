@@ -96,8 +96,9 @@ def login(base: str, username: str, password: str = PASSWORD) -> str:
     return "; ".join(f"{k}={v}" for k, v in cookies.items())
 
 
-async def stream_session(base: str, cookie: str, frames: list[bytes], lang: str, *, start_delay: float = 0.0) -> dict:
-    """Send `frames` at real-time pace; return the events with arrival times and send times."""
+async def stream_session(base: str, cookie: str, frames: list[bytes], lang: str, *, start_delay: float = 0.0,
+                         pace: float = 0.1) -> dict:
+    """Send `frames` one per `pace` seconds (0.1: real time); return the events with arrival and send times."""
     await asyncio.sleep(start_delay)
     ws_url = base.replace("http", "ws", 1) + "/ws/transcribe/"
     events: list[tuple[float, dict]] = []
@@ -119,7 +120,7 @@ async def stream_session(base: str, cookie: str, frames: list[bytes], lang: str,
         receiver = asyncio.create_task(receive())
         t0 = time.monotonic()
         for i, frame in enumerate(frames):
-            await asyncio.sleep(max(0.0, t0 + i * 0.1 - time.monotonic()))
+            await asyncio.sleep(max(0.0, t0 + i * pace - time.monotonic()))
             await ws.send(frame)
             sent.append(time.monotonic())
         audio_end = time.monotonic()
