@@ -46,6 +46,9 @@ def offline(model_name: str, files: list[Path], language: str) -> list[str]:
     import django
 
     django.setup()
+    import logging
+
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     from django.conf import settings
     from faster_whisper import WhisperModel
 

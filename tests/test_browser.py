@@ -122,6 +122,37 @@ def test_speaking_into_the_page_shows_interims_then_stored_finals(server, browse
     assert finals[0][:20] in page.content()
 
 
+def test_a_share_link_shows_live_captions_to_someone_not_logged_in(server, browser_with_mic):
+    speaker = browser_with_mic(DATA / "en/jfk.wav")
+    log_in(speaker, server)
+    speaker.select_option("#lang", "en-US")
+    speaker.click("#start")
+    speaker.wait_for_function("document.getElementById('state').textContent === 'listening'", timeout=30_000)
+    session_path = speaker.get_attribute("#session-link", "href")
+
+    owner = browser_with_mic(None, microphone="missing")  # the same user, in another browser
+    log_in(owner, server)
+    owner.goto(server + session_path)
+    owner.select_option("#expires_hours", "1")
+    owner.click("#share form.inline-form button")
+    link = owner.input_value(".share-url")
+    assert "/live/" in link
+
+    viewer = browser_with_mic(None, microphone="missing")  # not logged in
+    viewer.goto(link)
+    viewer.wait_for_function("document.getElementById('live').dataset.state === 'live'", timeout=20_000)
+    viewer.wait_for_function("document.querySelectorAll('#finals li').length >= 2", timeout=60_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    viewer.screenshot(path=str(ARTIFACTS / "live-viewer.png"))
+    time.sleep(8)  # let the 11 s recording play out
+    speaker.click("#stop")
+    speaker.wait_for_function("document.getElementById('state').textContent === 'ended'", timeout=60_000)
+    viewer.wait_for_function("document.getElementById('live').dataset.state === 'ended'", timeout=20_000)
+    spoken = speaker.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
+    seen = viewer.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
+    assert seen == spoken and len(seen) >= 3
+
+
 def test_korean_speech_with_live_english_translation(server, browser_with_mic):
     page = browser_with_mic(DATA / "ko/kspon_005.wav")
     log_in(page, server)

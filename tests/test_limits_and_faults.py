@@ -270,3 +270,37 @@ def test_sigterm_finishes_the_phrase_in_progress_stores_it_and_says_ended(tmp_pa
                                            "\"index\"", (session.replace("-", ""),))]
     assert stored == ["w1 w2", "w1 w2 w3"]
     assert db.execute("SELECT status FROM transcription_transcriptionsession").fetchone()[0] == "ended"
+
+
+def test_an_abrupt_tcp_reset_mid_phrase_still_stores_the_phrase(tmp_path):
+    import websockets
+
+    server = ServerProcess(tmp_path, env={"STT_ENGINE": "scripted", "STT_RESUME_SECONDS": "0"})
+    server.create_user("speaker")
+    token = server.create_token("speaker")
+    server.start()
+    try:
+        async def scenario():
+            async with websockets.connect(f"{server.ws_url}/ws/transcribe/",
+                                          additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+                await ws.send(json.dumps({"type": "start", "lang": "en-US"}))
+                session = json.loads(await ws.recv())["session"]
+                for frame in phrase() + [loud_frame()] * 7:  # one final, then a phrase in progress
+                    await ws.send(frame)
+                while json.loads(await ws.recv()).get("text") != "w1 w2 w3 w4":
+                    pass
+                ws.transport.abort()  # RST, no close handshake
+                return session
+
+        session = asyncio.run(asyncio.wait_for(scenario(), 30))
+        db = sqlite3.connect(tmp_path / "db.sqlite3")
+        for _ in range(100):
+            rows = db.execute("SELECT text FROM transcription_segment WHERE session_id = ? ORDER BY \"index\"",
+                              (session.replace("-", ""),)).fetchall()
+            status = db.execute("SELECT status FROM transcription_transcriptionsession").fetchone()[0]
+            if status != "active":
+                break
+            time.sleep(0.1)
+        assert [r[0] for r in rows] == ["w1 w2", "w1 w2 w3 w4"] and status == "interrupted"
+    finally:
+        server.stop()

@@ -16,6 +16,7 @@ def whisper(settings):
     settings.STT_WHISPER_MODEL = "base"
     settings.STT_WHISPER_MODEL_EN = ""
     settings.STT_MAX_BACKLOG_SECONDS = 120  # the whole file arrives at once
+    settings.STT_MAX_AUDIO_RATE = 0  # (faster than real time on purpose)
     return settings
 
 

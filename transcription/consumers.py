@@ -178,7 +178,7 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
     events as they happen, from the channel layer group, whichever process runs the session.
     """
 
-    share = None  # the ShareLink this viewer came in by (True for the owner)
+    link = None  # the ShareLink this viewer came in by (None for the owner)
     group = None
     snapshot_seq = 0
 
@@ -191,10 +191,11 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.session_id = str(self.scope["url_route"]["kwargs"]["session_id"])
         await self.accept()
-        self.share = await self.db_access()
-        if self.share is False:
+        access = await self.db_access()
+        if access is False:
             await self.close(code=protocol.CLOSE_FORBIDDEN)
             return
+        self.link = None if access is True else access
         try:
             await self.channel_layer.group_add(live_group(self.session_id), self.channel_name)
             self.group = live_group(self.session_id)
@@ -222,7 +223,7 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
 
     async def live_event(self, message: dict) -> None:
         event = message["event"]
-        if self.share is not None and self.share is not True and not self.share.is_active():
+        if self.link is not None and not self.link.is_active():
             await self.close(code=protocol.CLOSE_FORBIDDEN)  # the link expired while watching
             return
         if event.get("seq", 0) <= self.snapshot_seq:
@@ -232,7 +233,7 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
             await self.close()
 
     async def live_revoked(self, message: dict) -> None:
-        if self.share is not None and self.share is not True and self.share.pk == message["share"]:
+        if self.link is not None and self.link.pk == message["share"]:
             await self.close(code=protocol.CLOSE_FORBIDDEN)
 
     async def send_event(self, event: dict) -> None:

@@ -149,7 +149,8 @@ def share_create(request, session_id):
     if hours not in dict(SHARE_EXPIRY_CHOICES):
         raise Http404("Unknown expiry")
     link = services.share_create(session=session, expires_in=timedelta(hours=int(hours)) if hours else None)
-    messages.success(request, f"Share link created: {request.build_absolute_uri(link_url(link))}")
+    url = request.build_absolute_uri(reverse("transcription:live_shared", args=[link.token]))
+    messages.success(request, f"Share link created: {url}")
     return redirect("transcription:session_detail", session_id=session.pk)
 
 
@@ -160,10 +161,6 @@ def share_revoke(request, session_id, share_id):
     if services.share_revoke(session=session, share_id=share_id):
         messages.success(request, "Share link revoked; anyone watching through it was disconnected.")
     return redirect("transcription:session_detail", session_id=session.pk)
-
-
-def link_url(link) -> str:
-    return reverse("transcription:live_shared", args=[link.token])
 
 
 def live_shared(request, token):

@@ -34,7 +34,9 @@ SPEECH_ON = 0.5  # VAD probability that starts/continues speech
 SPEECH_OFF = 0.35  # below this a window counts as silence
 PREROLL_SAMPLES = SAMPLE_RATE * 3 // 10  # audio kept before the detected onset
 TAIL_SAMPLES = SAMPLE_RATE // 5  # audio kept after the last speech window
-MIN_SPEECH_SAMPLES = SAMPLE_RATE // 4  # shorter bursts (clicks, coughs) are not phrases
+MIN_SPEECH_SAMPLES = SAMPLE_RATE // 4  # a burst shorter than this does not end a phrase at the endpoint...
+SHORT_BURST_WAIT_WINDOWS = 47  # ...it waits ~1.5 s for more speech to join it ("맞아. 시간 안에…"),
+MIN_BURST_SAMPLES = 3 * VAD_WINDOW  # then is decoded alone if it had ~100 ms of speech ("그래")
 MIN_INTERIM_SAMPLES = SAMPLE_RATE // 2
 COMPRESSION_RATIO_MAX = 2.4  # Whisper's own threshold for "this is a loop"
 # A short phrase decoded alone is often misheard ("ever failed" -> "have a great day"). So the
@@ -278,7 +280,8 @@ class PhraseStreamer:
                 self.silence_windows = 0
             elif prob < SPEECH_OFF:
                 self.silence_windows += 1
-            if self.silence_windows >= self.endpoint_windows:
+            short = self.speech_samples < MIN_SPEECH_SAMPLES
+            if self.silence_windows >= (SHORT_BURST_WAIT_WINDOWS if short else self.endpoint_windows):
                 final = self.finish_phrase(min(self.vad_pos, self.last_speech_end + TAIL_SAMPLES))
                 if final is not None:
                     yield final
@@ -306,7 +309,7 @@ class PhraseStreamer:
 
     def finish_phrase(self, end: int) -> Result | None:
         start = self.phrase_start
-        enough = self.speech_samples >= MIN_SPEECH_SAMPLES
+        enough = self.speech_samples >= MIN_BURST_SAMPLES
         speech_share = self.speech_samples / max(1, end - start)
         self.in_speech = False
         self.probs = []
