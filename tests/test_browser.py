@@ -98,7 +98,7 @@ def test_speaking_into_the_page_shows_interims_then_stored_finals(server, browse
     assert page.evaluate("window.interims.length") >= 1
     assert page.eval_on_selector("#interim", "e => e.textContent") == ""
 
-    page.click("#session-link")  # the stored session shows the same finals
+    page.goto(server + page.get_attribute("#session-link", "href"))  # the stored session shows the same finals
     page.wait_for_selector(".segments")
     stored = page.eval_on_selector_all(".segments li .text", "els => els.map(e => e.textContent)")
     assert stored == finals
