@@ -361,9 +361,11 @@ class PhraseStreamer:
         )
         if use_context:
             decoded = self.transcribe(self.samples(self.prev_start, end), final=final, prefix=self.prev_text)
-            if decoded.text.startswith(self.prev_text):
-                return decoded._replace(text=decoded.text[len(self.prev_text) :].lstrip(" .,?!。、？！"))
-            logger.debug("context decode did not keep its prefix; decoding the phrase alone")
+            rest = decoded.text[len(self.prev_text) :].lstrip(" .,?!。、？！")
+            if decoded.text.startswith(self.prev_text) and rest:
+                return decoded._replace(text=rest)
+            # The prefix was not kept, or nothing came after it: the phrase must not vanish.
+            logger.debug("context decode gave no new text; decoding the phrase alone")
         # No text prompt of earlier finals: measured, it made conversational Korean worse.
         return self.transcribe(self.samples(start, end), final=final, prefix=None)
 
