@@ -90,6 +90,22 @@ def connect():
     return open_socket
 
 
+async def started(communicator, lang="ko-KR"):
+    """Send `start` and return the `started` event."""
+    await communicator.send_json_to({"type": "start", "lang": lang})
+    event = await communicator.receive_json_from(timeout=5)
+    assert event["type"] == "system" and event["event"] == "started", event
+    return event
+
+
+def viewer_socket(session_id, cookie: bytes | None = None):
+    """A live-caption viewer's socket, with a browser's session cookie if given."""
+    from sttproject.asgi import application
+
+    headers = [ORIGIN] + ([(b"cookie", cookie)] if cookie else [])
+    return WebsocketCommunicator(application, f"/ws/sessions/{session_id}/live/", headers=headers)
+
+
 async def receive_until(communicator, predicate, timeout=30.0, limit=10000):
     """Collect events until one matches `predicate` (inclusive)."""
     events = []

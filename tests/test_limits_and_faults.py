@@ -11,23 +11,12 @@ import time
 import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 
 from transcription.engines.scripted import HANG_SAMPLE
 from transcription.models import Segment, TranscriptionSession
 
-from .conftest import ORIGIN, loud_frame, quiet_frame, receive_until, session_cookie
+from .conftest import loud_frame, quiet_frame, receive_until, session_cookie, started, viewer_socket
 from .servers import ServerProcess, free_port
-
-socket_tests = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("scripted")]
-
-
-async def started(ws, lang="en-US"):
-    await ws.send_json_to({"type": "start", "lang": lang})
-    event = await ws.receive_json_from(timeout=5)
-    assert event.get("event") == "started", event
-    return event
-
 
 def phrase(units=4):
     return [loud_frame()] * units + [quiet_frame()]
@@ -112,12 +101,6 @@ async def test_a_hung_engine_is_detected_the_session_ends_and_the_server_keeps_s
 def redis_layer(port: int) -> dict:
     return {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
                         "CONFIG": {"hosts": [f"redis://127.0.0.1:{port}/0"]}}}
-
-
-def viewer_socket(session_id, cookie):
-    from sttproject.asgi import application
-
-    return WebsocketCommunicator(application, f"/ws/sessions/{session_id}/live/", headers=[ORIGIN, (b"cookie", cookie)])
 
 
 async def viewer_refused(viewer) -> bool:
@@ -233,74 +216,79 @@ async def test_redis_lost_while_running_speaker_goes_on_viewers_recover_when_it_
 
 # ---- graceful shutdown ----
 
+def scripted_daphne(tmp_path, **env) -> ServerProcess:
+    """A real daphne with the scripted engine and a user 'speaker' whose API token is `server.token`."""
+    server = ServerProcess(tmp_path, env={"STT_ENGINE": "scripted", **env})
+    server.create_user("speaker")
+    server.token = server.create_token("speaker")
+    server.start()
+    return server
+
+
+async def speak_then(server, frames, interim: str, then):
+    """Start a session, send `frames`, wait for the interim `interim`, then `await then(ws)`."""
+    import websockets
+
+    async with websockets.connect(f"{server.ws_url}/ws/transcribe/",
+                                  additional_headers={"Authorization": f"Bearer {server.token}"}) as ws:
+        await ws.send(json.dumps({"type": "start", "lang": "en-US"}))
+        session = json.loads(await ws.recv())["session"]
+        for frame in frames:
+            await ws.send(frame)
+        while json.loads(await ws.recv()).get("text") != interim:
+            pass
+        return session, await then(ws)
+
+
+def stored(tmp_path, session) -> tuple[list[str], str]:
+    """The session's stored finals and status, read from the server's own SQLite file."""
+    db = sqlite3.connect(tmp_path / "db.sqlite3")
+    texts = [row[0] for row in db.execute("SELECT text FROM transcription_segment WHERE session_id = ? "
+                                          "ORDER BY \"index\"", (session.replace("-", ""),))]
+    return texts, db.execute("SELECT status FROM transcription_transcriptionsession").fetchone()[0]
+
+
 def test_sigterm_finishes_the_phrase_in_progress_stores_it_and_says_ended(tmp_path):
     import websockets
 
-    server = ServerProcess(tmp_path, env={"STT_ENGINE": "scripted", "STT_SHUTDOWN_SECONDS": "10"})
-    server.create_user("speaker")
-    token = server.create_token("speaker")
-    server.start()
+    server = scripted_daphne(tmp_path, STT_SHUTDOWN_SECONDS="10")
 
-    async def scenario():
-        async with websockets.connect(f"{server.ws_url}/ws/transcribe/",
-                                      additional_headers={"Authorization": f"Bearer {token}"}) as ws:
-            await ws.send(json.dumps({"type": "start", "lang": "en-US"}))
-            session = json.loads(await ws.recv())["session"]
-            for frame in phrase() + [loud_frame()] * 5:  # one final, then a phrase in progress
-                await ws.send(frame)
-            while json.loads(await ws.recv()).get("text") != "w1 w2 w3":
-                pass
-            server.proc.send_signal(signal.SIGTERM)
-            events = []
-            try:
-                async for raw in ws:
-                    events.append(json.loads(raw))
-            except websockets.exceptions.ConnectionClosed:
-                pass
-            return session, events
+    async def terminate(ws):
+        server.proc.send_signal(signal.SIGTERM)
+        events = []
+        try:
+            async for raw in ws:
+                events.append(json.loads(raw))
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        return events
 
     began = time.monotonic()
-    session, events = asyncio.run(asyncio.wait_for(scenario(), 30))
+    frames = phrase() + [loud_frame()] * 5  # one final, then a phrase in progress
+    session, events = asyncio.run(asyncio.wait_for(speak_then(server, frames, "w1 w2 w3", terminate), 30))
     assert server.proc.wait(15) == 0 and time.monotonic() - began < 15
     finals = [e["text"] for e in events if e["type"] == "final"]
     assert finals[-1] == "w1 w2 w3"  # the phrase in progress became a final
     assert events[-1]["event"] == "ended" and events[-1]["reason"] == "shutdown"
-    db = sqlite3.connect(tmp_path / "db.sqlite3")
-    stored = [row[0] for row in db.execute("SELECT text FROM transcription_segment WHERE session_id = ? ORDER BY "
-                                           "\"index\"", (session.replace("-", ""),))]
-    assert stored == ["w1 w2", "w1 w2 w3"]
-    assert db.execute("SELECT status FROM transcription_transcriptionsession").fetchone()[0] == "ended"
+    texts, status = stored(tmp_path, session)
+    assert texts == ["w1 w2", "w1 w2 w3"]
+    assert status == "ended"
 
 
 def test_an_abrupt_tcp_reset_mid_phrase_still_stores_the_phrase(tmp_path):
-    import websockets
+    server = scripted_daphne(tmp_path, STT_RESUME_SECONDS="0")
 
-    server = ServerProcess(tmp_path, env={"STT_ENGINE": "scripted", "STT_RESUME_SECONDS": "0"})
-    server.create_user("speaker")
-    token = server.create_token("speaker")
-    server.start()
+    async def reset(ws):
+        ws.transport.abort()  # RST, no close handshake
+
     try:
-        async def scenario():
-            async with websockets.connect(f"{server.ws_url}/ws/transcribe/",
-                                          additional_headers={"Authorization": f"Bearer {token}"}) as ws:
-                await ws.send(json.dumps({"type": "start", "lang": "en-US"}))
-                session = json.loads(await ws.recv())["session"]
-                for frame in phrase() + [loud_frame()] * 7:  # one final, then a phrase in progress
-                    await ws.send(frame)
-                while json.loads(await ws.recv()).get("text") != "w1 w2 w3 w4":
-                    pass
-                ws.transport.abort()  # RST, no close handshake
-                return session
-
-        session = asyncio.run(asyncio.wait_for(scenario(), 30))
-        db = sqlite3.connect(tmp_path / "db.sqlite3")
+        frames = phrase() + [loud_frame()] * 7  # one final, then a phrase in progress
+        session, _ = asyncio.run(asyncio.wait_for(speak_then(server, frames, "w1 w2 w3 w4", reset), 30))
         for _ in range(100):
-            rows = db.execute("SELECT text FROM transcription_segment WHERE session_id = ? ORDER BY \"index\"",
-                              (session.replace("-", ""),)).fetchall()
-            status = db.execute("SELECT status FROM transcription_transcriptionsession").fetchone()[0]
+            texts, status = stored(tmp_path, session)
             if status != "active":
                 break
             time.sleep(0.1)
-        assert [r[0] for r in rows] == ["w1 w2", "w1 w2 w3 w4"] and status == "interrupted"
+        assert texts == ["w1 w2", "w1 w2 w3 w4"] and status == "interrupted"
     finally:
         server.stop()

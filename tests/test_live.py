@@ -3,7 +3,6 @@ import datetime
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 from django.urls import reverse
@@ -11,16 +10,9 @@ from django.utils import timezone
 
 from transcription.models import ShareLink, TranscriptionSession
 
-from .conftest import ORIGIN, loud_frame, quiet_frame, receive_until, session_cookie
+from .conftest import loud_frame, quiet_frame, receive_until, session_cookie, started, viewer_socket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("scripted")]
-
-
-def viewer_socket(session_id, cookie: bytes | None = None):
-    from sttproject.asgi import application
-
-    headers = [ORIGIN] + ([(b"cookie", cookie)] if cookie else [])
-    return WebsocketCommunicator(application, f"/ws/sessions/{session_id}/live/", headers=headers)
 
 
 def link_cookie(token: str) -> bytes:
@@ -40,9 +32,7 @@ async def speak(ws, phrases: int):
 async def speaker(connect, user):
     ws = await connect(user=user)
     await ws.connect()
-    await ws.send_json_to({"type": "start", "lang": "en-US"})
-    started = await ws.receive_json_from(timeout=5)
-    return ws, started["session"]
+    return ws, (await started(ws, "en-US"))["session"]
 
 
 async def test_owner_watches_interims_finals_and_the_end_in_order(connect, make_user):

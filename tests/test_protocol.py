@@ -7,16 +7,9 @@ from asgiref.sync import sync_to_async
 from transcription.engines.scripted import FAIL_SAMPLE
 from transcription.models import Segment, TranscriptionSession
 
-from .conftest import loud_frame, quiet_frame, receive_until
+from .conftest import loud_frame, quiet_frame, receive_until, started
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("scripted")]
-
-
-async def started(communicator, lang="ko-KR"):
-    await communicator.send_json_to({"type": "start", "lang": lang})
-    event = await communicator.receive_json_from(timeout=5)
-    assert event["type"] == "system" and event["event"] == "started", event
-    return event
 
 
 async def test_anonymous_socket_is_refused(connect):

@@ -13,6 +13,8 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.contrib.auth.models import AnonymousUser
+from django.db.models import Q
+from django.utils import timezone
 from knox.auth import TokenAuthentication
 from knox.models import AuthToken
 from rest_framework import exceptions
@@ -44,9 +46,6 @@ def user_for_token(token: str):
 @database_sync_to_async
 def token_is_valid(digest: str) -> bool:
     """Still there (not revoked) and not expired: checked again at each `start` on an open socket."""
-    from django.db.models import Q
-    from django.utils import timezone
-
     return AuthToken.objects.filter(Q(expiry__isnull=True) | Q(expiry__gt=timezone.now()), digest=digest).exists()
 
 

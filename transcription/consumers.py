@@ -147,7 +147,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
             raise ProtocolError(protocol.RATE, f"audio is arriving faster than {settings.STT_MAX_AUDIO_RATE:g}x real time; "
                                                "this frame was not accepted")
         if not live.feed(data):
-            if not live.stream.accepting:  # the engine failed or the session is ending
+            if not live.accepting:  # the engine failed or the session is ending
                 raise ProtocolError(protocol.NOT_STARTED, "this session has ended; send 'start' for a new one")
             raise ProtocolError(protocol.BUSY, "recognition is too far behind; this audio frame was not accepted")
 

@@ -214,6 +214,11 @@ class LiveSession:
             self._spawn(self.end(reason="max_length"))  # the page starts the next session itself
         return True
 
+    @property
+    def accepting(self) -> bool:
+        """False once the session is closing or its engine failed: audio is no longer wanted."""
+        return not self.closing and self.stream.accepting
+
     def finalize(self) -> None:
         self.touch()
         self.stream.finalize()

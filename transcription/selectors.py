@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
+from knox.models import AuthToken
 
 from .protocol import event_final_from_segment, event_translation_done
 from .models import Segment, ShareLink, TranscriptionSession, Translation
@@ -25,6 +26,17 @@ def session_list_for_user(*, user, search: str = "") -> QuerySet[TranscriptionSe
 def session_get_for_user(*, user, session_id) -> TranscriptionSession:
     """404 (not 403) for someone else's session: its existence is not revealed."""
     return get_object_or_404(TranscriptionSession, pk=session_id, owner=user)
+
+
+def sessions_with_transcript_for_user(*, user) -> QuerySet[TranscriptionSession]:
+    """The user's sessions with their segments (in order) and translations, for detail views."""
+    return (TranscriptionSession.objects.filter(owner=user).annotate(segment_count=Count("segments"))
+            .prefetch_related(Prefetch("segments", queryset=Segment.objects.order_by("index")
+                                       .prefetch_related("translations"))))
+
+
+def api_tokens_for_user(*, user) -> QuerySet[AuthToken]:
+    return AuthToken.objects.filter(user=user).order_by("-created")
 
 
 def segments_for_session(*, session: TranscriptionSession) -> QuerySet[Segment]:

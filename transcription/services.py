@@ -6,6 +6,7 @@ import logging
 from asgiref.sync import async_to_sync
 from django.db import transaction
 from django.utils import timezone
+from knox.models import AuthToken
 
 from .engines import Result
 from .models import Segment, ShareLink, TranscriptionSession, Translation
@@ -105,3 +106,14 @@ def share_revoke(*, session: TranscriptionSession, share_id: int) -> bool:
         except Exception:  # the channel layer is down: the link is revoked all the same
             logger.warning("viewers of revoked link %s not notified", share_id)
     return bool(updated)
+
+
+def api_token_create(*, user, expires_in=None) -> str:
+    """A new API token for `user` (None: no expiry). Returned once; only its digest is stored."""
+    _, token = AuthToken.objects.create(user, expiry=expires_in)
+    return token
+
+
+def api_token_revoke(*, user, digest: str) -> bool:
+    deleted, _ = AuthToken.objects.filter(user=user, digest=digest).delete()
+    return bool(deleted)

@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
@@ -8,10 +10,6 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
-
-from datetime import timedelta
-
-from knox.models import AuthToken
 
 from . import selectors, services
 from .exports import EXPORT_FORMATS, export_session
@@ -192,8 +190,8 @@ def api_tokens(request):
         days = request.POST.get("expires_days", "30")
         if days not in dict(TOKEN_EXPIRY_CHOICES):
             raise Http404("Unknown expiry")
-        _, new_token = AuthToken.objects.create(request.user, expiry=timedelta(days=int(days)) if days else None)
-    tokens = AuthToken.objects.filter(user=request.user).order_by("-created")
+        new_token = services.api_token_create(user=request.user, expires_in=timedelta(days=int(days)) if days else None)
+    tokens = selectors.api_tokens_for_user(user=request.user)
     return render(request, "transcription/api_tokens.html", {
         "tokens": tokens, "new_token": new_token, "expiry_choices": TOKEN_EXPIRY_CHOICES,
     })
@@ -202,7 +200,6 @@ def api_tokens(request):
 @login_required
 @require_POST
 def api_token_revoke(request):
-    deleted, _ = AuthToken.objects.filter(user=request.user, digest=request.POST.get("digest", "")).delete()
-    if deleted:
+    if services.api_token_revoke(user=request.user, digest=request.POST.get("digest", "")):
         messages.success(request, "Token revoked: programs using it are refused from now on.")
     return redirect("transcription:api_tokens")

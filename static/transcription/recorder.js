@@ -1,6 +1,8 @@
 // Recorder page: microphone -> AudioWorklet (PCM16 16 kHz) -> WebSocket; events -> transcript.
 // If the socket drops, it reconnects and resumes the same session (protocol v2 "resume"),
 // buffering up to MAX_PENDING_FRAMES of audio meanwhile; if the session is gone, it starts anew.
+import { addFinal, addTranslation, fmt, scrollToEnd } from "./transcript.js";
+
 const MAX_PENDING_FRAMES = 50; // 5 s of 100 ms frames
 const root = document.getElementById("recorder");
 const $ = (id) => document.getElementById(id);
@@ -35,30 +37,6 @@ function setState(state) {
 
 function showError(message) { ui.error.textContent = message; ui.error.hidden = !message; }
 function showNotice(message) { ui.notice.textContent = message; ui.notice.hidden = !message; }
-
-function fmt(ms) {
-  const s = Math.floor(ms / 1000);
-  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
-}
-
-function scrollToEnd() {
-  const t = ui.transcript;
-  if (t.scrollHeight - t.scrollTop - t.clientHeight < 80) t.scrollTop = t.scrollHeight;
-}
-
-function addFinal(ev) {
-  if (ui.finals.querySelector(`li[data-segment="${ev.segment}"]`)) return; // replayed after resume
-  const li = document.createElement("li");
-  li.dataset.segment = ev.segment;
-  const time = document.createElement("time");
-  time.textContent = fmt(ev.start_ms);
-  const text = document.createElement("span");
-  text.className = "text";
-  text.textContent = ev.text;
-  li.append(time, " ", text);
-  ui.finals.append(li);
-  ui.interim.textContent = "";
-}
 
 function flushPending() {
   while (pending.length && ws && ws.readyState === WebSocket.OPEN) ws.send(pending.shift());
@@ -103,22 +81,11 @@ function onEvent(ev) {
       ui.interim.textContent = ev.text;
       break;
     case "final":
-      addFinal(ev);
+      addFinal(ui.finals, ui.interim, ev);
       break;
-    case "translation": {
-      const li = ui.finals.querySelector(`li[data-segment="${ev.segment}"]`);
-      if (!li) break;
-      let div = li.querySelector(".translation");
-      if (!div) {
-        div = document.createElement("div");
-        div.className = "translation";
-        div.lang = ev.lang;
-        li.append(div);
-      }
-      // Deltas stream in; the closing event carries the whole stored text and replaces them.
-      div.textContent = ev.done ? ev.text : div.textContent + ev.text;
+    case "translation":
+      addTranslation(ui.finals, ev);
       break;
-    }
     case "error":
       if (ev.code === "session_expired") {
         ws.send(JSON.stringify(startMessage())); // carry on in a new session
@@ -129,7 +96,7 @@ function onEvent(ev) {
       }
       break;
   }
-  scrollToEnd();
+  scrollToEnd(ui.transcript);
 }
 
 async function openMicrophone() {

@@ -1,5 +1,4 @@
 """REST API: a user's own sessions (list, detail, export, delete). Same isolation as the pages."""
-from django.db.models import Count, Prefetch
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -9,7 +8,6 @@ from rest_framework.exceptions import NotFound
 
 from .. import selectors, services
 from ..exports import EXPORT_FORMATS, export_session
-from ..models import Segment, TranscriptionSession
 from .serializers import SessionDetailSerializer, SessionFilterSerializer, SessionSerializer
 
 
@@ -24,9 +22,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
     def get_queryset(self):
         user = self.request.user
         if self.action != "list":  # someone else's session is a 404, as on the pages
-            return (TranscriptionSession.objects.filter(owner=user).annotate(segment_count=Count("segments"))
-                    .prefetch_related(Prefetch("segments", queryset=Segment.objects.order_by("index")
-                                               .prefetch_related("translations"))))
+            return selectors.sessions_with_transcript_for_user(user=user)
         params = SessionFilterSerializer(data=self.request.query_params)
         params.is_valid(raise_exception=True)
         f = params.validated_data

@@ -1,0 +1,42 @@
+// Transcript rendering shared by the recorder and the live viewer page.
+
+export function fmt(ms) {
+  const s = Math.floor(ms / 1000);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+// A final becomes a line of the list (once: replays after resume or snapshot are skipped).
+export function addFinal(finals, interim, ev) {
+  if (finals.querySelector(`li[data-segment="${ev.segment}"]`)) return;
+  const li = document.createElement("li");
+  li.dataset.segment = ev.segment;
+  const time = document.createElement("time");
+  time.textContent = fmt(ev.start_ms);
+  const text = document.createElement("span");
+  text.className = "text";
+  text.textContent = ev.text;
+  li.append(time, " ", text);
+  finals.append(li);
+  interim.textContent = "";
+}
+
+// Translation deltas stream in under their final; the closing event carries the whole stored text.
+export function addTranslation(finals, ev) {
+  const li = finals.querySelector(`li[data-segment="${ev.segment}"]`);
+  if (!li) return;
+  let div = li.querySelector(".translation");
+  if (!div) {
+    div = document.createElement("div");
+    div.className = "translation";
+    div.lang = ev.lang;
+    li.append(div);
+  }
+  div.textContent = ev.done ? ev.text : div.textContent + ev.text;
+}
+
+// Follow new text unless the reader scrolled up.
+export function scrollToEnd(transcript) {
+  if (transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 80) {
+    transcript.scrollTop = transcript.scrollHeight;
+  }
+}
