@@ -97,7 +97,7 @@ def login(base: str, username: str, password: str = PASSWORD) -> str:
 
 
 async def stream_session(base: str, cookie: str, frames: list[bytes], lang: str, *, start_delay: float = 0.0,
-                         pace: float = 0.1) -> dict:
+                         pace: float = 0.1, translate_to: str | None = None) -> dict:
     """Send `frames` one per `pace` seconds (0.1: real time); return the events with arrival and send times."""
     await asyncio.sleep(start_delay)
     ws_url = base.replace("http", "ws", 1) + "/ws/transcribe/"
@@ -105,7 +105,10 @@ async def stream_session(base: str, cookie: str, frames: list[bytes], lang: str,
     sent: list[float] = []
     async with websockets.connect(ws_url, origin=base, additional_headers={"Cookie": cookie}, max_size=None,
                                   open_timeout=30) as ws:
-        await ws.send(json.dumps({"type": "start", "lang": lang}))
+        start = {"type": "start", "lang": lang}
+        if translate_to:
+            start["translate_to"] = translate_to
+        await ws.send(json.dumps(start))
         first = json.loads(await ws.recv())
         if first.get("event") != "started":
             return {"refused": first, "events": [], "sent": [], "t0": 0.0, "audio_end": 0.0}

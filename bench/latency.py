@@ -31,28 +31,20 @@ def normalise(text: str, cer: bool) -> str:
     return "".join(kept.split()) if cer else " ".join(kept.split())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("wav", nargs="?", default=str(ROOT / "tests/data/en/beckett.wav"))
-    parser.add_argument("--lang", default="en-US")
-    parser.add_argument("--cer", action="store_true", help="score by characters (Korean, Japanese, Chinese)")
-    parser.add_argument("--model", default="base", help="STT_WHISPER_MODEL when the script starts the server")
-    parser.add_argument("--url", help="http://host:port of a running server (default: start one)")
-    parser.add_argument("--user", default="bench0")
-    parser.add_argument("--password", default=PASSWORD)
-    args = parser.parse_args()
-
-    with wave.open(args.wav) as w:
+def measure(wav: str, lang: str, *, cer: bool = False, model: str = "base", translate_to: str | None = None,
+            url: str | None = None, user: str = "bench0", password: str = PASSWORD, env: dict | None = None) -> dict:
+    """Stream `wav` at real-time pace to a fresh daphne (or `url`) and time every final."""
+    with wave.open(wav) as w:
         pcm = w.readframes(w.getnframes())
     frames = [pcm[i : i + 3200] for i in range(0, len(pcm), 3200)]
-    server = None if args.url else Server(env={"STT_WHISPER_MODEL": args.model, "STT_WHISPER_MODEL_EN": ""})
-    base = args.url or server.url
+    server = None if url else Server(env={"STT_WHISPER_MODEL": model, "STT_WHISPER_MODEL_EN": "", **(env or {})})
+    base = url or server.url
     try:
-        cookie = login(base, args.user, args.password)
+        cookie = login(base, user, password)
         if server:  # load the model before timing
-            asyncio.run(stream_session(base, cookie, frames[:10], args.lang))
+            asyncio.run(stream_session(base, cookie, frames[:10], lang))
             cpu0 = server.cpu_seconds()
-        run = asyncio.run(stream_session(base, cookie, frames, args.lang))
+        run = asyncio.run(stream_session(base, cookie, frames, lang, translate_to=translate_to))
         cpu = server.cpu_seconds() - cpu0 if server else None
         rss = server.rss_mb() if server else None
     finally:
@@ -61,26 +53,42 @@ def main() -> None:
     finals = [(t, e) for t, e in run["events"] if e["type"] == "final"]
     interims = [(t, e) for t, e in run["events"] if e["type"] == "interim"]
     audio_s = len(frames) / 10
-    reference = Path(args.wav).with_suffix(".txt")
+    reference = Path(wav).with_suffix(".txt")
     hypothesis = " ".join(e["text"] for _, e in finals)
     score = None
     if reference.exists():
-        measure = jiwer.cer if args.cer else jiwer.wer
-        score = round(measure(normalise(reference.read_text(), args.cer), normalise(hypothesis, args.cer)), 3)
+        score = round((jiwer.cer if cer else jiwer.wer)(normalise(reference.read_text(), cer), normalise(hypothesis, cer)), 3)
     delays = final_delays(run)
-    result = {
-        "file": os.path.relpath(args.wav, ROOT),
+    return {
+        "file": os.path.relpath(wav, ROOT),
         "audio_s": audio_s,
+        "translate_to": translate_to,
+        "translations": len([e for _, e in run["events"] if e["type"] == "translation" and e.get("done")]),
         "finals": [e["text"] for _, e in finals],
         "final_delays_s": [round(d, 3) for d in delays],
         "final_delay_s": summary(delays),
         "last_final_after_audio_end_s": round(finals[-1][0] - run["audio_end"], 3) if finals else None,
         "first_interim_s": round(interims[0][0] - run["t0"], 3) if interims else None,
         "interims_per_s": round(len(interims) / audio_s, 2),
-        ("cer" if args.cer else "wer"): score,
+        ("cer" if cer else "wer"): score,
         "server_cpu_s_per_audio_s": round(cpu / audio_s, 3) if cpu is not None else None,
         "server_rss_mb": [round(v) for v in rss] if rss else None,
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("wav", nargs="?", default=str(ROOT / "tests/data/en/beckett.wav"))
+    parser.add_argument("--lang", default="en-US")
+    parser.add_argument("--cer", action="store_true", help="score by characters (Korean, Japanese, Chinese)")
+    parser.add_argument("--model", default="base", help="STT_WHISPER_MODEL when the script starts the server")
+    parser.add_argument("--translate-to", default=None, help="also translate every final (e.g. en)")
+    parser.add_argument("--url", help="http://host:port of a running server (default: start one)")
+    parser.add_argument("--user", default="bench0")
+    parser.add_argument("--password", default=PASSWORD)
+    args = parser.parse_args()
+    result = measure(args.wav, args.lang, cer=args.cer, model=args.model, translate_to=args.translate_to,
+                     url=args.url, user=args.user, password=args.password)
     out = write_result(f"latency-{Path(args.wav).stem}", result)
     for key, value in result.items():
         print(f"{key:30} {value}")

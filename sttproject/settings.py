@@ -104,8 +104,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# A live viewer waits for events in a blocking BRPOP of 5 s (channels-redis), while redis-py's default
+# socket timeout is also 5 s: a quiet session then trips the timeout and kills the viewer. Reads must
+# outlast every blocking call (checked at start-up: transcription.E005); a dead server is still noticed.
+STT_REDIS_SOCKET_TIMEOUT = env_float("STT_REDIS_SOCKET_TIMEOUT", 20.0)
+
+
+def redis_channel_layer(url: str, socket_timeout: float = STT_REDIS_SOCKET_TIMEOUT) -> dict:
+    host = {"address": url, "socket_timeout": socket_timeout, "socket_connect_timeout": 5}
+    return {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [host]}}
+
+
 if REDIS_URL:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
@@ -242,6 +253,9 @@ GOOGLE_SPEECH_INSECURE = env_bool("GOOGLE_SPEECH_INSECURE", False)  # plaintext 
 STT_GOOGLE_STREAM_SECONDS = env_float("STT_GOOGLE_STREAM_SECONDS", 290.0)
 # Decode workers shared by all Whisper sessions of the process (each uses STT_WHISPER_THREADS).
 STT_DECODE_WORKERS = env_int("STT_DECODE_WORKERS", 1)
+# Background decodes (translations, second passes, uploads) run on their own thread and model copy
+# at this OS niceness (Linux), so they use only CPU the live decodes leave (0 = equal share).
+STT_BACKGROUND_NICE = env_int("STT_BACKGROUND_NICE", 19)
 # Recognition sessions per process; beyond it `start` gets `busy` (0 = no limit).
 STT_MAX_SESSIONS = env_int("STT_MAX_SESSIONS", 2)  # what whisper base holds on 2 cores (bench/load.py)
 # Sessions one user may run at once, in this process (0 = no limit).

@@ -1,6 +1,7 @@
 """Real server processes for tests: daphne serving the application on loopback."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -9,6 +10,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+REDIS = ("127.0.0.1", 6379)
+POSTGRES = ("127.0.0.1", 5432)
 PASSWORD = "server-pass-123"
 
 
@@ -79,3 +82,39 @@ class ServerProcess:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def reachable(address) -> bool:
+    try:
+        socket.create_connection(address, timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def require_services() -> None:
+    """Skip the calling test module without the machine's Redis and PostgreSQL (fail in CI, which
+    sets STT_REQUIRE_SERVICES=1)."""
+    import pytest
+
+    if not (reachable(REDIS) and reachable(POSTGRES)):
+        if os.environ.get("STT_REQUIRE_SERVICES") == "1":
+            raise RuntimeError("Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) are needed by this test")
+        pytest.skip("Redis and PostgreSQL are not running on this machine", allow_module_level=True)
+
+
+@contextlib.contextmanager
+def postgres_database():
+    """A fresh PostgreSQL database on the machine's server, dropped afterwards: its URL."""
+    import uuid
+
+    import psycopg
+
+    name = f"stt_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgres://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

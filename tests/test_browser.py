@@ -13,7 +13,7 @@ import jiwer
 import pytest
 
 from .conftest import DATA, normalise_en
-from .servers import PASSWORD, ROOT, ServerProcess
+from .servers import PASSWORD, POSTGRES, REDIS, ROOT, ServerProcess, postgres_database, reachable
 
 ARTIFACTS = ROOT / "tests" / "artifacts"  # screenshots to look at; not in git
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -122,35 +122,76 @@ def test_speaking_into_the_page_shows_interims_then_stored_finals(server, browse
     assert finals[0][:20] in page.content()
 
 
-def test_a_share_link_shows_live_captions_to_someone_not_logged_in(server, browser_with_mic):
-    speaker = browser_with_mic(DATA / "en/jfk.wav")
-    log_in(speaker, server)
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """Production's shape: two daphne processes sharing the machine's PostgreSQL and Redis."""
+    if not (reachable(REDIS) and reachable(POSTGRES)):
+        if os.environ.get("STT_REQUIRE_SERVICES") == "1":
+            raise RuntimeError("Redis and PostgreSQL are needed by this test")
+        pytest.skip("Redis and PostgreSQL are not running on this machine")
+    with postgres_database() as database:
+        env = {"DATABASE_URL": database, "REDIS_URL": "redis://127.0.0.1:6379/0"}
+        a = ServerProcess(tmp_path_factory.mktemp("a"), env=env)
+        b = ServerProcess(tmp_path_factory.mktemp("b"), env=env, migrate=False)
+        a.create_user("browser")
+        a.start()
+        b.start()
+        yield a, b
+        a.stop()
+        b.stop()
+
+
+def speech_pause_speech(path: Path) -> Path:
+    """jfk, then 15 s of a quiet room (what the microphone sends while nobody speaks), then beckett."""
+    import wave
+
+    import numpy as np
+
+    from .conftest import read_wav
+
+    room = np.random.default_rng(0).normal(0, 30, 15 * 16000).astype("<i2").tobytes()
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(read_wav(DATA / "en/jfk.wav") + room + read_wav(DATA / "en/beckett.wav"))
+    return path
+
+
+def test_a_share_link_shows_live_captions_on_another_process_through_a_pause(two_processes, browser_with_mic,
+                                                                             tmp_path):
+    a, b = two_processes
+    speaker = browser_with_mic(speech_pause_speech(tmp_path / "talk.wav"))
+    log_in(speaker, a.url)
     speaker.select_option("#lang", "en-US")
     speaker.click("#start")
     speaker.wait_for_function("document.getElementById('state').textContent === 'listening'", timeout=30_000)
     session_path = speaker.get_attribute("#session-link", "href")
 
     owner = browser_with_mic(None, microphone="missing")  # the same user, in another browser
-    log_in(owner, server)
-    owner.goto(server + session_path)
+    log_in(owner, a.url)
+    owner.goto(a.url + session_path)
     owner.select_option("#expires_hours", "1")
     owner.click("#share form.inline-form button")
     link = owner.input_value(".share-url")
     assert "/live/" in link
 
-    viewer = browser_with_mic(None, microphone="missing")  # not logged in
-    viewer.goto(link)
+    viewer = browser_with_mic(None, microphone="missing")  # not logged in, on the other process
+    viewer.goto(link.replace(a.url, b.url))
     viewer.wait_for_function("document.getElementById('live').dataset.state === 'live'", timeout=20_000)
     viewer.wait_for_function("document.querySelectorAll('#finals li').length >= 2", timeout=60_000)
     ARTIFACTS.mkdir(exist_ok=True)
     viewer.screenshot(path=str(ARTIFACTS / "live-viewer.png"))
-    time.sleep(8)  # let the 11 s recording play out
+    # jfk ends after 11 s, then 15 s of silence; beckett's words reach the viewer after the pause.
+    viewer.wait_for_function("[...document.querySelectorAll('#finals li .text')].some("
+                             "e => /tried|failed/i.test(e.textContent))", timeout=60_000)
+    time.sleep(4)  # let the recording play out
     speaker.click("#stop")
     speaker.wait_for_function("document.getElementById('state').textContent === 'ended'", timeout=60_000)
     viewer.wait_for_function("document.getElementById('live').dataset.state === 'ended'", timeout=20_000)
+    viewer.screenshot(path=str(ARTIFACTS / "live-viewer-after-pause.png"))
     spoken = speaker.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
     seen = viewer.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
-    assert seen == spoken and len(seen) >= 3
+    assert seen == spoken and len(seen) >= 4
+    assert viewer.evaluate("window.sttLive.reconnects") == 0  # one socket, through the pause
 
 
 def test_korean_speech_with_live_english_translation(server, browser_with_mic):

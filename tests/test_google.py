@@ -61,8 +61,8 @@ def test_config_request_audio_and_results(fake_google):
 
 
 def test_a_twelve_minute_session_rotates_streams_without_losing_or_repeating(fake_google, settings):
-    settings.STT_GOOGLE_STREAM_SECONDS = 50  # rotate well before the fake's 60 s abort
-    server = fake_google(abort_after_ms=60_000)
+    settings.STT_GOOGLE_STREAM_SECONDS = 50  # rotate well before the fake's 60 s cap
+    server = fake_google(limit_ms=60_000)
     frames = []
     for n in range(80):  # 80 phrases x 0.9 s, with long silences: 12 minutes
         frames += phrase_frames(n % 50 + 1, speech_blocks=5, silence_blocks=4)
@@ -74,6 +74,46 @@ def test_a_twelve_minute_session_rotates_streams_without_losing_or_repeating(fak
     assert all(a < b for a, b in zip(ends, ends[1:])) and all(s <= e for s, e in zip(starts, ends))
     assert ends[-1] <= len(frames) * 100 and ends[5] == 5 * 9000 + 500  # continuous session times
     assert len(server.streams) >= 14  # 720 s / 50 s
+    assert set(server.ended_by()) == {"half_close"}  # every stream was rotated by us, none hit the cap
+
+
+def test_a_silent_session_rotates_on_the_clock(fake_google, settings):
+    """No audio at all for 4 s (a client sending keepalives only): the stream is still replaced
+    before the service's cap, which counts time, not audio."""
+    import time
+
+    settings.STT_GOOGLE_STREAM_SECONDS = 1.0
+    server = fake_google(limit_ms=2_000)
+
+    def frames():
+        yield from phrase_frames(1)
+        time.sleep(4.0)  # nothing arrives: keepalives carry no audio
+        yield from phrase_frames(2)
+
+    results = finals(list(get_engine("google").stream(frames(), StreamConfig(language="en-US"))))
+    assert [r.text for r in results] == ["phrase 1", "phrase 2"]
+    assert len(server.streams) >= 4 and "limit" not in server.ended_by(), server.ended_by()
+
+
+def test_long_silence_never_makes_streams_run_away(fake_google, settings):
+    """The fake, like the service, answers nothing during silence, so the unfinalised audio that is
+    replayed into the next stream grows; it stays below the rotation length: a 99 s session opens a
+    handful of streams and sends little more audio than it has, silence included."""
+    settings.STT_GOOGLE_STREAM_SECONDS = 12
+    server = fake_google(limit_ms=15_000, max_streams=100)
+    frames = []
+    for n in range(1, 4):
+        frames += phrase_frames(n) + [bytes(BLOCK)] * 20
+    frames += [bytes(BLOCK)] * 300  # 30 s of silence
+    for n in range(4, 25):
+        frames += phrase_frames(n) + [bytes(BLOCK)] * 20
+    session_ms = len(frames) * 100
+    results = finals(run(frames))
+    assert [r.text for r in results] == [f"phrase {n}" for n in range(1, 25)]
+    assert 95_000 <= session_ms <= 100_000
+    assert len(server.streams) <= session_ms / 1000 / 8 + 2, len(server.streams)  # >= 8 s of new audio each
+    assert server.audio_sent_ms() <= 1.5 * session_ms, (server.audio_sent_ms(), session_ms)
+    assert "limit" not in server.ended_by()
 
 
 def test_an_abort_mid_phrase_replays_the_unfinalised_audio(fake_google, settings):

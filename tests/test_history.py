@@ -1,12 +1,14 @@
 """History and review: kept audio, playback with Range, exports, search, rename, delete."""
 import json
 import re
+import time
 import wave
 
 import pytest
 from django.urls import reverse
 
-from transcription.models import Segment, TranscriptionSession, Translation
+from transcription.jobs import wait_idle
+from transcription.models import Job, Segment, TranscriptionSession, Translation
 
 from .conftest import loud_frame, quiet_frame, receive_until
 
@@ -111,6 +113,33 @@ def test_exports_have_correct_times_and_translations(client, recorded):
         assert cue[0] < cue[1]
 
 
+def test_exports_escape_markup_and_cue_arrows_and_parse_back_with_real_parsers(client, recorded):
+    """A phrase containing "<b>", "A & B" and "-->": WebVTT escapes it, SRT keeps no timing-like
+    line, and both parse back (webvtt-py, srt) to the same cues and text."""
+    import html
+
+    import srt as srt_parser
+    import webvtt
+
+    user, session = recorded
+    tricky = "<b>bold</b> A & B --> C"
+    Segment.objects.filter(session=session, index=1).update(text=tricky)
+    client.force_login(user)
+    get = lambda fmt: client.get(reverse("transcription:session_export", args=[session.pk, fmt]))  # noqa: E731
+
+    vtt = get("vtt").content.decode()
+    assert "&lt;b&gt;bold&lt;/b&gt; A &amp; B --&gt; C" in vtt
+    assert vtt.count("-->") == 2  # only the two timing lines
+    cues = list(webvtt.from_string(vtt))
+    assert [html.unescape(c.text) for c in cues] == ["w1\n더블유 원", tricky]
+    assert [(c.start, c.end) for c in cues] == [("00:00:00.100", "00:00:00.300"), ("00:00:00.500", "00:00:00.900")]
+
+    subtitles = list(srt_parser.parse(get("srt").content.decode()))
+    assert [s.content for s in subtitles] == ["w1\n더블유 원", "<b>bold</b> A & B -> C"]
+    assert [s.index for s in subtitles] == [1, 2]
+    assert subtitles[1].start.total_seconds() == 0.5 and subtitles[1].end.total_seconds() == 0.9
+
+
 def test_search_finds_own_transcripts_only(client, recorded, make_user):
     user, session = recorded
     other = make_user("mallory")
@@ -183,12 +212,85 @@ def test_translate_a_finished_session_after_the_fact(client, recorded, settings)
     detail = client.get(reverse("transcription:session_detail", args=[session.pk])).content.decode()
     assert 'name="target"' in detail
     client.post(reverse("transcription:session_translate", args=[session.pk]), {"target": "ja"})
+    assert wait_idle()
     texts = dict(Translation.objects.filter(segment__session=session, language="ja").values_list("segment__index", "text"))
     assert texts == {0: "ja: W1", 1: "ja: W1 W2"}
     detail = client.get(reverse("transcription:session_detail", args=[session.pk])).content.decode()
     assert "side-by-side" in detail and "ja: W1 W2" in detail
     client.post(reverse("transcription:session_translate", args=[session.pk]), {"target": "xx"})  # unsupported
     assert not Translation.objects.filter(language="xx").exists()
+
+
+def test_translating_after_the_fact_runs_in_the_background_once_with_progress(client, recorded, settings):
+    """The request returns at once; the page and the API show the job's progress; a second request
+    while it runs does not start another; the translations are made once each."""
+    from transcription.translation import get_translator
+
+    settings.STT_TRANSLATOR = "scripted"
+    settings.STT_SCRIPTED_TRANSLATION_DELAY = 0.3  # seconds per word: about 1.5 s in all
+    user, session = recorded
+    client.force_login(user)
+    url = reverse("transcription:session_translate", args=[session.pk])
+    began = time.monotonic()
+    client.post(url, {"target": "ja"})
+    again = client.post(url, {"target": "ja"}, follow=True)
+    assert time.monotonic() - began < 1.0  # not done inside the requests
+    assert "already running" in again.content.decode()
+    page = client.get(reverse("transcription:session_detail", args=[session.pk])).content.decode()
+    assert 'id="jobs"' in page and "<progress" in page
+    job = Job.objects.get(session=session)
+    assert job.kind == "translate" and job.language == "ja" and job.status in ("queued", "running")
+    detail = client.get(f"/api/sessions/{session.pk}/").json()
+    assert detail["jobs"][0]["status"] in ("queued", "running") and 0 <= detail["jobs"][0]["progress"] < 1
+    assert wait_idle()
+    assert Job.objects.filter(session=session).count() == 1
+    detail = client.get(f"/api/sessions/{session.pk}/").json()
+    assert detail["jobs"][0]["status"] == "done" and detail["jobs"][0]["progress"] == 1.0
+    assert [t["text"] for s in detail["segments"] for t in s["translations"] if t["language"] == "ja"] == [
+        "ja: W1", "ja: W1 W2"]
+    assert all(count == 1 for key, count in get_translator().attempts.items() if key[0] in ("w1", "w1 w2"))
+
+
+async def test_a_translation_after_the_fact_never_delays_a_live_sessions_finals(recorded, connect, make_user,
+                                                                              settings):
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient
+
+    from .conftest import started
+
+    settings.STT_TRANSLATOR = "scripted"
+    settings.STT_SCRIPTED_TRANSLATION_DELAY = 0.6  # seconds per word: about 3 s in all
+    user, session = recorded
+    browser = AsyncClient()
+    await browser.aforce_login(user)
+    speaker = await connect(user=await sync_to_async(make_user)("bob"))
+    await speaker.connect()
+    await started(speaker)
+    request = asyncio.create_task(browser.post(reverse("transcription:session_translate", args=[session.pk]),
+                                               {"target": "ja"}))
+    await asyncio.sleep(0.1)
+    began = asyncio.get_running_loop().time()
+    for frame in [loud_frame(), loud_frame(), quiet_frame()]:
+        await speaker.send_to(bytes_data=frame)
+    await receive_until(speaker, lambda e: e["type"] == "final", timeout=10)
+    assert asyncio.get_running_loop().time() - began < 1.0  # stored and sent while the translation runs
+    assert (await request).status_code == 302
+    await speaker.disconnect()
+    assert await sync_to_async(wait_idle)()
+
+
+def test_the_api_starts_a_translation_and_refuses_an_unsupported_language(client, recorded, settings):
+    settings.STT_TRANSLATOR = "scripted"
+    user, session = recorded
+    client.force_login(user)
+    answer = client.post(f"/api/sessions/{session.pk}/translate/", {"target": "de"}, content_type="application/json")
+    assert answer.status_code == 202 and answer.json()["kind"] == "translate" and answer.json()["language"] == "de"
+    assert wait_idle()
+    assert Translation.objects.filter(segment__session=session, language="de").count() == 2
+    refused = client.post(f"/api/sessions/{session.pk}/translate/", {"target": "xx"}, content_type="application/json")
+    assert refused.status_code == 400 and refused.json()["code"] == ["translation_unsupported"]
 
 
 def test_whisper_translation_is_offered_into_english_only(client, make_user, settings):

@@ -98,22 +98,21 @@ async def test_a_hung_engine_is_detected_the_session_ends_and_the_server_keeps_s
 
 # ---- the channel layer (Redis) failing ----
 
-def redis_layer(port: int) -> dict:
-    return {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                        "CONFIG": {"hosts": [f"redis://127.0.0.1:{port}/0"]}}}
+def redis_layer(port: int, **options) -> dict:
+    """The channel layer exactly as settings build it for REDIS_URL, on a private port."""
+    from sttproject.settings import redis_channel_layer
+
+    return {"default": redis_channel_layer(f"redis://127.0.0.1:{port}/0", **options)}
 
 
 async def viewer_refused(viewer) -> bool:
-    """The viewer is told live captions are unavailable (error + 1013), or its socket fails (1011)."""
-    try:
-        await viewer.connect(timeout=5)
-        first = await viewer.receive_output(timeout=5)
-    except Exception:  # the consumer could not even listen on the layer
-        return True
-    if first["type"] == "websocket.send":
-        event = json.loads(first["text"])
-        return event.get("code") == "live_unavailable"
-    return first["type"] == "websocket.close"
+    """The viewer is told live captions are unavailable: `live_unavailable`, then closed with 1013."""
+    await viewer.connect(timeout=5)
+    first = await viewer.receive_output(timeout=10)
+    assert first["type"] == "websocket.send", first
+    assert json.loads(first["text"])["code"] == "live_unavailable", first
+    assert await viewer.receive_output(timeout=5) == {"type": "websocket.close", "code": 1013}
+    return True
 
 
 @pytest.mark.django_db(transaction=True)
@@ -189,6 +188,8 @@ async def test_redis_lost_while_running_speaker_goes_on_viewers_recover_when_it_
         spoken = await receive_until(ws, lambda e: e["type"] == "final" and e["phrase"] == 1, timeout=10)
         assert spoken[-1]["text"] == "w1 w2 w3"
         assert not [e for e in spoken if e["type"] == "error"]
+        # The watching viewer is not left silently connected: closed with 1013, so its page reconnects.
+        assert await viewer.receive_output(timeout=15) == {"type": "websocket.close", "code": 1013}
         assert await viewer_refused(viewer_socket(start["session"], cookie))
 
         await sync_to_async(redis.start)()  # back: a viewer reconnecting (as the page does, with backoff)
@@ -210,6 +211,61 @@ async def test_redis_lost_while_running_speaker_goes_on_viewers_recover_when_it_
         await receive_until(ws, lambda e: e.get("event") == "ended", timeout=10)
         for socket in (ws, viewer, again):
             await socket.disconnect()
+    finally:
+        redis.stop()
+
+
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("scripted")
+async def test_a_quiet_session_keeps_its_viewers_on_redis(connect, make_user, settings):
+    """12 s without an event (keepalives only): more than two of the layer's 5 s blocking receives."""
+    redis = RedisServer()
+    redis.start()
+    settings.CHANNEL_LAYERS = redis_layer(redis.port)  # as settings make it for REDIS_URL
+    try:
+        alice = await sync_to_async(make_user)()
+        ws = await connect(user=alice)
+        await ws.connect()
+        start = await started(ws)
+        viewer = viewer_socket(start["session"], await sync_to_async(session_cookie)(alice))
+        await viewer.connect()
+        assert (await viewer.receive_json_from(timeout=5))["type"] == "snapshot"
+        for _ in range(24):
+            await asyncio.sleep(0.5)
+            await ws.send_json_to({"type": "keepalive"})
+        for frame in phrase():
+            await ws.send_to(bytes_data=frame)
+        seen = await receive_until(viewer, lambda e: e["type"] == "final", timeout=10)
+        assert seen[-1]["text"] == "w1 w2"
+        await ws.send_json_to({"type": "end"})
+        await receive_until(viewer, lambda e: e.get("event") == "ended", timeout=10)
+        await ws.disconnect()
+        await viewer.disconnect()
+    finally:
+        redis.stop()
+
+
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("scripted")
+async def test_a_viewer_whose_receive_fails_is_closed_so_its_page_reconnects(connect, make_user, settings):
+    """Whatever breaks the viewer's channel-layer receive (here a socket timeout shorter than the
+    layer's blocking receive, the old default), the viewer is closed with 1013, never left open."""
+    redis = RedisServer()
+    redis.start()
+    settings.CHANNEL_LAYERS = redis_layer(redis.port, socket_timeout=1.0)
+    try:
+        alice = await sync_to_async(make_user)()
+        ws = await connect(user=alice)
+        await ws.connect()
+        start = await started(ws)
+        viewer = viewer_socket(start["session"], await sync_to_async(session_cookie)(alice))
+        await viewer.connect()
+        assert (await viewer.receive_json_from(timeout=5))["type"] == "snapshot"
+        assert await viewer.receive_output(timeout=10) == {"type": "websocket.close", "code": 1013}
+        await ws.disconnect()
+        await viewer.disconnect()
     finally:
         redis.stop()
 
@@ -273,6 +329,43 @@ def test_sigterm_finishes_the_phrase_in_progress_stores_it_and_says_ended(tmp_pa
     texts, status = stored(tmp_path, session)
     assert texts == ["w1 w2", "w1 w2 w3"]
     assert status == "ended"
+
+
+def test_while_draining_new_sockets_get_1012_and_new_sessions_busy(tmp_path):
+    """SIGTERM while a session takes a few seconds to finish (its engine is busy): meanwhile a new
+    socket is closed with 1012 and a socket opened before asks to start and gets `busy`; then the
+    session ends cleanly and daphne exits 0."""
+    import websockets
+
+    server = scripted_daphne(tmp_path, STT_SHUTDOWN_SECONDS="10", STT_SCRIPTED_HANG_SECONDS="3")
+    url, auth = f"{server.ws_url}/ws/transcribe/", {"Authorization": f"Bearer {server.token}"}
+
+    async def scenario():
+        async with websockets.connect(url, additional_headers=auth) as speaker, \
+                websockets.connect(url, additional_headers=auth) as other:
+            await speaker.send(json.dumps({"type": "start", "lang": "en-US"}))
+            json.loads(await speaker.recv())
+            for frame in phrase() + [(np.ones(1600, dtype="<i2") * HANG_SAMPLE).tobytes()]:
+                await speaker.send(frame)
+            while json.loads(await speaker.recv())["type"] != "final":
+                pass
+            server.proc.send_signal(signal.SIGTERM)  # the engine is now stuck for 3 s: the drain waits
+            await asyncio.sleep(0.5)
+            async with websockets.connect(url, additional_headers=auth) as late:
+                with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                    await asyncio.wait_for(late.recv(), 5)
+            await other.send(json.dumps({"type": "start", "lang": "en-US"}))
+            refused = json.loads(await asyncio.wait_for(other.recv(), 5))
+            ended = []
+            while not ended or ended[-1].get("event") != "ended":
+                ended.append(json.loads(await asyncio.wait_for(speaker.recv(), 10)))
+            return closed.value.rcvd.code, refused, ended
+
+    code, refused, ended = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert code == 1012
+    assert refused["type"] == "error" and refused["code"] == "busy"
+    assert ended[-1]["event"] == "ended" and ended[-1]["reason"] == "shutdown"
+    assert server.proc.wait(15) == 0
 
 
 def test_an_abrupt_tcp_reset_mid_phrase_still_stores_the_phrase(tmp_path):

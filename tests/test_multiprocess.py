@@ -5,45 +5,20 @@ through the Redis channel layer; both processes see the same stored session thro
 """
 import asyncio
 import json
-import os
-import socket
-import uuid
 
 import pytest
 import websockets
 
 from .conftest import loud_frame, quiet_frame
-from .servers import ServerProcess
+from .servers import ServerProcess, postgres_database, require_services
 
-REDIS = ("127.0.0.1", 6379)
-POSTGRES = ("127.0.0.1", 5432)
-
-
-def reachable(address) -> bool:
-    try:
-        socket.create_connection(address, timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-if not (reachable(REDIS) and reachable(POSTGRES)):
-    if os.environ.get("STT_REQUIRE_SERVICES") == "1":
-        raise RuntimeError("Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) are needed by this test")
-    pytest.skip("Redis and PostgreSQL are not running on this machine", allow_module_level=True)
+require_services()
 
 
 @pytest.fixture(scope="module")
 def database():
-    """A fresh PostgreSQL database for the two processes, dropped afterwards."""
-    import psycopg
-
-    name = f"stt_multiprocess_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgres://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +97,93 @@ def test_a_resume_on_the_other_process_is_refused_cleanly(cluster):
 
     answer = asyncio.run(scenario())
     assert answer["type"] == "error" and answer["code"] == "session_expired"
+
+
+# ---- through the pauses real speakers make ----
+
+def microphone_silence(seconds: float, seed: int = 0) -> list[bytes]:
+    """What a microphone sends while nobody speaks: a quiet room's faint noise, in 100 ms frames."""
+    import numpy as np
+
+    noise = np.random.default_rng(seed).normal(0, 30, int(seconds * 16000)).astype("<i2").tobytes()
+    return [noise[i : i + 3200] for i in range(0, len(noise), 3200)]
+
+
+def speech(name: str) -> list[bytes]:
+    from .conftest import DATA, frames, read_wav
+
+    return list(frames(read_wav(DATA / "ko" / f"{name}.wav")))
+
+
+@pytest.fixture(scope="module")
+def whisper_cluster(tmp_path_factory, database, cluster):  # (cluster migrates the database)
+    """Speaker's process A runs whisper; viewer's process B only relays (never loads a model)."""
+    env = {"DATABASE_URL": database, "REDIS_URL": "redis://127.0.0.1:6379/0", "STT_ENGINE": "whisper",
+           "STT_RESUME_SECONDS": "0"}
+    a = ServerProcess(tmp_path_factory.mktemp("wa"), env=env, migrate=False)
+    b = ServerProcess(tmp_path_factory.mktemp("wb"), env=env, migrate=False)
+    a.create_user("talker")
+    token = a.create_token("talker")
+    a.start()
+    b.start()
+    yield a, b, token
+    a.stop()
+    b.stop()
+
+
+@pytest.mark.model
+def test_a_viewer_on_another_process_gets_every_final_through_silence_and_a_keepalive_minute(whisper_cluster):
+    """Real Korean speech at real time to process A; 15 s of microphone silence, later 60 s with
+    keepalives only; the viewer on process B receives every final, in order, with the same seq."""
+    a, b, token = whisper_cluster
+    auth = {"Authorization": f"Bearer {token}"}
+    before = speech("kspon_001") + microphone_silence(1, 1) + speech("kspon_006")
+    middle = speech("kspon_010")
+    after = speech("kspon_013") + microphone_silence(1, 2)
+
+    async def send_real_time(ws, frames):
+        began = asyncio.get_running_loop().time()
+        for i, frame in enumerate(frames):
+            await asyncio.sleep(max(0.0, began + i * 0.1 - asyncio.get_running_loop().time()))
+            await ws.send(frame)
+
+    async def collect(ws, into):
+        try:
+            async for raw in ws:
+                event = json.loads(raw)
+                into.append(event)
+                if event.get("event") == "ended":
+                    return
+        except websockets.exceptions.ConnectionClosed as closed:
+            into.append({"type": "closed", "code": closed.rcvd.code if closed.rcvd else None})
+
+    async def scenario():
+        spoken, watched = [], []
+        async with websockets.connect(f"{a.ws_url}/ws/transcribe/", additional_headers=auth) as speaker:
+            await speaker.send(json.dumps({"type": "start", "lang": "ko-KR"}))
+            session = json.loads(await speaker.recv())["session"]
+            async with websockets.connect(f"{b.ws_url}/ws/sessions/{session}/live/", additional_headers=auth) as viewer:
+                snapshot = json.loads(await asyncio.wait_for(viewer.recv(), 10))
+                assert snapshot["type"] == "snapshot" and snapshot["status"] == "active"
+                listening = asyncio.gather(collect(speaker, spoken), collect(viewer, watched))
+                await send_real_time(speaker, before)
+                await send_real_time(speaker, microphone_silence(15, 3))
+                await send_real_time(speaker, middle)
+                for _ in range(12):  # a minute of keepalives only, no audio
+                    await asyncio.sleep(5)
+                    await speaker.send(json.dumps({"type": "keepalive"}))
+                await send_real_time(speaker, after)
+                await speaker.send(json.dumps({"type": "end"}))
+                await asyncio.wait_for(listening, 60)
+        return spoken, watched
+
+    spoken, watched = asyncio.run(asyncio.wait_for(scenario(), 240))
+    said = [(e["segment"], e["text"], e["seq"]) for e in spoken if e["type"] == "final"]
+    seen = [(e["segment"], e["text"], e["seq"]) for e in watched if e["type"] == "final"]
+    assert len(said) >= 4, said  # four utterances, each at least one final
+    assert seen == said, watched[-1]
+    keepalive_minute_at_ms = (len(before) + 150 + len(middle)) * 100  # audio time: keepalives carry none
+    late = [e for e in spoken if e["type"] == "final" and e["start_ms"] >= keepalive_minute_at_ms - 500]
+    assert late, "the utterance after the keepalive minute gave a final"
+    assert [e["seq"] for e in watched] == sorted(e["seq"] for e in watched)
+    assert watched[-1].get("event") == "ended"

@@ -6,7 +6,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from transcription.engines.resample import Resampler16to24
-from transcription.models import Segment, Translation
+from transcription.models import Segment, TranscriptionSession, Translation
 
 from .conftest import loud_frame, quiet_frame, receive_until
 from .fakes.openai_servers import ChatServer, RealtimeServer
@@ -125,7 +125,7 @@ async def test_upstream_session_expiry_rolls_over_transparently(connect, make_us
 
 
 async def test_upstream_failing_twice_ends_the_session_with_an_error_and_keeps_finals(connect, make_user, realtime):
-    server = realtime(drop_after_appends=12)
+    server = realtime(drop_after_ms=1200)
     frames = [loud_frame()] * 5 + [quiet_frame()] * 4 + [loud_frame()] * 40
     c = await connect(user=await sync_to_async(make_user)())
     await c.connect()
@@ -136,11 +136,78 @@ async def test_upstream_failing_twice_ends_the_session_with_an_error_and_keeps_f
         await asyncio.sleep(0.01)
     events = await receive_until(c, lambda e: e.get("event") == "ended", timeout=30)
     await c.disconnect()
-    assert [e["code"] for e in events if e["type"] == "error"] == ["engine_error"]
+    assert [e["code"] for e in events if e["type"] == "error"] == ["engine_unavailable"]
     assert events[-1]["reason"] == "error" and server.connections == 2
     finals = [e["text"] for e in events if e["type"] == "final"]
     assert finals == ["phrase 1"]
     assert await Segment.objects.filter(session_id=started["session"]).acount() == 1
+
+
+# ---- service errors: never silent (before, during and after the last audio) ----
+
+SERVER_ERROR = {"type": "server_error", "code": None, "message": "The server had an error while processing your request."}
+INVALID = {"type": "invalid_request_error", "code": "invalid_value", "message": "Invalid value: 'gpt-nope'."}
+PHRASE_THEN_OPEN = [loud_frame()] * 5 + [quiet_frame()] * 4 + [loud_frame()] * 3  # the 2nd phrase needs the end's commit
+
+
+def codes(events):
+    return [e["code"] for e in events if e["type"] == "error" and e["code"] != "not_started"]
+
+
+async def stored_texts(session_id):
+    return [s.text async for s in Segment.objects.filter(session_id=session_id).order_by("index")]
+
+
+async def test_a_bad_key_is_refused_at_once_with_engine_rejected(connect, make_user, realtime):
+    realtime(handshake_status=401)
+    started, events = await run_session(connect, await sync_to_async(make_user)(), SPEECH)
+    assert codes(events) == ["engine_rejected"] and "HTTP 401" in events[[e["type"] for e in events].index("error")]["message"]
+    assert events[-1]["reason"] == "error"
+    assert (await TranscriptionSession.objects.aget(pk=started["session"])).status == "failed"
+
+
+async def test_an_invalid_request_before_any_audio_is_engine_rejected(connect, make_user, realtime):
+    server = realtime(errors=[{"on": "session.update", "error": INVALID}])
+    _, events = await run_session(connect, await sync_to_async(make_user)(), SPEECH)
+    assert codes(events) == ["engine_rejected"] and "gpt-nope" in next(e for e in events if e["type"] == "error")["message"]
+    assert server.connections == 1  # a refusal is not retried
+    assert not [e for e in events if e["type"] == "final"]
+
+
+async def test_a_refusal_during_the_session_keeps_the_finals_before_it(connect, make_user, realtime):
+    server = realtime(errors=[{"on": "audio", "at_ms": 1300, "error": INVALID}])
+    started, events = await run_session(connect, await sync_to_async(make_user)(), SPEECH)
+    assert [e["text"] for e in events if e["type"] == "final"] == ["phrase 1"]
+    assert codes(events) == ["engine_rejected"] and server.connections == 1
+    assert await stored_texts(started["session"]) == ["phrase 1"]
+
+
+async def test_a_server_error_during_the_session_is_retried_and_nothing_is_lost(connect, make_user, realtime):
+    server = realtime(errors=[{"on": "audio", "at_ms": 1000, "error": SERVER_ERROR}])  # mid-phrase 2
+    started, events = await run_session(connect, await sync_to_async(make_user)(), SPEECH)
+    assert codes(events) == [] and server.connections == 2
+    assert [e["text"] for e in events if e["type"] == "final"] == ["phrase 1", "phrase 2"]
+    assert await stored_texts(started["session"]) == ["phrase 1", "phrase 2"]
+
+
+async def test_a_server_error_after_the_last_audio_is_retried_and_the_last_phrase_arrives(connect, make_user, realtime):
+    server = realtime(errors=[{"on": "commit", "error": SERVER_ERROR}])  # the end's commit, first connection
+    started, events = await run_session(connect, await sync_to_async(make_user)(), PHRASE_THEN_OPEN)
+    assert codes(events) == [] and server.errors_sent == ["server_error"] and server.connections == 2
+    assert [e["text"] for e in events if e["type"] == "final"] == ["phrase 1", "phrase 2"]
+    assert events[-1]["reason"] == "end"
+    assert await stored_texts(started["session"]) == ["phrase 1", "phrase 2"]
+
+
+async def test_a_service_failing_after_the_last_audio_ends_with_engine_unavailable_not_silence(connect, make_user,
+                                                                                             realtime):
+    server = realtime(errors=[{"on": "commit", "connection": None, "error": SERVER_ERROR}])  # every time
+    started, events = await run_session(connect, await sync_to_async(make_user)(), PHRASE_THEN_OPEN)
+    assert [e["text"] for e in events if e["type"] == "final"] == ["phrase 1"]
+    assert codes(events) == ["engine_unavailable"] and server.connections == 2
+    assert events[-1]["reason"] == "error"
+    assert await stored_texts(started["session"]) == ["phrase 1"]  # what was final stays stored
+    assert (await TranscriptionSession.objects.aget(pk=started["session"])).status == "failed"
 
 
 def test_resampler_keeps_the_tone_and_the_length():

@@ -4,7 +4,7 @@ import asyncio
 import pytest
 from asgiref.sync import sync_to_async
 
-from transcription.engines.scripted import FAIL_SAMPLE
+from transcription.engines.scripted import CRASH_SAMPLE, FAIL_SAMPLE
 from transcription.models import Segment, TranscriptionSession
 
 from .conftest import loud_frame, quiet_frame, receive_until, started
@@ -191,6 +191,27 @@ async def test_engine_failure_reports_an_error_ends_the_session_and_keeps_finals
     assert record.status == "failed"
     assert await Segment.objects.filter(session_id=start["session"]).acount() == 1
     # The connection still works: a new session can start.
+    await started(communicator)
+    await communicator.disconnect()
+
+
+async def test_an_unexpected_exception_in_the_engine_is_reported_not_silent(connect, make_user):
+    """Not an EngineError but a bug (RuntimeError): the recognition thread's boundary reports it as
+    engine_error, keeps the finals, ends the session, and the socket can start again."""
+    import numpy as np
+
+    communicator = await connect(user=await sync_to_async(make_user)())
+    await communicator.connect()
+    start = await started(communicator)
+    for frame in [loud_frame(), loud_frame(), quiet_frame(), (np.ones(1600, dtype="<i2") * CRASH_SAMPLE).tobytes()]:
+        await communicator.send_to(bytes_data=frame)
+    events = await receive_until(communicator, lambda e: e.get("event") == "ended")
+    errors = [e for e in events if e["type"] == "error"]
+    assert [e["code"] for e in errors] == ["engine_error"] and "RuntimeError" in errors[0]["message"]
+    assert [e["text"] for e in events if e["type"] == "final"] == ["w1"]
+    assert events[-1]["reason"] == "error"
+    assert (await TranscriptionSession.objects.aget(pk=start["session"])).status == "failed"
+    assert [s.text async for s in Segment.objects.filter(session_id=start["session"])] == ["w1"]
     await started(communicator)
     await communicator.disconnect()
 

@@ -1,11 +1,12 @@
 """The decode scheduler's guarantees, and refusing sessions when the server is full."""
+import os
 import threading
 import time
 
 import pytest
 from asgiref.sync import sync_to_async
 
-from transcription.engines.scheduler import DecodeScheduler
+from transcription.engines.scheduler import AFTER_THE_FACT, LIVE_TRANSLATION, BackgroundLane, DecodeScheduler
 
 from .conftest import loud_frame, receive_until
 
@@ -35,8 +36,6 @@ def test_finals_run_first_in_order_and_none_is_dropped_under_a_flood_of_interims
         threads.append(threading.Thread(target=submit, args=(f"s{i % 20}-interim{i}",), kwargs={"final": False}))
         if i % 10 == 0:
             threads.append(threading.Thread(target=submit, args=(f"f{i}-final",), kwargs={"final": True}))
-        if i == 15:
-            threads.append(threading.Thread(target=submit, args=("t-translation",), kwargs={"final": False, "background": True}))
     for t in threads:
         t.start()
         time.sleep(0.005)  # submission order = thread order
@@ -48,11 +47,48 @@ def test_finals_run_first_in_order_and_none_is_dropped_under_a_flood_of_interims
     finals = [name for name in ran if name.endswith("-final")]
     assert finals == ["f0-final", "f10-final", "f20-final", "f30-final"]  # all, in order
     assert ran[1:5] == finals  # before anything else once the worker was free
-    assert ran[5] == "t-translation"  # background work next
-    assert all(results[name] == name for name in finals + ["t-translation"])
+    assert all(results[name] == name for name in finals)
     dropped = [name for name, value in results.items() if value is None]
     assert dropped and all("interim" in name for name in dropped)  # only interims are shed
     assert scheduler.stats["interims_dropped"] == len(dropped)
+
+
+def test_a_final_never_waits_behind_background_work():
+    """A translation (or second pass) decoding on the background lane does not hold up a final."""
+    scheduler, background = DecodeScheduler(workers=1), BackgroundLane(nice=19)
+    gate = threading.Event()
+    translation = threading.Thread(target=background.run, args=(lambda model: gate.wait(5),),
+                                   kwargs={"model": "m", "load": lambda: "model"})
+    translation.start()
+    time.sleep(0.1)  # the background lane is busy now
+    began = time.monotonic()
+    assert scheduler.run(lambda: "final", final=True, key="s") == "final"
+    assert time.monotonic() - began < 0.5
+    gate.set()
+    translation.join(5)
+
+
+def test_background_work_runs_at_the_lowest_priority_in_order_of_priority():
+    background = BackgroundLane(nice=19)
+    niceness = background.run(lambda model: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()),
+                              model="m", load=lambda: "model")
+    assert niceness == 19
+    gate, order = threading.Event(), []
+    hold = threading.Thread(target=background.run, args=(lambda m: gate.wait(5),), kwargs={"model": "m", "load": str})
+    hold.start()
+    time.sleep(0.1)
+    jobs = [threading.Thread(target=background.run, args=(lambda m, n=name: order.append(n),),
+                             kwargs={"model": "m", "load": str, "priority": priority})
+            for name, priority in [("upload", AFTER_THE_FACT), ("live translation", LIVE_TRANSLATION)]]
+    for job in jobs:
+        job.start()
+        time.sleep(0.05)
+    gate.set()
+    for job in jobs + [hold]:
+        job.join(5)
+    assert order == ["live translation", "upload"]
+    with pytest.raises(RuntimeError, match="exploded"):
+        background.run(lambda m: (_ for _ in ()).throw(RuntimeError("exploded")), model="m", load=str)
 
 
 def test_an_error_in_a_decode_reaches_its_caller():

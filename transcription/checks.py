@@ -34,12 +34,43 @@ def check_engine(app_configs, **kwargs):
         has_credentials = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS") or (
             settings.GOOGLE_SPEECH_ENDPOINT and settings.GOOGLE_SPEECH_INSECURE
         ) or os.path.exists(os.path.expanduser("~/.config/gcloud/application_default_credentials.json"))
+        if not 5 <= settings.STT_GOOGLE_STREAM_SECONDS <= 295:
+            errors.append(Error(
+                f"STT_GOOGLE_STREAM_SECONDS={settings.STT_GOOGLE_STREAM_SECONDS:g} must be between 5 and 295: "
+                "Google ends a stream at 300 s, and each stream replays up to a third of its length",
+                id="transcription.E006",
+            ))
         if not has_credentials:
             errors.append(Warning(
                 "STT_ENGINE=google but no Google credentials were found",
                 hint="Set GOOGLE_APPLICATION_CREDENTIALS or run `gcloud auth application-default login`.",
                 id="transcription.W002",
             ))
+    errors += check_redis_timeouts()
     if settings.STT_DEFAULT_LANGUAGE not in dict(settings.STT_LANGUAGES):
         errors.append(Error("STT_DEFAULT_LANGUAGE is not one of STT_LANGUAGES", id="transcription.E002"))
+    return errors
+
+
+REDIS_PY_DEFAULT_SOCKET_TIMEOUT = 5.0  # redis/_defaults.py (redis-py 8)
+
+
+def check_redis_timeouts() -> list:
+    """A channels-redis host whose socket timeout does not outlast the layer's blocking receive makes
+    every quiet live viewer fail after a few seconds (seen with redis-py 8's 5 s default)."""
+    errors = []
+    for alias, layer in settings.CHANNEL_LAYERS.items():
+        if not layer.get("BACKEND", "").startswith("channels_redis."):
+            continue
+        blocking = import_string(layer["BACKEND"]).brpop_timeout
+        for host in layer.get("CONFIG", {}).get("hosts", []):
+            timeout = host.get("socket_timeout", REDIS_PY_DEFAULT_SOCKET_TIMEOUT) if isinstance(host, dict) \
+                else REDIS_PY_DEFAULT_SOCKET_TIMEOUT
+            if timeout is not None and timeout <= blocking + 1:
+                errors.append(Error(
+                    f"channel layer {alias!r}: socket_timeout {timeout} s does not outlast the layer's blocking "
+                    f"receive ({blocking} s): live viewers would fail whenever a session is quiet",
+                    hint="Give each host a dict with socket_timeout above it (STT_REDIS_SOCKET_TIMEOUT).",
+                    id="transcription.E005",
+                ))
     return errors

@@ -183,10 +183,17 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
     snapshot_seq = 0
 
     async def __call__(self, scope, receive, send):
+        """A viewer never stays connected after its receive loop died (e.g. the channel layer failed):
+        the socket is closed with 1013, so the page reconnects and gets a fresh snapshot."""
         try:
             await super().__call__(scope, receive, send)
-        except Exception as exc:  # the channel layer failed under us (Redis gone): the page reconnects
-            logger.warning("live viewer socket closed: channel layer error: %s", exc)
+        except Exception as exc:
+            logger.warning("live viewer of %s closed (1013): its receive loop failed: %r",
+                           scope.get("url_route", {}).get("kwargs", {}).get("session_id"), exc)
+            try:
+                await send({"type": "websocket.close", "code": protocol.CLOSE_TRY_AGAIN})
+            except Exception:  # the client is already gone
+                pass
 
     async def connect(self) -> None:
         self.session_id = str(self.scope["url_route"]["kwargs"]["session_id"])

@@ -1,8 +1,13 @@
 """Transcript exports: TXT, SRT, WebVTT and JSON, with translations as a second line or field."""
 from __future__ import annotations
 
+import html
 import json
+from datetime import timedelta
 from typing import Callable
+
+import srt
+import webvtt
 
 from .models import Segment, TranscriptionSession
 
@@ -34,20 +39,31 @@ def export_txt(session: TranscriptionSession, segments: list[Segment]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _cue_lines(segment: Segment) -> str:
+    """The cue text: the phrase, then each translation on its own line, without blank lines."""
+    return "\n".join(line.strip() for line in _lines(segment) if line.strip())
+
+
 def export_srt(session: TranscriptionSession, segments: list[Segment]) -> str:
-    cues = [
-        f"{n}\n{clock(s.start_ms, ',')} --> {clock(max(s.end_ms, s.start_ms + 1), ',')}\n" + "\n".join(_lines(s))
+    """SubRip, written by the `srt` library. SRT has no escapes: a "-->" in the text would read as
+    a timing line to some players, so it becomes "->"."""
+    subtitles = [
+        srt.Subtitle(n, timedelta(milliseconds=s.start_ms), timedelta(milliseconds=max(s.end_ms, s.start_ms + 1)),
+                     _cue_lines(s).replace("-->", "->"))
         for n, s in enumerate(segments, start=1)
     ]
-    return "\n\n".join(cues) + "\n"
+    return srt.compose(subtitles, reindex=False)
 
 
 def export_vtt(session: TranscriptionSession, segments: list[Segment]) -> str:
-    cues = [
-        f"{clock(s.start_ms, '.')} --> {clock(max(s.end_ms, s.start_ms + 1), '.')}\n" + "\n".join(_lines(s))
+    """WebVTT, written by webvtt-py, which refuses a cue containing "-->" or a blank line: the text is
+    escaped first (&, < and > as the format requires), which also turns "-->" into "--&gt;"."""
+    captions = [
+        webvtt.Caption(clock(s.start_ms, "."), clock(max(s.end_ms, s.start_ms + 1), "."),
+                       html.escape(_cue_lines(s), quote=False))
         for s in segments
     ]
-    return "WEBVTT\n\n" + "\n\n".join(cues) + "\n"
+    return webvtt.WebVTT(captions=captions).content
 
 
 def export_json(session: TranscriptionSession, segments: list[Segment]) -> str:

@@ -175,6 +175,8 @@ class LiveSession:
         await self._finish_translations(timeout)
         if self.stream.failed:
             status = TranscriptionSession.Status.FAILED
+            if reason != "shutdown":  # the engine failed while finishing: not a clean end
+                reason = "error"
         elif reason == "disconnect":
             status = TranscriptionSession.Status.INTERRUPTED
         else:

@@ -103,3 +103,50 @@ class ShareLink(models.Model):
     def is_active(self, now=None) -> bool:
         now = now or timezone.now()
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class Job(models.Model):
+    """Background work on a session (translating it after the fact), with its progress: pages show
+    it, and a second request for the same work while it runs does not start it again."""
+
+    class Kind(models.TextChoices):
+        TRANSLATE = "translate", "Translate"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    session = models.ForeignKey(TranscriptionSession, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    language = models.CharField(max_length=16, blank=True, help_text="Target language of a translation")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, help_text="Last progress: a heartbeat while it runs")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(
+            fields=["session", "kind", "language"], condition=models.Q(status__in=["queued", "running"]),
+            name="job_one_active_per_work",
+        )]
+        indexes = [models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.language} of {self.session_id} ({self.status})"
+
+    @property
+    def progress(self) -> float:
+        if self.status == self.Status.DONE:
+            return 1.0
+        return self.done / self.total if self.total else 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.status in self.ACTIVE

@@ -32,11 +32,16 @@ def sessions_with_transcript_for_user(*, user) -> QuerySet[TranscriptionSession]
     """The user's sessions with their segments (in order) and translations, for detail views."""
     return (TranscriptionSession.objects.filter(owner=user).annotate(segment_count=Count("segments"))
             .prefetch_related(Prefetch("segments", queryset=Segment.objects.order_by("index")
-                                       .prefetch_related("translations"))))
+                                       .prefetch_related("translations")), "jobs"))
 
 
 def api_tokens_for_user(*, user) -> QuerySet[AuthToken]:
     return AuthToken.objects.filter(user=user).order_by("-created")
+
+
+def jobs_for_session(*, session: TranscriptionSession) -> list:
+    """Background work on the session worth showing: what runs, and what failed last."""
+    return list(session.jobs.filter(status__in=["queued", "running", "failed"])[:5])
 
 
 def segments_for_session(*, session: TranscriptionSession) -> QuerySet[Segment]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from asgiref.sync import async_to_sync
 from django.db import transaction
@@ -69,13 +70,17 @@ def translation_create(*, segment_id: int, language: str, text: str, engine: str
     return translation
 
 
-def session_translate(*, session: TranscriptionSession, target: str, translator) -> int:
-    """Translate a finished session's phrases into `target` (those not yet translated); returns how many."""
+def session_translate(*, session: TranscriptionSession, target: str, translator,
+                      progress: Callable[[int, int], None] = lambda done, total: None) -> int:
+    """Translate a finished session's phrases into `target` (those not yet translated); returns how
+    many. Each translation is stored as it is made; `progress(done, total)` follows every phrase."""
     from .recording import read_span
 
-    done = 0
+    segments = list(session.segments.order_by("index"))
+    made = 0
     context: list[str] = []
-    for segment in session.segments.order_by("index"):
+    progress(0, len(segments))
+    for number, segment in enumerate(segments, start=1):
         if not segment.translations.filter(language=target).exists():
             audio = read_span(session, segment.start_ms, segment.end_ms)
             text = "".join(
@@ -83,9 +88,10 @@ def session_translate(*, session: TranscriptionSession, target: str, translator)
                                      audio=audio, context=context[-3:])
             ).strip()
             translation_create(segment_id=segment.pk, language=target, text=text, engine=translator.name)
-            done += 1
+            made += 1
         context.append(segment.text)
-    return done
+        progress(number, len(segments))
+    return made
 
 
 @transaction.atomic

@@ -14,7 +14,9 @@ from django.views.decorators.http import require_POST
 from . import selectors, services
 from .exports import EXPORT_FORMATS, export_session
 from .media import audio_response
-from .translation import TranslationError, get_translator
+from .jobs import job_start
+from .models import Job
+from .translation import get_translator
 
 
 def site_context(request):
@@ -77,6 +79,7 @@ def session_detail(request, session_id):
             "translate_targets": translate_targets(),
             "translated": bool(languages),
             "share_links": selectors.share_links_for_session(session=session),
+            "jobs": selectors.jobs_for_session(session=session),
             "share_expiry_choices": SHARE_EXPIRY_CHOICES,
         },
     )
@@ -88,15 +91,14 @@ def session_translate(request, session_id):
     """Translate a finished session into another language, after the fact."""
     session = selectors.session_get_for_user(user=request.user, session_id=session_id)
     target = request.POST.get("target", "")
-    translator = get_translator()
     if target not in dict(translate_targets()):
-        messages.error(request, f"The translator ({translator.name}) cannot translate into {target!r}.")
-    else:
-        try:
-            count = services.session_translate(session=session, target=target, translator=translator)
-            messages.success(request, f"Translated {count} phrase(s) into {target}.")
-        except TranslationError as exc:
-            messages.error(request, f"Translation failed: {exc}")
+        messages.error(request, f"The translator ({get_translator().name}) cannot translate into {target!r}.")
+    else:  # in the background: the page shows its progress and the translations as they come
+        _, started = job_start(session=session, kind=Job.Kind.TRANSLATE, language=target)
+        if started:
+            messages.success(request, f"Translating into {target}: the translations appear below as they are made.")
+        else:
+            messages.info(request, f"A translation into {target} is already running.")
     return redirect("transcription:session_detail", session_id=session.pk)
 
 

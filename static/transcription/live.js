@@ -5,6 +5,7 @@ const $ = (id) => document.getElementById(id);
 const root = $("live");
 const ui = { state: $("live-state"), error: $("error"), finals: $("finals"), interim: $("interim"), transcript: $("transcript") };
 let retries = 0;
+let reconnects = 0;
 let over = false;
 
 function setState(text) { ui.state.textContent = text; root.dataset.state = text; }
@@ -50,8 +51,11 @@ function connect() {
     // Dropped (network, server restart, channel layer down): back off, then a fresh snapshot.
     const delay = Math.min(15000, 1000 * 2 ** retries++);
     setState("reconnecting");
+    reconnects++;
     setTimeout(connect, delay);
   };
 }
 
 connect();
+// For the browser tests: how often the page had to reconnect.
+window.sttLive = { get reconnects() { return reconnects; } };

@@ -7,6 +7,7 @@ half-closing. So a phrase recognised twice, or lost, shows in the transcripts.
 from __future__ import annotations
 
 import threading
+import time
 from concurrent import futures
 from datetime import timedelta
 
@@ -23,11 +24,18 @@ def phrase_frames(n: int, speech_blocks: int = 5, silence_blocks: int = 4) -> li
 
 
 class FakeSpeech:
+    """Each stream's record says why it ended: "half_close" (the client ended it: a rotation or the
+    end), "limit" (the service's own cap, `limit_ms` of stream time, wall clock or audio, like the
+    real 5-minute cap), "abort"/"unavailable" (injected faults), "denied", "quota" (beyond
+    `max_streams` for one test: a runaway client)."""
+
     def __init__(self, *, abort_after_ms: int | None = None, unavailable_after_ms: int | None = None,
-                 deny: bool = False) -> None:
+                 deny: bool = False, limit_ms: int | None = None, max_streams: int = 500) -> None:
         self.abort_after_ms = abort_after_ms
         self.unavailable_after_ms = unavailable_after_ms  # once, on the first stream
         self.deny = deny
+        self.limit_ms = limit_ms
+        self.max_streams = max_streams
         self.streams: list[dict] = []
         self.lock = threading.Lock()
         handler = grpc.method_handlers_generic_handler("google.cloud.speech.v2.Speech", {
@@ -46,15 +54,37 @@ class FakeSpeech:
     def close(self) -> None:
         self.server.stop(grace=None)
 
+    def ended_by(self) -> list[str]:
+        return [stream.get("ended", "?") for stream in self.streams]
+
+    def audio_sent_ms(self) -> int:
+        return sum(stream["bytes"] for stream in self.streams) * 1000 // 32000
+
     def streaming_recognize(self, requests, context):
         first = next(requests)
         record = {"recognizer": first.recognizer, "config": first.streaming_config, "bytes": 0, "max_request": 0,
-                  "first_has_audio": bool(first.audio)}
+                  "first_has_audio": bool(first.audio), "opened": time.monotonic()}
         with self.lock:
             self.streams.append(record)
             number = len(self.streams)
+
+        def abort(reason: str, code, message: str):
+            record["ended"] = reason
+            context.abort(code, message)
+
         if self.deny:
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, "Permission 'speech.recognizers.recognize' denied")
+            abort("denied", grpc.StatusCode.PERMISSION_DENIED, "Permission 'speech.recognizers.recognize' denied")
+        if number > self.max_streams:
+            abort("quota", grpc.StatusCode.RESOURCE_EXHAUSTED, "Quota exceeded: too many streams")
+        if self.limit_ms:  # the service's cap holds in silence too: a timer, not only on audio
+            def cap() -> None:
+                if "ended" not in record:
+                    abort("limit", grpc.StatusCode.ABORTED, "Max duration reached for stream.")
+
+            timer = threading.Timer(self.limit_ms / 1000, cap)
+            timer.daemon = True
+            timer.start()
+            context.add_callback(timer.cancel)
         pending = b""
         phrase, silent, speech_end = None, 0, 0
         position = 0  # ms of this stream's audio
@@ -81,9 +111,12 @@ class FakeSpeech:
                     if silent >= 3:
                         yield result(f"phrase {phrase}", speech_end, True)
                         phrase = None
+                if self.limit_ms and position >= self.limit_ms:
+                    abort("limit", grpc.StatusCode.ABORTED, "Max duration reached for stream.")
                 if self.abort_after_ms and position >= self.abort_after_ms:
-                    context.abort(grpc.StatusCode.ABORTED, "Max duration of 5 minutes reached for stream.")
+                    abort("abort", grpc.StatusCode.ABORTED, "Max duration of 5 minutes reached for stream.")
                 if self.unavailable_after_ms and number == 1 and position >= self.unavailable_after_ms:
-                    context.abort(grpc.StatusCode.UNAVAILABLE, "The service is currently unavailable.")
+                    abort("unavailable", grpc.StatusCode.UNAVAILABLE, "The service is currently unavailable.")
+        record.setdefault("ended", "half_close")
         if phrase is not None:  # half-close flushes the phrase in progress
             yield result(f"phrase {phrase}", speech_end, True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -64,10 +65,17 @@ class RealtimeServer:
     """Server VAD by amplitude over 100 ms of 24 kHz audio; an item's transcript is 'phrase N'.
 
     `expire_after_ms`: on the first connection, once that much audio arrived, send the
-    `session_expired` error (as the service does after ~60 min) and close, ignoring the rest; `drop_after_appends`: close abruptly instead.
+    `session_expired` error (as the service does after ~60 min) and close, ignoring the rest; `drop_after_ms`: close abruptly instead,
+    on every connection, once it received that much audio.
+    `handshake_status`: refuse every connection with this HTTP status (401: a bad key).
+    `errors`: service `error` events to send instead of handling a client event, each a dict
+    {"on": "session.update" | "commit", "nth": n (that event's count on the connection, 1 by default),
+    or "on": "audio", "at_ms": t (once the connection received t ms of audio; the append is dropped),
+    "connection": k (1 by default; None for every connection), "error": {...}}.
     """
 
-    def __init__(self, expire_after_ms: int | None = None, drop_after_appends: int | None = None) -> None:
+    def __init__(self, expire_after_ms: int | None = None, drop_after_ms: int | None = None,
+                 handshake_status: int | None = None, errors: list[dict] | None = None) -> None:
         from websockets.sync.server import serve
 
         self.sessions: list[dict] = []
@@ -75,17 +83,38 @@ class RealtimeServer:
         self.connections = 0
         self.items = 0
         self.expire_after_ms = expire_after_ms
-        self.drop_after = drop_after_appends
+        self.drop_after_ms = drop_after_ms
+        self.handshake_status = handshake_status
+        self.errors = errors or []
+        self.errors_sent: list[str] = []
         self.problems: list[str] = []
-        self.server = serve(self.handle, "127.0.0.1", 0)
+        self.server = serve(self.handle, "127.0.0.1", 0, process_request=self.check_handshake)
         self.url = f"http://127.0.0.1:{self.server.socket.getsockname()[1]}/v1"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()
 
+    def check_handshake(self, connection, request):
+        if self.handshake_status is not None:
+            return connection.respond(self.handshake_status, "Incorrect API key provided.\n")
+        return None
+
+    def planned_error(self, kind: str, nth: int, connection: int, audio_ms: int) -> dict | None:
+        for plan in self.errors:
+            if plan.get("connection", 1) not in (None, connection) or plan.get("done", {}).get(connection):
+                continue
+            if (plan["on"] == kind and plan.get("nth", 1) == nth) or (
+                    plan["on"] == "audio" and kind == "append" and audio_ms >= plan["at_ms"]):
+                plan.setdefault("done", {})[connection] = True
+                self.errors_sent.append(plan["error"].get("code") or plan["error"]["type"])
+                return plan["error"]
+        return None
+
     def handle(self, ws) -> None:
         self.connections += 1
+        number = self.connections
+        counts = {"session.update": 0, "append": 0, "commit": 0}
         if "intent=transcription" not in ws.request.path:
             self.problems.append(f"path {ws.request.path}")
         send = lambda event: ws.send(json.dumps({"event_id": uuid.uuid4().hex, **event}))  # noqa: E731
@@ -109,6 +138,13 @@ class RealtimeServer:
         for message in ws:
             event = json.loads(message)
             kind = event.get("type")
+            short = {"input_audio_buffer.append": "append", "input_audio_buffer.commit": "commit"}.get(kind, kind)
+            if short in counts:
+                counts[short] += 1
+                error = self.planned_error(short, counts[short], number, conn_samples * 1000 // 24000)
+                if error is not None:
+                    send({"type": "error", "error": error})
+                    continue
             if kind == "session.update":
                 self.sessions.append(event["session"])
                 send({"type": "session.updated", "session": event["session"]})
@@ -140,8 +176,9 @@ class RealtimeServer:
                             send({"type": "input_audio_buffer.speech_stopped", "item_id": item,
                                   "audio_end_ms": block_ms - 200})
                             finish(block_ms)
-                if self.drop_after is not None and appends == self.drop_after:
-                    ws.socket.close()  # abrupt: no close frame
+                if self.drop_after_ms is not None and conn_samples * 1000 // 24000 >= self.drop_after_ms:
+                    ws.socket.shutdown(socket.SHUT_RDWR)  # abrupt: no close frame (FIN now, whatever reads it)
+                    ws.socket.close()
                     return
             elif kind == "input_audio_buffer.commit":
                 if item is None:

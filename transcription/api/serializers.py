@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from ..models import Segment, TranscriptionSession, Translation
+from ..models import Job, Segment, TranscriptionSession, Translation
 
 
 class TranslationSerializer(serializers.ModelSerializer):
@@ -27,11 +27,20 @@ class SessionSerializer(serializers.ModelSerializer):
                   "audio_ms", "segment_count"]
 
 
+class JobSerializer(serializers.ModelSerializer):
+    progress = serializers.FloatField(read_only=True, help_text="0-1")
+
+    class Meta:
+        model = Job
+        fields = ["id", "kind", "language", "status", "progress", "done", "total", "error", "created_at"]
+
+
 class SessionDetailSerializer(SessionSerializer):
     segments = SegmentSerializer(many=True, read_only=True)
+    jobs = JobSerializer(many=True, read_only=True, help_text="Background work on this session, newest first")
 
     class Meta(SessionSerializer.Meta):
-        fields = SessionSerializer.Meta.fields + ["segments"]
+        fields = SessionSerializer.Meta.fields + ["segments", "jobs"]
 
 
 class SessionFilterSerializer(serializers.Serializer):

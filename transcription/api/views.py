@@ -2,13 +2,21 @@
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.response import Response
 
 from .. import selectors, services
 from ..exports import EXPORT_FORMATS, export_session
-from .serializers import SessionDetailSerializer, SessionFilterSerializer, SessionSerializer
+from ..jobs import job_start
+from ..models import Job
+from ..translation import get_translator
+from .serializers import JobSerializer, SessionDetailSerializer, SessionFilterSerializer, SessionSerializer
+
+
+class TranslateRequestSerializer(serializers.Serializer):
+    target = serializers.CharField(max_length=16, help_text="Language to translate into, e.g. 'en'")
 
 
 @extend_schema_view(list=extend_schema(parameters=[SessionFilterSerializer]))
@@ -51,3 +59,20 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         response = HttpResponse(body, content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
+
+    @extend_schema(request=TranslateRequestSerializer, responses={202: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def translate(self, request, pk=None):
+        """Translate the session's phrases into `target` in the background (202, with the job). Its
+        progress and the translations show in the session's detail; a request for a translation
+        that is already running answers with that job."""
+        session = self.get_object()
+        params = TranslateRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        target = params.validated_data["target"]
+        translator = get_translator()
+        if not translator.supports(source=session.language, target=target):
+            raise ValidationError({"target": f"the translator {translator.name!r} cannot translate into {target!r}",
+                                   "code": "translation_unsupported"})
+        job, _ = job_start(session=session, kind=Job.Kind.TRANSLATE, language=target)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

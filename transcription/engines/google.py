@@ -17,13 +17,16 @@ from typing import Iterator
 
 from django.conf import settings
 
+from .. import protocol
 from .base import AUTO_LANGUAGE, BYTES_PER_SECOND, FINALIZE, Control, EngineError, Result, StreamConfig, Word
 
 logger = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 12_800  # 400 ms; the v2 proto documents 15 KB per audio request
 MAX_RETRIES = 3  # consecutive failed streams before giving up
-REPLAY_LIMIT_SECONDS = 30  # un-finalised audio kept for replay into the next stream
+REPLAY_LIMIT_SECONDS = 30  # un-finalised audio kept for replay into the next stream...
+REPLAY_SHARE = 1 / 3  # ...and never more than this share of a stream: the replay counts toward the
+# new stream's length, so a replay as long as the rotation would rotate every stream at once, forever
 
 
 def _ms(duration) -> int:
@@ -62,7 +65,7 @@ class GoogleRecognizer:
                 endpoint = f"{location}-speech.googleapis.com"
             return SpeechClient(client_options={"api_endpoint": endpoint} if endpoint else None)
         except google.auth.exceptions.DefaultCredentialsError as exc:
-            raise EngineError("Google credentials are not configured", code="engine_unavailable") from exc
+            raise EngineError("Google credentials are not configured", code=protocol.ENGINE_UNAVAILABLE) from exc
 
     def supports_language(self, language: str) -> bool:
         return language != AUTO_LANGUAGE
@@ -83,6 +86,7 @@ class EndlessStream:
         self.final_end = 0  # absolute byte position where the last final ended
         self._cursor = 0  # absolute byte position the current stream has sent up to
         self.limit = settings.STT_GOOGLE_STREAM_SECONDS
+        self.replay_bytes = int(min(REPLAY_LIMIT_SECONDS, self.limit * REPLAY_SHARE) * BYTES_PER_SECOND) // 2 * 2
 
     # -- feeder thread: session audio -> buffer --
     def feed(self, chunks: Iterator[bytes | Control]) -> None:
@@ -102,7 +106,7 @@ class EndlessStream:
 
     def _bound_replay(self) -> None:
         """Sent but unfinalised audio (silence, mostly) is kept for replay up to a limit."""
-        excess = min(len(self.audio) - REPLAY_LIMIT_SECONDS * BYTES_PER_SECOND, self._cursor - self.base)
+        excess = min(len(self.audio) - self.replay_bytes, self._cursor - self.base)
         if excess > 0:
             del self.audio[:excess]
             self.base += excess
@@ -159,7 +163,9 @@ class EndlessStream:
         failures = 0
         while True:
             with self.cond:
-                start = max(self.final_end, self.base)
+                # From the last final, but never more than the replay bound before where the last
+                # stream got to: in a long silence without finals, each stream still moves on.
+                start = max(self.final_end, self.base, self._cursor - self.replay_bytes)
                 self._cursor = start
             start_ms = start * 1000 // BYTES_PER_SECOND
             progressed = False
@@ -171,12 +177,12 @@ class EndlessStream:
                         yield result
                 failures = 0
             except (gexc.PermissionDenied, gexc.Unauthenticated, gexc.InvalidArgument, gexc.NotFound) as exc:
-                raise EngineError(f"Google Speech refused the request: {exc.message}", code="engine_rejected") from exc
+                raise EngineError(f"Google Speech refused the request: {exc.message}", code=protocol.ENGINE_REJECTED) from exc
             except (gexc.Aborted, gexc.OutOfRange, gexc.ServiceUnavailable, gexc.DeadlineExceeded,
                     gexc.InternalServerError) as exc:
                 failures = 0 if progressed else failures + 1
                 if failures >= MAX_RETRIES:
-                    raise EngineError(f"Google Speech is unavailable: {exc.message}", code="engine_unavailable") from exc
+                    raise EngineError(f"Google Speech is unavailable: {exc.message}", code=protocol.ENGINE_UNAVAILABLE) from exc
                 logger.warning("Google stream ended (%s); reconnecting and replaying unfinalised audio", exc)
                 time.sleep(min(2.0, 0.25 * 2**failures))
                 continue  # replay from the last final, even if all audio had been sent

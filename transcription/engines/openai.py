@@ -2,9 +2,12 @@
 
 One realtime connection per session (`intent=transcription`), server VAD turn detection, audio
 resampled to the 24 kHz PCM16 the API requires and appended as it arrives. Deltas become interims,
-completed items finals. A session that reaches the service's time limit, or a dropped upstream, is
-replaced by a new connection transparently (times stay continuous); a second failure in a row ends
-the stream with an EngineError. Tested against a local fake server only.
+completed items finals. A session that reaches the service's time limit is replaced by a new
+connection transparently (times stay continuous). Failures are never silent: a refusal (bad key,
+invalid request) ends the stream with `engine_rejected`; a transient failure (a dropped connection, a
+server error, no transcript of the last audio in time) reconnects and replays the audio that has no
+final yet, and a second one in a row ends it with `engine_unavailable`. Finals already produced stay.
+Tested against a local fake server only.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from typing import Iterator
 
 from django.conf import settings
 
+from .. import protocol
 from ..backends import openai_client
 from .base import AUTO_LANGUAGE, BYTES_PER_SECOND, FINALIZE, Control, EngineError, Result, StreamConfig
 from .resample import Resampler16to24
@@ -23,7 +27,10 @@ from .resample import Resampler16to24
 logger = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 10.0  # at the end, how long to wait for the last items' transcripts
-RECONNECTABLE = {"session_expired"}
+RECONNECTABLE = {"session_expired"}  # the service's time limit: roll over, not a failure
+TRANSIENT_CODES = {"server_error", "rate_limit_exceeded"}  # (also any error of type server_error)
+REFUSED_HTTP = {400, 401, 403, 404}  # a handshake refused for good (key, model, permission)
+MAX_FAILURES = 2  # transient failures in a row (without a final between) before giving up
 
 
 class OpenAIRealtimeRecognizer:
@@ -59,7 +66,10 @@ class RealtimeStream:
         # answered after the closing commit, the service has processed all the audio we sent.
         self.commits_sent = 0
         self.commits_answered = 0
-        self.failure: Exception | None = None
+        self.failure: Exception | None = None  # set when the stream is over: the sender stops
+        self.finished = False  # every commit answered and every item transcribed: we closed it
+        self.drain_timed_out = False
+        self.connected_at = time.monotonic()
 
     def session_config(self) -> dict:
         transcription = {"model": settings.OPENAI_TRANSCRIBE_MODEL}
@@ -78,14 +88,15 @@ class RealtimeStream:
 
     def connect(self) -> None:
         """Open a connection (again), replaying the audio that has no final yet."""
-        with self.cond:
-            old, self.connection = self.connection, None  # the sender waits meanwhile
-        if old is not None:
-            try:
-                old.close()
-            except Exception:
-                pass
+        self._disconnect()
         connection = self.client.realtime.connect(extra_query={"intent": "transcription"}).enter()
+        try:
+            self._prepare(connection)
+        except BaseException:
+            connection.close()
+            raise
+
+    def _prepare(self, connection) -> None:
         connection.session.update(session=self.session_config())
         with self.cond:
             replay = list(self.kept)
@@ -105,6 +116,7 @@ class RealtimeStream:
                 connection.input_audio_buffer.commit()
             self.resampler = resampler
             self.connection = connection
+            self.connected_at = time.monotonic()
             self.cond.notify_all()
 
     def _trim_kept(self) -> None:
@@ -164,56 +176,71 @@ class RealtimeStream:
             self.cond.notify_all()
         self._close_when_drained()
 
+    def _drained(self) -> bool:
+        """The service answered every commit and transcribed every item (caller holds cond)."""
+        return (self.commits_answered >= self.commits_sent and not self.pending
+                and not any(len(s) == 1 for s in self.spans.values()))
+
     def _close_when_drained(self) -> None:
-        """Close once the service has answered the closing commit and every item has its transcript."""
-        deadline = time.monotonic() + DRAIN_SECONDS
+        """Close once the service has answered the closing commit and every item has its transcript.
+
+        A reconnection meanwhile (the service failed before answering) restarts the wait: the new
+        connection replays the audio with no final and repeats the closing commit.
+        """
         with self.cond:
-            while time.monotonic() < deadline and self.failure is None and (
-                self.commits_answered < self.commits_sent or self.pending or any(len(s) == 1 for s in self.spans.values())
-            ):
+            while self.failure is None and not self._drained():
+                if time.monotonic() >= self.connected_at + DRAIN_SECONDS:
+                    logger.warning("OpenAI realtime: no transcript of the last audio within %.0f s (commits %d/%d "
+                                   "answered, %d pending)", DRAIN_SECONDS, self.commits_answered, self.commits_sent,
+                                   len(self.pending))
+                    self.drain_timed_out = True
+                    break
                 self.cond.wait(timeout=0.1)
-            if time.monotonic() >= deadline:
-                logger.warning("OpenAI realtime: closing with commits %d/%d answered, %d pending, spans %s",
-                               self.commits_answered, self.commits_sent, len(self.pending), self.spans)
+            self.finished = self._drained()
             connection = self.connection
         if connection is not None:
             connection.close()
 
     # -- this thread: upstream events -> results --
     def run(self, chunks: Iterator[bytes | Control]) -> Iterator[Result]:
-        self.connect()
         sender = threading.Thread(target=self.send_audio, args=(chunks,), name="stt-openai-send", daemon=True)
-        sender.start()
-        reconnects = 0
+        failures = 0
         try:
             while True:
                 try:
+                    if self.connection is None:
+                        self.connect()
+                        if sender.ident is None:
+                            sender.start()
                     for event in self.connection:
                         result = self.handle(event)
                         if result is not None:
-                            reconnects = 0
+                            if result.is_final:  # progress: the failures before it are forgiven
+                                failures = 0
                             yield result
                 except _Reconnect:  # the service's session time limit: expected, roll over
                     logger.info("OpenAI realtime session expired: continuing on a new connection")
-                    try:
-                        self.connect()
-                        continue
-                    except Exception as exc:
-                        logger.warning("OpenAI realtime reconnection failed: %s", exc)
-                except Exception as exc:  # the upstream dropped
-                    if self.sending_done:
+                    self._disconnect()
+                    continue
+                except EngineError:
+                    raise
+                except Exception as exc:  # dropped, refused or failed: refusals end here, the rest retry
+                    self._raise_if_refused(exc)
+                    problem = f"{exc.__class__.__name__}: {exc}"
+                else:  # the connection closed: by us once all was transcribed, or by the service
+                    if self.finished:
                         return
-                    logger.warning("OpenAI realtime connection lost: %s", exc)
-                with self.cond:
-                    if self.sending_done:
-                        return
-                reconnects += 1
-                if reconnects > 1:
-                    raise EngineError("the OpenAI realtime service failed twice in a row")
-                try:
-                    self.connect()
-                except Exception as exc:
-                    raise EngineError(f"cannot reconnect to the OpenAI realtime service: {exc}") from exc
+                    if self.drain_timed_out:
+                        raise EngineError(f"the OpenAI realtime service did not transcribe the last audio within "
+                                          f"{DRAIN_SECONDS:.0f} s", code=protocol.ENGINE_UNAVAILABLE)
+                    problem = "the service closed the connection"
+                failures += 1
+                if failures >= MAX_FAILURES:
+                    raise EngineError(f"the OpenAI realtime service failed {failures} times in a row: {problem}",
+                                      code=protocol.ENGINE_UNAVAILABLE)
+                logger.warning("OpenAI realtime failed (%s): reconnecting, replaying audio with no final", problem)
+                self._disconnect()
+                time.sleep(0.5)
         finally:
             with self.cond:
                 if self.failure is None:
@@ -221,7 +248,26 @@ class RealtimeStream:
                 self.cond.notify_all()
             if self.connection is not None:
                 self.connection.close()
-            sender.join(timeout=DRAIN_SECONDS + 1)
+            if sender.ident is not None:
+                sender.join(timeout=DRAIN_SECONDS + 1)
+
+    def _disconnect(self) -> None:
+        """Drop the current connection; the sender waits until the next one is open."""
+        with self.cond:
+            old, self.connection = self.connection, None
+        if old is not None:
+            try:
+                old.close()
+            except Exception:
+                pass
+
+    @staticmethod
+    def _raise_if_refused(exc: Exception) -> None:
+        from websockets.exceptions import InvalidStatus
+
+        if isinstance(exc, InvalidStatus) and exc.response.status_code in REFUSED_HTTP:
+            raise EngineError(f"OpenAI refused the connection (HTTP {exc.response.status_code}); check "
+                              "OPENAI_API_KEY and OPENAI_TRANSCRIBE_MODEL", code=protocol.ENGINE_REJECTED) from exc
 
     def handle(self, event) -> Result | None:
         kind = event.type
@@ -259,7 +305,10 @@ class RealtimeStream:
                     self.commits_answered += 1
                     self.cond.notify_all()
                 return None
-            raise EngineError(f"OpenAI realtime error: {getattr(error, 'message', error)}")
+            message = getattr(error, "message", None) or str(error)
+            if getattr(error, "type", None) == "server_error" or code in TRANSIENT_CODES:
+                raise _Transient(message)
+            raise EngineError(f"OpenAI refused the request: {message}", code=protocol.ENGINE_REJECTED)
         return None
 
     def _done(self, item_id: str) -> list[int]:
@@ -287,3 +336,7 @@ class RealtimeStream:
 
 class _Reconnect(Exception):
     """The upstream session ended by design (time limit): continue on a new connection."""
+
+
+class _Transient(Exception):
+    """The service failed in a way a new connection may fix (its server error, a rate limit)."""

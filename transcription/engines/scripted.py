@@ -3,8 +3,9 @@
 It reads audio in 100 ms units: a unit whose peak is above LOUD is "speech" and adds half a word,
 a quiet unit after speech ends the phrase. So a test controls interims and finals with the audio
 it sends: N loud units then one quiet unit -> interims "w1", "w1", "w1 w2", ... then a final.
-A unit whose samples all equal FAIL_SAMPLE raises EngineError, one of HANG_SAMPLE makes the engine stop
-responding for STT_SCRIPTED_HANG_SECONDS (to test engine faults).
+A unit whose samples all equal FAIL_SAMPLE raises EngineError, one of CRASH_SAMPLE an unexpected
+RuntimeError (a bug), one of HANG_SAMPLE makes the engine stop responding for
+STT_SCRIPTED_HANG_SECONDS (to test engine faults).
 STT_SCRIPTED_CHUNK_DELAY (seconds, tests only) makes every chunk slow, like a decode, to test
 back-pressure and lag reports.
 """
@@ -22,6 +23,7 @@ UNIT_BYTES = BYTES_PER_SECOND // 10
 LOUD = 1000
 FAIL_SAMPLE = 12345
 HANG_SAMPLE = 23456
+CRASH_SAMPLE = 13579
 
 
 class ScriptedRecognizer:
@@ -71,6 +73,8 @@ class ScriptedRecognizer:
                 pending = pending[UNIT_BYTES:]
                 if np.all(unit == FAIL_SAMPLE):
                     raise EngineError("scripted engine failure")
+                if np.all(unit == CRASH_SAMPLE):
+                    raise RuntimeError("scripted engine bug")
                 if np.all(unit == HANG_SAMPLE):
                     time.sleep(getattr(settings, "STT_SCRIPTED_HANG_SECONDS", 3600.0))
                 loud = int(np.abs(unit.astype(np.int32)).max()) > LOUD

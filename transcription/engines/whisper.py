@@ -110,6 +110,22 @@ def whisper_language(language: str) -> str | None:
     return language.split("-")[0].lower()
 
 
+def load_model(name: str):
+    """A faster-whisper model, from a packaged name, a folder or a model name (never downloaded)."""
+    from faster_whisper import WhisperModel
+
+    started = time.monotonic()
+    try:
+        model = WhisperModel(resolve_model(name), device="cpu", compute_type="int8",
+                             cpu_threads=settings.STT_WHISPER_THREADS, local_files_only=True)
+    except EngineError:
+        raise
+    except Exception as exc:
+        raise EngineError(f"cannot load whisper model {name!r}: {exc}") from exc
+    logger.info("loaded whisper model %s in %.1f s", name, time.monotonic() - started)
+    return model
+
+
 class Decoded(NamedTuple):
     text: str
     confidence: float | None
@@ -136,23 +152,7 @@ class WhisperRecognizer:
         with self._lock:  # loaded once per process, shared by every session
             model = self._models.get(name)
             if model is None:
-                from faster_whisper import WhisperModel
-
-                started = time.monotonic()
-                try:
-                    model = WhisperModel(
-                        resolve_model(name),
-                        device="cpu",
-                        compute_type="int8",
-                        cpu_threads=settings.STT_WHISPER_THREADS,
-                        local_files_only=True,
-                    )
-                except EngineError:
-                    raise
-                except Exception as exc:
-                    raise EngineError(f"cannot load whisper model {name!r}: {exc}") from exc
-                logger.info("loaded whisper model %s in %.1f s", name, time.monotonic() - started)
-                self._models[name] = model
+                model = self._models[name] = load_model(name)
             return model
 
     def supports_language(self, language: str) -> bool:

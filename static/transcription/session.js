@@ -1,0 +1,76 @@
+// Session page: a clicked phrase plays the kept audio from there; background jobs (a translation
+// after the fact) show their progress, and their results appear under each phrase as they are made.
+const $ = (id) => document.getElementById(id);
+const segments = $("segments");
+const player = $("player");
+const jobs = $("jobs");
+
+// ---- playback ----
+let stopAt = null;
+function play(li) {
+  player.currentTime = Number(li.dataset.start) / 1000;
+  stopAt = Number(li.dataset.end) / 1000;
+  player.play();
+  segments.querySelectorAll("li.playing").forEach((e) => e.classList.remove("playing"));
+  li.classList.add("playing");
+}
+if (player) {
+  player.addEventListener("timeupdate", () => {
+    if (stopAt !== null && player.currentTime >= stopAt) { player.pause(); stopAt = null; }
+  });
+  segments.querySelectorAll("li.playable").forEach((li) => {
+    li.addEventListener("click", () => play(li));
+    li.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); play(li); } });
+  });
+}
+
+// ---- background jobs ----
+function showTranslation(li, translation) {
+  let box = li.querySelector(".translations");
+  if (!box) {
+    box = document.createElement("span");
+    box.className = "translations";
+    li.append(box);
+  }
+  let span = box.querySelector(`.translation[lang="${translation.language}"]`);
+  if (!span) {
+    span = document.createElement("span");
+    span.className = "translation";
+    span.lang = translation.language;
+    const label = document.createElement("abbr");
+    label.title = "translation";
+    label.textContent = translation.language;
+    span.append(label, " ", document.createElement("span"));
+    box.append(span);
+  }
+  span.lastChild.textContent = translation.text;
+  segments.classList.add("side-by-side");
+}
+
+function render(detail) {
+  for (const job of detail.jobs) {
+    const row = jobs.querySelector(`[data-job="${job.id}"]`);
+    if (!row) continue;
+    row.querySelector("progress").value = job.progress;
+    row.querySelector(".job-status").textContent =
+      job.status === "failed" ? `failed: ${job.error}` : `${job.status} · ${job.done} / ${job.total}`;
+    row.dataset.status = job.status;
+  }
+  for (const segment of detail.segments) {
+    const li = segments.querySelector(`li[data-index="${segment.index}"]`);
+    if (li) segment.translations.forEach((t) => showTranslation(li, t));
+  }
+}
+
+async function follow() {
+  try {
+    const response = await fetch(jobs.dataset.api, { headers: { Accept: "application/json" } });
+    if (response.ok) {
+      const detail = await response.json();
+      render(detail);
+      if (!detail.jobs.some((j) => j.status === "queued" || j.status === "running")) return;
+    }
+  } catch (err) { /* the network blinked: try again */ }
+  setTimeout(follow, 1000);
+}
+if (jobs && jobs.querySelector('[data-status="queued"], [data-status="running"]')) follow();
