@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-dev migrate bench soak clean chromium
+.PHONY: run test install install-dev migrate bench soak mutations clean chromium
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,11 +41,16 @@ test: install-dev chromium
 bench: install-dev
 	$(PY) bench/latency.py tests/data/en/beckett.wav --lang en-US
 	$(PY) bench/latency.py tests/data/ko/kspon_long.wav --lang ko-KR --cer
+	$(PY) bench/translation.py
 	$(PY) bench/accuracy.py
 	$(PY) bench/accuracy.py --model tiny.en --sets en
 	$(PY) bench/load.py --levels 1 2 4 8
 	$(PY) bench/load.py --model tiny.en --levels 1 4 8 16
 	STT_MAX_SESSIONS=0 $(PY) bench/load.py --scripted --levels 100 200 300
+
+# Every claim's test must fail with its feature switched off (tests/mutations.py, docs/reliability.md).
+mutations: install-dev
+	NO_GCE_CHECK=true $(PY) tests/mutations.py $(MUTATIONS_ARGS)
 
 # Bounded soak (default 10 minutes): sessions, finals received vs stored, errors, RSS, threads.
 soak: install-dev

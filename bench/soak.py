@@ -29,14 +29,15 @@ import websockets
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, Server, write_result  # noqa: E402
 
+from transcription.client import Closed, Refused, TranscribeClient  # noqa: E402
+
 LOUD = (np.ones(1600, dtype="<i2") * 5000).tobytes()
 QUIET = bytes(3200)
 RSS_GROWTH_BOUND_MB = 64  # after warm-up; the figure docs/reliability.md states
 
 
-def threads(server: Server) -> int:
-    status = Path(f"/proc/{server.proc.pid}/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("Threads:")).split()[1])
+def threads(server) -> int:
+    return int(server.status("Threads"))
 
 
 def scripted_session(rng: random.Random) -> list[bytes]:
@@ -59,44 +60,26 @@ class Tally:
 
 
 async def one_session(url: str, cookie: str, frames: list[bytes], lang: str, tally: Tally, cut_at: int | None) -> None:
-    async with websockets.connect(url.replace("http", "ws", 1) + "/ws/transcribe/", origin=url,
-                                  additional_headers={"Cookie": cookie}, max_size=None, open_timeout=30) as ws:
-        await ws.send(json.dumps({"type": "start", "lang": lang}))
-        first = json.loads(await ws.recv())
-        if first.get("event") != "started":
+    async with TranscribeClient(url.replace("http", "ws", 1) + "/ws/transcribe/", cookie=cookie, origin=url) as client:
+        try:
+            started = await client.start(lang)
+        except Refused as refused:
             tally.refused += 1
-            tally.errors[first.get("code", "?")] += 1
+            tally.errors[refused.event.get("code", "?")] += 1
             return
-        session = first["session"]
+        session = started["session"]
         tally.sessions += 1
-        got: list[int] = tally.received.setdefault(session, [])
-        ended = asyncio.Event()
-
-        async def receive():
-            async for raw in ws:
-                event = json.loads(raw)
-                if event["type"] == "final":
-                    got.append(event["segment"])
-                elif event["type"] == "error":
-                    tally.errors[event["code"]] += 1
-                elif event.get("event") == "ended":
-                    ended.set()
-                    return
-
-        receiver = asyncio.create_task(receive())
-        t0 = time.monotonic()
-        for i, frame in enumerate(frames):
-            if cut_at is not None and i == cut_at:
-                ws.transport.abort()  # an abrupt TCP reset mid-phrase
-                tally.disconnects += 1
-                receiver.cancel()
-                return
-            await asyncio.sleep(max(0.0, t0 + i * 0.1 - time.monotonic()))
-            await ws.send(frame)
-        await ws.send(json.dumps({"type": "end"}))
-        await asyncio.wait_for(receiver, 120)
-        if ended.is_set():
-            tally.completed[session] = got
+        await client.send_audio(b"".join(frames), stop_at=cut_at)
+        if cut_at is not None:
+            client.ws.transport.abort()  # an abrupt TCP reset mid-phrase
+            tally.disconnects += 1
+        else:
+            await client.end(timeout=120)
+        tally.received[session] = [e["segment"] for e in client.of_type("final")]
+        for event in client.of_type("error"):
+            tally.errors[event["code"]] += 1
+        if cut_at is None:
+            tally.completed[session] = tally.received[session]
 
 
 async def user_loop(url: str, cookie: str, deadline: float, make_frames, lang: str, tally: Tally, seed: int,
@@ -107,12 +90,12 @@ async def user_loop(url: str, cookie: str, deadline: float, make_frames, lang: s
         cut_at = rng.randint(1, len(frames) - 1) if rng.random() < cut_rate and len(frames) > 2 else None
         try:
             await one_session(url, cookie, frames, lang, tally, cut_at)
-        except (OSError, websockets.exceptions.WebSocketException, asyncio.TimeoutError) as exc:
+        except (OSError, websockets.exceptions.WebSocketException, asyncio.TimeoutError, Closed) as exc:
             tally.errors[f"client:{exc.__class__.__name__}"] += 1
         await asyncio.sleep(rng.uniform(0.1, 1.0))
 
 
-def stored_segments(server: Server) -> dict[str, list[int]]:
+def stored_segments(server) -> dict[str, list[int]]:
     db = sqlite3.connect(f"{server.tmp}/db.sqlite3")
     rows = db.execute("SELECT session_id, id FROM transcription_segment ORDER BY session_id, \"index\"").fetchall()
     out: dict[str, list[int]] = collections.defaultdict(list)
@@ -121,7 +104,7 @@ def stored_segments(server: Server) -> dict[str, list[int]]:
     return out
 
 
-def check(server: Server, tally: Tally) -> dict:
+def check(server, tally: Tally) -> dict:
     stored = {k.replace("-", ""): v for k, v in stored_segments(server).items()}
     received_total = sum(len(v) for v in tally.received.values())
     shown_not_stored = sum(len(set(v) - set(stored.get(k.replace("-", ""), []))) for k, v in tally.received.items())

@@ -8,9 +8,9 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from transcription import shutdown  # noqa: E402
-from transcription.auth import websocket_auth  # noqa: E402
-from transcription.routing import websocket_urlpatterns  # noqa: E402
+from transcription.realtime import shutdown  # noqa: E402
+from transcription.realtime.auth import websocket_auth  # noqa: E402
+from transcription.realtime.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

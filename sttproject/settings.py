@@ -1,6 +1,7 @@
 """Settings from the environment with safe defaults (see README's configuration table)."""
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -99,8 +100,14 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several threads write finals: wait for the lock instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Several threads write (finals, translations, background jobs): wait for the lock instead of
+    # failing at once, let readers and the writer run together (WAL), and take the write lock at
+    # the start of a transaction, so two writers never deadlock upgrading a read lock.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=20, transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+    # Tests too use a file, not a shared-cache in-memory database, whose table locks fail at once
+    # when a second thread touches a table (the job runner, the consumers' database thread).
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"sttproject-test-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -182,6 +189,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Sessions, transcripts and translations. Live audio goes over the WebSocket (docs/protocol.md).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "SessionStatusEnum": "transcription.models.TranscriptionSession.Status",
+        "JobStatusEnum": "transcription.models.Job.Status",
+    },
 }
 
 # --- sttproject ---------------------------------------------------------------------------
@@ -253,9 +264,6 @@ GOOGLE_SPEECH_INSECURE = env_bool("GOOGLE_SPEECH_INSECURE", False)  # plaintext 
 STT_GOOGLE_STREAM_SECONDS = env_float("STT_GOOGLE_STREAM_SECONDS", 290.0)
 # Decode workers shared by all Whisper sessions of the process (each uses STT_WHISPER_THREADS).
 STT_DECODE_WORKERS = env_int("STT_DECODE_WORKERS", 1)
-# Background decodes (translations, second passes, uploads) run on their own thread and model copy
-# at this OS niceness (Linux), so they use only CPU the live decodes leave (0 = equal share).
-STT_BACKGROUND_NICE = env_int("STT_BACKGROUND_NICE", 19)
 # Recognition sessions per process; beyond it `start` gets `busy` (0 = no limit).
 STT_MAX_SESSIONS = env_int("STT_MAX_SESSIONS", 2)  # what whisper base holds on 2 cores (bench/load.py)
 # Sessions one user may run at once, in this process (0 = no limit).

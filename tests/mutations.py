@@ -18,10 +18,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+MUTANT_TIMEOUT = 25  # seconds: a mutated test that hangs (waiting for an event that never comes) fails
 
 
 @dataclass(frozen=True)
@@ -41,20 +43,21 @@ MUTATIONS = [
       ("transcription/services.py", "    return Segment.objects.create(\n", "    return Segment(\n")),
     m("a final that cannot be stored is still shown",
       "tests/test_protocol.py::test_a_final_that_cannot_be_stored_is_retried_then_reported_not_shown",
-      ("transcription/live.py", "            if segment is None:\n", "            if False:\n")),
+      ("transcription/realtime/session.py", "            if segment is None:\n", "            if False:\n")),
     m("resume replays nothing it missed",
       "tests/test_resume_and_control.py::test_resume_after_a_drop_replays_what_was_missed_and_keeps_recognising",
-      ("transcription/live.py", '                missed = [event for event in self._recent if event["seq"] > last_seq]',
-       "                missed = []")),
+      ("transcription/realtime/events.py", '            return [event for event in self._recent if event["seq"] > last_seq]',
+       "            return []")),
     m("audio rate limit off",
       "tests/test_limits_and_faults.py::test_audio_far_faster_than_real_time_is_refused_with_rate_and_nothing_accepted_is_lost",
-      ("transcription/limits.py", "        if self.rate <= 0:\n            return True", "        if True:\n            return True")),
+      ("transcription/realtime/limits.py", "        if self.rate <= 0:\n            return True", "        if True:\n            return True")),
     m("engine backlog unbounded (no busy)",
       "tests/test_protocol.py::test_audio_beyond_the_backlog_is_refused_with_busy",
-      ("transcription/streaming.py", "            if self._size + len(data) > self.max_bytes:", "            if False:")),
+      ("transcription/realtime/recognition.py", "            if self._closed or self._size + len(data) > self.max_bytes:",
+       "            if self._closed:")),
     m("origin check off for cookie sockets",
       "tests/test_protocol.py::test_foreign_origin_is_refused",
-      ("transcription/auth.py", "        return await self.checked(scope, receive, send)",
+      ("transcription/realtime/auth.py", "        return await self.checked(scope, receive, send)",
        "        return await self.inner(scope, receive, send)")),
     m("tokens stored in plain text (digest = the token)",
       "tests/test_api.py::test_a_token_is_shown_once_and_stored_only_as_a_hash",
@@ -65,35 +68,50 @@ MUTATIONS = [
        "    return get_object_or_404(TranscriptionSession, pk=session_id)")),
     m("sessions per user unlimited",
       "tests/test_scheduler.py::test_one_user_cannot_hold_more_than_the_per_user_limit",
-      ("transcription/consumers.py", "        if per_user and LiveSession.active_count(owner_id=self.user.pk) >= per_user:",
-       "        if False:")),
+      ("transcription/realtime/admission.py", "    if per_user and sessions.count(owner_id=user.pk) >= per_user:",
+       "    if False:")),
+    m("sessions per process unlimited",
+      "tests/test_scheduler.py::test_a_full_server_refuses_new_sessions_with_busy",
+      ("transcription/realtime/admission.py", "    if limit and sessions.count() >= limit:", "    if False:")),
+    m("no maximum session length",
+      "tests/test_scheduler.py::test_a_session_is_ended_at_its_maximum_length_with_its_finals_kept",
+      ("transcription/realtime/monitor.py",
+       "        if session.audio_seconds >= settings.STT_MAX_SESSION_SECONDS and not session.closing:", "        if False:")),
+    m("audio frames of any size",
+      "tests/test_protocol.py::test_bad_input_mid_session_loses_nothing_already_accepted",
+      ("transcription/realtime/protocol.py", "    if len(data) > MAX_AUDIO_FRAME_BYTES:", "    if False:")),
+    m("live viewers let in without ownership or a link",
+      "tests/test_live.py::test_strangers_expired_links_and_links_to_other_sessions_are_refused",
+      ("transcription/selectors.py", "    for link in ShareLink.objects.filter(session_id=session_id, pk__in=list(share_ids)):",
+       "    return True\n    for link in ShareLink.objects.filter(session_id=session_id, pk__in=list(share_ids)):")),
     m("connections per user unlimited",
       "tests/test_limits_and_faults.py::test_connections_per_user_are_capped",
-      ("transcription/limits.py", "        if limit and self.open[user_id] >= limit:", "        if False:")),
+      ("transcription/realtime/limits.py", "        if limit and self.open[user_id] >= limit:", "        if False:")),
     m("hung-engine detection off",
       "tests/test_limits_and_faults.py::test_a_hung_engine_is_detected_the_session_ends_and_the_server_keeps_serving",
-      ("transcription/live.py", "            if self.stream.audio.stalled(settings.STT_ENGINE_STALL_SECONDS):", "            if False:")),
+      ("transcription/realtime/monitor.py", "            if session.recognition.audio.stalled(settings.STT_ENGINE_STALL_SECONDS):",
+       "            if False:")),
     m("idle sessions never end",
       "tests/test_resume_and_control.py::test_idle_session_is_ended_and_keepalive_prevents_it",
-      ("transcription/live.py", "            if self._loop.time() - self.last_activity > settings.STT_IDLE_SECONDS:", "            if False:")),
+      ("transcription/realtime/monitor.py", "            if session.idle_seconds() > settings.STT_IDLE_SECONDS:", "            if False:")),
     m("a crash in the engine thread is not reported",
       "tests/test_protocol.py::test_an_unexpected_exception_in_the_engine_is_reported_not_silent",
-      ("transcription/streaming.py",
-       '            self._emit("error", EngineError(f"engine failed: {exc.__class__.__name__}"))', "            pass")),
+      ("transcription/realtime/recognition.py",
+       '            raise EngineError(f"engine failed: {exc.__class__.__name__}") from exc', "            return")),
     m("SIGTERM drain off (daphne's own stop)",
       "tests/test_limits_and_faults.py::test_sigterm_finishes_the_phrase_in_progress_stores_it_and_says_ended",
-      ("transcription/shutdown.py", '    if "twisted.internet.reactor" not in sys.modules:', "    if True:")),
-    m("draining: new sockets not closed with 1012",
-      "tests/test_limits_and_faults.py::test_while_draining_new_sockets_get_1012_and_new_sessions_busy",
-      ("transcription/consumers.py", "        if shutdown.draining():\n            await self.close(code=protocol.CLOSE_SHUTTING_DOWN)",
+      ("transcription/realtime/shutdown.py", '    if "twisted.internet.reactor" not in sys.modules:', "    if True:")),
+    m("draining: new sockets not closed with 4012",
+      "tests/test_limits_and_faults.py::test_while_draining_new_sockets_get_4012_and_new_sessions_busy",
+      ("transcription/realtime/consumers.py", "        if shutdown.draining():\n            await self.close(code=protocol.CLOSE_SHUTTING_DOWN)",
        "        if False:\n            await self.close(code=protocol.CLOSE_SHUTTING_DOWN)")),
     m("draining: new sessions not refused with busy",
-      "tests/test_limits_and_faults.py::test_while_draining_new_sockets_get_1012_and_new_sessions_busy",
-      ("transcription/consumers.py", '        if shutdown.draining():\n            raise ProtocolError(protocol.BUSY',
-       '        if False:\n            raise ProtocolError(protocol.BUSY')),
+      "tests/test_limits_and_faults.py::test_while_draining_new_sockets_get_4012_and_new_sessions_busy",
+      ("transcription/realtime/admission.py", '    if shutdown.draining():\n        raise ProtocolError(protocol.BUSY',
+       '    if False:\n        raise ProtocolError(protocol.BUSY')),
     m("Redis outage isolation: speaker sockets on the channel layer",
       "tests/test_limits_and_faults.py::test_redis_down_at_start_speaker_transcribes_viewers_are_told",
-      ("transcription/consumers.py", '    channel_layer_alias = "speaker-sockets-use-no-channel-layer"\n', "")),
+      ("transcription/realtime/consumers.py", '    channel_layer_alias = "speaker-sockets-use-no-channel-layer"\n', "")),
     m("viewer fix: Redis socket timeout back to redis-py's 5 s default",
       "tests/test_limits_and_faults.py::test_a_quiet_session_keeps_its_viewers_on_redis",
       ("sttproject/settings.py", '    host = {"address": url, "socket_timeout": socket_timeout, "socket_connect_timeout": 5}',
@@ -101,7 +119,7 @@ MUTATIONS = [
       ("transcription/checks.py", "    errors += check_redis_timeouts()", "    pass")),
     m("viewer fix: a viewer whose receive died stays connected",
       "tests/test_limits_and_faults.py::test_a_viewer_whose_receive_fails_is_closed_so_its_page_reconnects",
-      ("transcription/consumers.py", '                await send({"type": "websocket.close", "code": protocol.CLOSE_TRY_AGAIN})',
+      ("transcription/realtime/consumers.py", '                await send({"type": "websocket.close", "code": protocol.CLOSE_TRY_AGAIN})',
        "                pass")),
     m("Google: no rotation before the service's cap",
       "tests/test_google.py::test_a_twelve_minute_session_rotates_streams_without_losing_or_repeating",
@@ -138,16 +156,10 @@ MUTATIONS = [
        "tests/test_history.py::test_a_translation_after_the_fact_never_delays_a_live_sessions_finals"),
       ("transcription/jobs.py", "        transaction.on_commit(lambda: runner().submit(job.pk))",
        "        transaction.on_commit(lambda: runner()._run(job.pk))")),
-    m("background decodes share the live worker",
-      "tests/test_scheduler.py::test_a_final_never_waits_behind_background_work",
-      ("transcription/engines/scheduler.py", "        job = _Job(lambda: fn(self._model(model, load)), True, model)\n"
-       "        self.jobs.put((priority, next(self.order), job))\n        job.done.wait()",
-       "        job = _Job(lambda: fn(self._model(model, load)), True, model)\n"
-       "        get_scheduler().finals.append(job)\n        with get_scheduler().cond:\n"
-       "            get_scheduler().cond.notify()\n        job.done.wait()"),
-      ("tests/test_scheduler.py", "    scheduler, background = DecodeScheduler(workers=1), BackgroundLane(nice=19)",
-       "    from transcription.engines.scheduler import get_scheduler\n"
-       "    scheduler, background = get_scheduler(), BackgroundLane(nice=19)")),
+    m("background work starts mid-phrase (a final waits behind it)",
+      "tests/test_scheduler.py::test_background_work_waits_for_a_pause_in_speech_and_never_holds_up_a_final",
+      ("transcription/engines/scheduler.py", "        return not self.in_phrase or time.monotonic() - oldest >= BACKGROUND_MAX_WAIT",
+       "        return True")),
     m("WebVTT cue text not escaped",
       "tests/test_history.py::test_exports_escape_markup_and_cue_arrows_and_parse_back_with_real_parsers",
       ("transcription/exports.py", "                       html.escape(_cue_lines(s), quote=False))",
@@ -193,12 +205,14 @@ def apply(mutation: Mutation, tree: Path) -> None:
         path.write_text(text.replace(find, replace))
 
 
-def run_tests(tree: Path, tests: tuple[str, ...], timeout: float = 600) -> tuple[bool, float, str]:
+def run_tests(tree: Path, tests: tuple[str, ...], *, per_test: int = 600) -> tuple[bool, float, str]:
+    """Run `tests` in `tree`; a test still running after `per_test` seconds fails (pytest-timeout)."""
     began = time.monotonic()
     env = dict(os.environ, NO_GCE_CHECK="true", PYTHONPATH=str(tree))
     try:
-        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
-                              cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                               f"--timeout={per_test}", *tests],
+                              cwd=tree, env=env, capture_output=True, text=True, timeout=per_test * len(tests) + 60)
         passed, out = done.returncode == 0, done.stdout[-2000:]
     except subprocess.TimeoutExpired:
         passed, out = False, "timed out"
@@ -209,6 +223,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ci", action="store_true", help="the subset CI runs")
     parser.add_argument("--only", help="mutations whose name contains this")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
     args = parser.parse_args()
     chosen = [mu for mu in MUTATIONS if (not args.ci or mu.name not in CI_SKIP)
               and (not args.only or args.only in mu.name)]
@@ -223,17 +238,20 @@ def main() -> None:
         print(f"{len(every_test)} tests pass unmutated ({seconds:.0f} s)\n")
     finally:
         shutil.rmtree(clean, ignore_errors=True)
-    rows = []
     print(f"{'mutation':66} {'result':8} {'seconds':>7}")
-    for mutation in chosen:
+
+    def attempt(mutation: Mutation) -> bool:
         tree = scratch_copy()
         try:
             apply(mutation, tree)
-            passed, seconds, _ = run_tests(tree, mutation.tests)
+            passed, seconds, _ = run_tests(tree, mutation.tests, per_test=MUTANT_TIMEOUT)
         finally:
             shutil.rmtree(tree, ignore_errors=True)
-        rows.append((mutation, not passed))
         print(f"{mutation.name[:66]:66} {'killed' if not passed else 'SURVIVED':8} {seconds:7.0f}", flush=True)
+        return not passed
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # (each mutant runs in its own process)
+        rows = list(zip(chosen, pool.map(attempt, chosen)))
     survived = [mu.name for mu, killed in rows if not killed]
     print(f"\n{len(rows) - len(survived)} of {len(rows)} mutations killed in {time.monotonic() - began:.0f} s")
     if survived:

@@ -1,7 +1,8 @@
-"""Real server processes for tests: daphne serving the application on loopback."""
+"""Real server processes for tests and bench/: daphne serving the application on loopback."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -46,6 +47,35 @@ class ServerProcess:
     def create_user(self, username: str, password: str = PASSWORD) -> None:
         self.manage("shell", "-c", "from django.contrib.auth.models import User; "
                                    f"User.objects.create_user({username!r}, password={password!r})")
+
+    def login_cookies(self, count: int, prefix: str = "bench", password: str = PASSWORD) -> list[str]:
+        """`count` users, each with a logged-in browser session: their Cookie headers (hundreds of
+        password logins would cost minutes)."""
+        made = self.manage("shell", "-c", "\n".join([
+            "import json",
+            "from django.contrib.auth.models import User",
+            "from django.contrib.auth import SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY",
+            "from django.contrib.sessions.backends.db import SessionStore",
+            "keys = []",
+            f"for i in range({count}):",
+            f"    u = User.objects.create_user(f'{prefix}{{i}}', password={password!r})",
+            "    s = SessionStore(); s[SESSION_KEY] = str(u.pk)",
+            "    s[BACKEND_SESSION_KEY] = 'django.contrib.auth.backends.ModelBackend'",
+            "    s[HASH_SESSION_KEY] = u.get_session_auth_hash(); s.create(); keys.append(s.session_key)",
+            "print(json.dumps(keys))"]))
+        return [f"sessionid={key}" for key in json.loads(made.stdout.strip().splitlines()[-1])]
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def status(self, field: str) -> str:
+        """A field of /proc/<pid>/status (VmRSS, VmHWM, Threads)."""
+        lines = Path(f"/proc/{self.proc.pid}/status").read_text().splitlines()
+        return next(line.split(":", 1)[1].split()[0] for line in lines if line.startswith(field + ":"))
+
+    def rss_mb(self) -> tuple[float, float]:
+        return int(self.status("VmRSS")) / 1024, int(self.status("VmHWM")) / 1024
 
     def create_token(self, username: str) -> str:
         """An API token for the user, made the way the settings page makes it."""

@@ -30,7 +30,7 @@ SESSION = {  # about one session: 404 for anyone but its owner
     "transcription:session_detail", "transcription:session_delete", "transcription:session_rename",
     "transcription:session_translate", "transcription:session_audio", "transcription:session_export",
     "transcription:live_own", "transcription:share_create", "transcription:share_revoke",
-    "api:session-detail", "api:session-export",
+    "api:session-detail", "api:session-export", "api:session-translate",
 }
 
 
@@ -151,7 +151,7 @@ def test_check_deploy_is_clean_in_production_settings():
 @pytest.mark.django_db(transaction=True)
 async def test_every_socket_route_refuses_anonymous_and_foreign_origins(world):
     from sttproject.asgi import application
-    from transcription.routing import websocket_urlpatterns
+    from transcription.realtime.routing import websocket_urlpatterns
 
     *_, session, _, _ = world
     paths = {"ws/transcribe/": "/ws/transcribe/", "ws/sessions/<uuid:session_id>/live/": f"/ws/sessions/{session.pk}/live/"}

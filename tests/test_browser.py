@@ -191,7 +191,7 @@ def test_a_share_link_shows_live_captions_on_another_process_through_a_pause(two
     spoken = speaker.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
     seen = viewer.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
     assert seen == spoken and len(seen) >= 4
-    assert viewer.evaluate("window.sttLive.reconnects") == 0  # one socket, through the pause
+    assert viewer.evaluate("window.sttTestHook.live.reconnects") == 0  # one socket, through the pause
 
 
 def test_korean_speech_with_live_english_translation(server, browser_with_mic):
@@ -218,12 +218,12 @@ def test_a_dropped_connection_resumes_the_same_session_without_losing_speech(ser
     page.select_option("#lang", "en-US")
     page.click("#start")
     page.wait_for_function("document.querySelectorAll('#finals li').length >= 1", timeout=60_000)
-    session = page.evaluate("window.sttRecorder.session")
-    page.evaluate("window.sttRecorder.socket.close()")  # the network drops mid-speech
+    session = page.evaluate("window.sttTestHook.recorder.session")
+    page.evaluate("window.sttTestHook.recorder.socket.close()")  # the network drops mid-speech
     page.wait_for_function("document.getElementById('state').textContent === 'reconnecting'", timeout=5_000)
     page.wait_for_function("document.getElementById('state').textContent === 'listening'", timeout=15_000)
     assert "Reconnected" in page.eval_on_selector("#notice", "e => e.textContent")
-    assert page.evaluate("window.sttRecorder.session") == session
+    assert page.evaluate("window.sttTestHook.recorder.session") == session
     time.sleep(11)
     page.click("#stop")
     page.wait_for_function("document.getElementById('state').textContent === 'ended'", timeout=60_000)
@@ -240,13 +240,13 @@ def test_server_killed_and_restarted_mid_session_the_page_carries_on(daphne, bro
     page.select_option("#lang", "en-US")
     page.click("#start")
     page.wait_for_function("document.querySelectorAll('#finals li').length >= 1", timeout=60_000)
-    first_session = page.evaluate("window.sttRecorder.session")
+    first_session = page.evaluate("window.sttTestHook.recorder.session")
     shown = page.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
     daphne.kill()  # the server dies; its in-memory session with it
     page.wait_for_function("document.getElementById('state').textContent === 'reconnecting'", timeout=10_000)
     daphne.start()
     page.wait_for_function("document.getElementById('state').textContent === 'listening'", timeout=30_000)
-    assert page.evaluate("window.sttRecorder.session") != first_session  # resume refused: a new session
+    assert page.evaluate("window.sttTestHook.recorder.session") != first_session  # resume refused: a new session
     assert "new session" in page.eval_on_selector("#notice", "e => e.textContent")
     kept = page.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
     assert kept[: len(shown)] == shown  # what was shown stays

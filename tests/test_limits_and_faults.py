@@ -106,12 +106,12 @@ def redis_layer(port: int, **options) -> dict:
 
 
 async def viewer_refused(viewer) -> bool:
-    """The viewer is told live captions are unavailable: `live_unavailable`, then closed with 1013."""
+    """The viewer is told live captions are unavailable: `live_unavailable`, then closed with 4013."""
     await viewer.connect(timeout=5)
     first = await viewer.receive_output(timeout=10)
     assert first["type"] == "websocket.send", first
     assert json.loads(first["text"])["code"] == "live_unavailable", first
-    assert await viewer.receive_output(timeout=5) == {"type": "websocket.close", "code": 1013}
+    assert await viewer.receive_output(timeout=5) == {"type": "websocket.close", "code": 4013}
     return True
 
 
@@ -188,8 +188,8 @@ async def test_redis_lost_while_running_speaker_goes_on_viewers_recover_when_it_
         spoken = await receive_until(ws, lambda e: e["type"] == "final" and e["phrase"] == 1, timeout=10)
         assert spoken[-1]["text"] == "w1 w2 w3"
         assert not [e for e in spoken if e["type"] == "error"]
-        # The watching viewer is not left silently connected: closed with 1013, so its page reconnects.
-        assert await viewer.receive_output(timeout=15) == {"type": "websocket.close", "code": 1013}
+        # The watching viewer is not left silently connected: closed with 4013, so its page reconnects.
+        assert await viewer.receive_output(timeout=15) == {"type": "websocket.close", "code": 4013}
         assert await viewer_refused(viewer_socket(start["session"], cookie))
 
         await sync_to_async(redis.start)()  # back: a viewer reconnecting (as the page does, with backoff)
@@ -251,7 +251,7 @@ async def test_a_quiet_session_keeps_its_viewers_on_redis(connect, make_user, se
 @pytest.mark.usefixtures("scripted")
 async def test_a_viewer_whose_receive_fails_is_closed_so_its_page_reconnects(connect, make_user, settings):
     """Whatever breaks the viewer's channel-layer receive (here a socket timeout shorter than the
-    layer's blocking receive, the old default), the viewer is closed with 1013, never left open."""
+    layer's blocking receive, the old default), the viewer is closed with 4013, never left open."""
     redis = RedisServer()
     redis.start()
     settings.CHANNEL_LAYERS = redis_layer(redis.port, socket_timeout=1.0)
@@ -263,11 +263,41 @@ async def test_a_viewer_whose_receive_fails_is_closed_so_its_page_reconnects(con
         viewer = viewer_socket(start["session"], await sync_to_async(session_cookie)(alice))
         await viewer.connect()
         assert (await viewer.receive_json_from(timeout=5))["type"] == "snapshot"
-        assert await viewer.receive_output(timeout=10) == {"type": "websocket.close", "code": 1013}
+        assert await viewer.receive_output(timeout=10) == {"type": "websocket.close", "code": 4013}
         await ws.disconnect()
         await viewer.disconnect()
     finally:
         redis.stop()
+
+
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed")
+def test_on_a_real_daphne_a_viewer_that_loses_redis_is_closed_with_4013(tmp_path):
+    """The close code a viewer's page sees when the channel layer dies under it, through daphne's
+    own WebSocket stack (which refuses some codes the ASGI test client lets through)."""
+    import websockets
+
+    redis = RedisServer()
+    redis.start()
+    server = scripted_daphne(tmp_path, REDIS_URL=f"redis://127.0.0.1:{redis.port}/0")
+    auth = {"Authorization": f"Bearer {server.token}"}
+
+    async def scenario():
+        async with websockets.connect(f"{server.ws_url}/ws/transcribe/", additional_headers=auth) as speaker:
+            await speaker.send(json.dumps({"type": "start", "lang": "en-US"}))
+            session = json.loads(await speaker.recv())["session"]
+            async with websockets.connect(f"{server.ws_url}/ws/sessions/{session}/live/",
+                                          additional_headers=auth) as viewer:
+                assert json.loads(await viewer.recv())["type"] == "snapshot"
+                await asyncio.to_thread(redis.stop)
+                with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                    while True:
+                        await asyncio.wait_for(viewer.recv(), 30)
+                return closed.value.rcvd.code if closed.value.rcvd else None
+
+    try:
+        assert asyncio.run(asyncio.wait_for(scenario(), 60)) == 4013
+    finally:
+        server.stop()
 
 
 # ---- graceful shutdown ----
@@ -331,9 +361,9 @@ def test_sigterm_finishes_the_phrase_in_progress_stores_it_and_says_ended(tmp_pa
     assert status == "ended"
 
 
-def test_while_draining_new_sockets_get_1012_and_new_sessions_busy(tmp_path):
+def test_while_draining_new_sockets_get_4012_and_new_sessions_busy(tmp_path):
     """SIGTERM while a session takes a few seconds to finish (its engine is busy): meanwhile a new
-    socket is closed with 1012 and a socket opened before asks to start and gets `busy`; then the
+    socket is closed with 4012 and a socket opened before asks to start and gets `busy`; then the
     session ends cleanly and daphne exits 0."""
     import websockets
 
@@ -362,7 +392,7 @@ def test_while_draining_new_sockets_get_1012_and_new_sessions_busy(tmp_path):
             return closed.value.rcvd.code, refused, ended
 
     code, refused, ended = asyncio.run(asyncio.wait_for(scenario(), 30))
-    assert code == 1012
+    assert code == 4012
     assert refused["type"] == "error" and refused["code"] == "busy"
     assert ended[-1]["event"] == "ended" and ended[-1]["reason"] == "shutdown"
     assert server.proc.wait(15) == 0

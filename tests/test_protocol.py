@@ -311,3 +311,27 @@ async def test_no_thread_outlives_its_session_over_100_connections(connect, make
     await asyncio.sleep(0.5)
     leaked = [t.name for t in threading.enumerate() if t.name not in before and t.name.startswith("stt")]
     assert leaked == []
+
+
+def test_the_browsers_protocol_module_matches_the_servers():
+    """static/transcription/protocol.js carries the same codes, close codes, reasons and event names."""
+    import re
+    from pathlib import Path
+
+    from transcription.realtime import protocol
+
+    js = (Path(__file__).resolve().parent.parent / "static/transcription/protocol.js").read_text()
+
+    def table(name):
+        body = re.search(rf"export const {name} = {{(.*?)}};", js, re.S).group(1)
+        return {key: int(value) if value.isdigit() else value.strip('"')
+                for key, value in re.findall(r'(\w+): ("[^"]*"|\d+)', body)}
+
+    python = {name: value for name, value in vars(protocol).items() if name.isupper()}
+    assert {f"CLOSE_{k}": v for k, v in table("CLOSE").items()} == {k: v for k, v in python.items() if k.startswith("CLOSE_")}
+    assert {f"REASON_{k}": v for k, v in table("REASON").items()} == {k: v for k, v in python.items() if k.startswith("REASON_")}
+    codes = {v for k, v in python.items() if isinstance(v, str) and k not in ("SYSTEM", "INTERIM", "FINAL", "TRANSLATION",
+             "ERROR", "SNAPSHOT", "STARTED", "ENDED", "RESUMED", "LAG") and not k.startswith("REASON_")}
+    assert set(table("CODE").values()) == codes
+    assert all(python[k] == v for k, v in table("CODE").items())
+    assert all(python[k] == v for k, v in {**table("EVENT"), **table("SYSTEM")}.items())

@@ -4,7 +4,7 @@ import asyncio
 import pytest
 from asgiref.sync import sync_to_async
 
-from transcription.live import LiveSession
+from transcription.realtime.registry import sessions
 from transcription.models import Segment, TranscriptionSession
 
 from .conftest import loud_frame, quiet_frame, receive_until
@@ -137,7 +137,7 @@ async def test_resume_is_refused_for_unknown_foreign_or_expired_sessions(connect
     await thief.disconnect()
 
     await asyncio.sleep(1.5)  # the window passes: the session is ended and its phrase stored
-    assert LiveSession.get(started["session"]) is None
+    assert sessions.get(started["session"]) is None
     record = await TranscriptionSession.objects.aget(pk=started["session"])
     assert record.status == "interrupted"
     late = await connect(user=alice)
@@ -181,13 +181,13 @@ async def test_lag_is_reported_and_cleared(connect, make_user, settings):
 
 
 async def test_resume_after_a_long_absence_replays_finals_from_the_database(connect, make_user, settings, monkeypatch):
-    monkeypatch.setattr("transcription.live.REPLAY_EVENTS", 3)  # memory holds only the last 3 events
+    monkeypatch.setattr("transcription.realtime.events.REPLAY_EVENTS", 3)  # memory holds only the last 3 events
     settings.STT_RESUME_SECONDS = 5
     user = await sync_to_async(make_user)()
     first, started = await open_started(connect, user)
     await first.disconnect()
     for _ in range(3):  # three phrases while nobody is connected
-        live = LiveSession.get(started["session"])
+        live = sessions.get(started["session"])
         for frame in [loud_frame(), loud_frame(), quiet_frame()]:
             live.feed(frame)
     await asyncio.sleep(0.5)

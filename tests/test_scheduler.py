@@ -1,12 +1,11 @@
 """The decode scheduler's guarantees, and refusing sessions when the server is full."""
-import os
 import threading
 import time
 
 import pytest
 from asgiref.sync import sync_to_async
 
-from transcription.engines.scheduler import AFTER_THE_FACT, LIVE_TRANSLATION, BackgroundLane, DecodeScheduler
+from transcription.engines.scheduler import AFTER_THE_FACT, LIVE_TRANSLATION, DecodeScheduler
 
 from .conftest import loud_frame, receive_until
 
@@ -53,32 +52,40 @@ def test_finals_run_first_in_order_and_none_is_dropped_under_a_flood_of_interims
     assert scheduler.stats["interims_dropped"] == len(dropped)
 
 
-def test_a_final_never_waits_behind_background_work():
-    """A translation (or second pass) decoding on the background lane does not hold up a final."""
-    scheduler, background = DecodeScheduler(workers=1), BackgroundLane(nice=19)
-    gate = threading.Event()
-    translation = threading.Thread(target=background.run, args=(lambda model: gate.wait(5),),
-                                   kwargs={"model": "m", "load": lambda: "model"})
+def test_background_work_waits_for_a_pause_in_speech_and_never_holds_up_a_final():
+    """A translation (or a second pass) starts only when no session is mid-phrase, so a final that
+    falls due is never queued behind it; finals always run first."""
+    scheduler = DecodeScheduler(workers=1)
+    ran: list[str] = []
+    scheduler.phrase("speaker", True)  # someone is speaking: a final will follow
+    translation = threading.Thread(target=scheduler.run_background, args=(lambda: ran.append("translation"),),
+                                   kwargs={"priority": LIVE_TRANSLATION})
     translation.start()
-    time.sleep(0.1)  # the background lane is busy now
-    began = time.monotonic()
-    assert scheduler.run(lambda: "final", final=True, key="s") == "final"
-    assert time.monotonic() - began < 0.5
-    gate.set()
+    time.sleep(0.3)
+    assert ran == []  # not while the phrase is in progress
+    assert scheduler.run(lambda: ran.append("final") or "final", final=True, key="speaker") == "final"
+    scheduler.phrase("speaker", False)  # the phrase ended: a pause
     translation.join(5)
+    assert ran == ["final", "translation"]
 
 
-def test_background_work_runs_at_the_lowest_priority_in_order_of_priority():
-    background = BackgroundLane(nice=19)
-    niceness = background.run(lambda model: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()),
-                              model="m", load=lambda: "model")
-    assert niceness == 19
+def test_background_work_is_never_starved_by_continuous_speech(monkeypatch):
+    monkeypatch.setattr("transcription.engines.scheduler.BACKGROUND_MAX_WAIT", 0.5)
+    scheduler = DecodeScheduler(workers=1)
+    scheduler.phrase("talker", True)  # and never stops
+    began = time.monotonic()
+    assert scheduler.run_background(lambda: "done") == "done"
+    assert 0.4 < time.monotonic() - began < 2.5
+
+
+def test_background_work_runs_in_order_of_priority():
+    scheduler = DecodeScheduler(workers=1)
     gate, order = threading.Event(), []
-    hold = threading.Thread(target=background.run, args=(lambda m: gate.wait(5),), kwargs={"model": "m", "load": str})
+    hold = threading.Thread(target=scheduler.run, args=(lambda: gate.wait(5),), kwargs={"final": True, "key": "x"})
     hold.start()
     time.sleep(0.1)
-    jobs = [threading.Thread(target=background.run, args=(lambda m, n=name: order.append(n),),
-                             kwargs={"model": "m", "load": str, "priority": priority})
+    jobs = [threading.Thread(target=scheduler.run_background, args=(lambda n=name: order.append(n),),
+                             kwargs={"priority": priority})
             for name, priority in [("upload", AFTER_THE_FACT), ("live translation", LIVE_TRANSLATION)]]
     for job in jobs:
         job.start()
@@ -88,7 +95,7 @@ def test_background_work_runs_at_the_lowest_priority_in_order_of_priority():
         job.join(5)
     assert order == ["live translation", "upload"]
     with pytest.raises(RuntimeError, match="exploded"):
-        background.run(lambda m: (_ for _ in ()).throw(RuntimeError("exploded")), model="m", load=str)
+        scheduler.run_background(lambda: (_ for _ in ()).throw(RuntimeError("exploded")))
 
 
 def test_an_error_in_a_decode_reaches_its_caller():

@@ -99,9 +99,9 @@ async def test_resume_replays_translations(connect, make_user, scripted_translat
     c, started = await start(connect, user, translate_to="de")
     await c.disconnect()
     for frame in [loud_frame(), loud_frame(), quiet_frame()]:
-        from transcription.live import LiveSession
+        from transcription.realtime.registry import sessions
 
-        LiveSession.get(started["session"]).feed(frame)
+        sessions.get(started["session"]).feed(frame)
     await asyncio.sleep(0.5)
     again = await connect(user=user)
     await again.connect()

@@ -7,7 +7,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from .exports import EXPORT_FORMATS, export_session
+from .exports import EXPORT_FORMATS, export_response, export_session
 from .media import audio_response
 
 from .models import Segment, TranscriptionSession, Translation
@@ -51,10 +51,7 @@ class TranscriptionSessionAdmin(admin.ModelAdmin):
     def export_view(self, request, session_id, fmt):
         if fmt not in EXPORT_FORMATS:
             raise Http404("Unknown export format")
-        body, content_type, filename = export_session(get_object_or_404(TranscriptionSession, pk=session_id), fmt)
-        response = HttpResponse(body, content_type=content_type)
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
+        return export_response(get_object_or_404(TranscriptionSession, pk=session_id), fmt)
 
     @admin.display(description="Audio")
     def audio_player(self, obj):

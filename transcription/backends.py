@@ -39,3 +39,14 @@ def openai_client(*, timeout: float | None = None):
             )
             _openai_clients[key] = client
         return client
+
+
+def test_setting(name: str, default: float) -> float:
+    """A knob of the scripted (test-only) backends: a test's settings override, else the environment
+    (for a real daphne started by a test), else `default`. Not in settings.py: no user sets them."""
+    import os
+
+    value = getattr(settings, name, None)
+    if value is None:
+        value = os.environ.get(name) or default
+    return float(value)

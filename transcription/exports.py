@@ -8,6 +8,7 @@ from typing import Callable
 
 import srt
 import webvtt
+from django.http import HttpResponse
 
 from .models import Segment, TranscriptionSession
 
@@ -104,3 +105,11 @@ def export_session(session: TranscriptionSession, fmt: str) -> tuple[str, str, s
     segments = list(session.segments.prefetch_related("translations").order_by("index"))
     stem = f"session-{session.started_at:%Y%m%d-%H%M}-{str(session.pk)[:8]}"
     return EXPORTERS[fmt](session, segments), EXPORT_FORMATS[fmt], f"{stem}.{fmt}"
+
+
+def export_response(session: TranscriptionSession, fmt: str) -> HttpResponse:
+    """The export as a download (pages, REST API and admin alike); `fmt` must be in EXPORT_FORMATS."""
+    body, content_type, filename = export_session(session, fmt)
+    response = HttpResponse(body, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

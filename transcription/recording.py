@@ -21,12 +21,23 @@ def audio_name(session_id) -> str:
 class WavRecorder:
     """Appends PCM16 16 kHz mono to a WAV file; the header is completed on close."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._wav = wave.open(str(path), "wb")
-        self._wav.setnchannels(1)
-        self._wav.setsampwidth(2)
-        self._wav.setframerate(16000)
+    def __init__(self, wav: wave.Wave_write) -> None:
+        self._wav = wav
+
+    @classmethod
+    def open(cls, path: Path) -> WavRecorder | None:
+        """Called in the recognition thread (file I/O stays off the event loop); None if it cannot be
+        written: recognition goes on without keeping the audio."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            wav = wave.open(str(path), "wb")
+        except OSError:
+            logger.exception("audio retention failed; recognition goes on without it")
+            return None
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        return cls(wav)
 
     def write(self, pcm: bytes) -> None:
         self._wav.writeframes(pcm)  # writeframes also rewrites the header sizes: the file stays valid
@@ -52,10 +63,11 @@ def tee_to_recorder(chunks: Iterator[bytes | Control], recorder: WavRecorder | N
             recorder.close()
 
 
-def recorder_for(session_id) -> WavRecorder | None:
+def audio_path_for(session_id) -> Path | None:
+    """Where a session's audio is kept, or None when STT_KEEP_AUDIO is off."""
     if not settings.STT_KEEP_AUDIO:
         return None
-    return WavRecorder(Path(settings.MEDIA_ROOT) / audio_name(session_id))
+    return Path(settings.MEDIA_ROOT) / audio_name(session_id)
 
 
 def read_span(session, start_ms: int, end_ms: int) -> bytes:

@@ -1,20 +1,29 @@
 """Reads. Every query is scoped to its owner: one user never sees another's data."""
 from __future__ import annotations
 
+from datetime import date
+
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from knox.models import AuthToken
 
-from .protocol import event_final_from_segment, event_translation_done
 from .models import Segment, ShareLink, TranscriptionSession, Translation
 
 
-def session_list_for_user(*, user, search: str = "") -> QuerySet[TranscriptionSession]:
+def session_list_for_user(*, user, search: str = "", language: str | None = None, since: date | None = None,
+                          until: date | None = None) -> QuerySet[TranscriptionSession]:
+    """The user's sessions, newest first; `search` in titles and transcripts, dates inclusive."""
     first = Segment.objects.filter(index=0)
     sessions = TranscriptionSession.objects.filter(owner=user)
     if search:  # sessions whose title or transcript contains the words, owner's only
         matching = Segment.objects.filter(session__owner=user, text__icontains=search).values("session_id")
         sessions = sessions.filter(Q(pk__in=matching) | Q(title__icontains=search))
+    if language:
+        sessions = sessions.filter(language=language)
+    if since:
+        sessions = sessions.filter(started_at__date__gte=since)
+    if until:
+        sessions = sessions.filter(started_at__date__lte=until)
     return (
         sessions
         .annotate(segment_count=Count("segments"))
@@ -48,13 +57,11 @@ def segments_for_session(*, session: TranscriptionSession) -> QuerySet[Segment]:
     return session.segments.prefetch_related("translations").order_by("index")
 
 
-def segments_after_seq(*, session_id, last_seq: int) -> list[Segment]:
-    """The finals a resuming client missed."""
-    return list(Segment.objects.filter(session_id=session_id, seq__gt=last_seq).order_by("seq"))
+def transcript_after_seq(*, session_id, last_seq: int) -> tuple[list[Segment], list[Translation]]:
+    """The finals and translations a resuming client missed, in seq order."""
+    return (list(Segment.objects.filter(session_id=session_id, seq__gt=last_seq).order_by("seq")),
+            list(Translation.objects.filter(segment__session_id=session_id, seq__gt=last_seq).order_by("seq")))
 
-
-def translations_after_seq(*, session_id, last_seq: int) -> list[Translation]:
-    return list(Translation.objects.filter(segment__session_id=session_id, seq__gt=last_seq).order_by("seq"))
 
 SHARES_SESSION_KEY = "live_shares"  # ids of the share links this browser opened (set by the live page)
 
@@ -80,21 +87,7 @@ def viewer_access(*, user, session_id, share_ids):
     return False
 
 
-def live_snapshot(*, session_id) -> dict:
-    """What a viewer who joins late sees first: the stored finals and translations so far."""
+def transcript_of_session(*, session_id) -> tuple[TranscriptionSession, list[Segment]]:
+    """A session and its stored segments (with translations), in order: a late viewer's snapshot."""
     session = TranscriptionSession.objects.get(pk=session_id)
-    segments = list(session.segments.prefetch_related("translations").order_by("index"))
-    finals = [event_final_from_segment(s) for s in segments]
-    translations = [event_translation_done(t) for s in segments for t in s.translations.all()]
-    seqs = [e["seq"] or 0 for e in finals + translations]
-    return {
-        "type": "snapshot",
-        "session": str(session.pk),
-        "title": session.title,
-        "lang": session.language,
-        "translate_to": session.translate_to or None,
-        "status": session.status,
-        "finals": finals,
-        "translations": translations,
-        "seq": max(seqs, default=0),
-    }
+    return session, list(session.segments.prefetch_related("translations").order_by("index"))

@@ -4,15 +4,13 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from asgiref.sync import async_to_sync
 from django.db import transaction
 from django.utils import timezone
 from knox.models import AuthToken
 
 from .engines import Result
 from .models import Segment, ShareLink, TranscriptionSession, Translation
-from .broadcast import notify_revoked
-from .recording import audio_name
+from .recording import audio_name, read_span
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +72,6 @@ def session_translate(*, session: TranscriptionSession, target: str, translator,
                       progress: Callable[[int, int], None] = lambda done, total: None) -> int:
     """Translate a finished session's phrases into `target` (those not yet translated); returns how
     many. Each translation is stored as it is made; `progress(done, total)` follows every phrase."""
-    from .recording import read_span
-
     segments = list(session.segments.order_by("index"))
     made = 0
     context: list[str] = []
@@ -102,15 +98,9 @@ def share_create(*, session: TranscriptionSession, expires_in=None) -> ShareLink
 
 
 def share_revoke(*, session: TranscriptionSession, share_id: int) -> bool:
-    """Revoke a link; viewers watching through it are disconnected (best effort: they are refused
-    at their next connect anyway)."""
+    """Revoke a link (from now on it opens nothing); False if it was not an active link of `session`."""
     updated = ShareLink.objects.filter(pk=share_id, session=session, revoked_at__isnull=True).update(
         revoked_at=timezone.now())
-    if updated:
-        try:
-            async_to_sync(notify_revoked)(session.pk, share_id)
-        except Exception:  # the channel layer is down: the link is revoked all the same
-            logger.warning("viewers of revoked link %s not notified", share_id)
     return bool(updated)
 
 

@@ -1,4 +1,7 @@
+import logging
 from datetime import timedelta
+
+from asgiref.sync import async_to_sync
 
 from django.conf import settings
 from django.contrib import messages
@@ -6,17 +9,21 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from . import selectors, services
-from .exports import EXPORT_FORMATS, export_session
+from .exports import EXPORT_FORMATS, export_response
 from .media import audio_response
+from .realtime.broadcast import notify_revoked
 from .jobs import job_start
 from .models import Job
 from .translation import get_translator
+
+
+logger = logging.getLogger(__name__)
 
 
 def site_context(request):
@@ -111,11 +118,7 @@ def session_audio(request, session_id):
 def session_export(request, session_id, fmt):
     if fmt not in EXPORT_FORMATS:
         raise Http404("Unknown export format")
-    session = selectors.session_get_for_user(user=request.user, session_id=session_id)
-    body, content_type, filename = export_session(session, fmt)
-    response = HttpResponse(body, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    return export_response(selectors.session_get_for_user(user=request.user, session_id=session_id), fmt)
 
 
 @login_required
@@ -159,6 +162,10 @@ def share_create(request, session_id):
 def share_revoke(request, session_id, share_id):
     session = selectors.session_get_for_user(user=request.user, session_id=session_id)
     if services.share_revoke(session=session, share_id=share_id):
+        try:  # viewers watching through it are disconnected at once (they are refused at reconnect anyway)
+            async_to_sync(notify_revoked)(session.pk, share_id)
+        except Exception:  # the channel layer is down: the link is revoked all the same
+            logger.warning("viewers of revoked link %s not notified", share_id)
         messages.success(request, "Share link revoked; anyone watching through it was disconnected.")
     return redirect("transcription:session_detail", session_id=session.pk)
 

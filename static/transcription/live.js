@@ -1,4 +1,5 @@
 // Read-only live captions: a snapshot of what is stored, then the session's events as they happen.
+import { CLOSE, EVENT, SYSTEM, exposeForTests } from "./protocol.js";
 import { addFinal, addTranslation, scrollToEnd } from "./transcript.js";
 
 const $ = (id) => document.getElementById(id);
@@ -13,7 +14,7 @@ function showError(text) { ui.error.textContent = text; ui.error.hidden = !text;
 
 function onEvent(ev) {
   switch (ev.type) {
-    case "snapshot":
+    case EVENT.SNAPSHOT:
       ui.finals.replaceChildren();
       ui.interim.textContent = "";
       ev.finals.forEach((final) => addFinal(ui.finals, ui.interim, final));
@@ -23,13 +24,13 @@ function onEvent(ev) {
       if (ev.status === "active") setState("live");
       else { over = true; setState("ended"); }
       break;
-    case "interim": ui.interim.textContent = ev.text; break;
-    case "final": addFinal(ui.finals, ui.interim, ev); break;
-    case "translation": addTranslation(ui.finals, ev); break;
-    case "system":
-      if (ev.event === "ended") { over = true; ui.interim.textContent = ""; setState("ended"); }
+    case EVENT.INTERIM: ui.interim.textContent = ev.text; break;
+    case EVENT.FINAL: addFinal(ui.finals, ui.interim, ev); break;
+    case EVENT.TRANSLATION: addTranslation(ui.finals, ev); break;
+    case EVENT.SYSTEM:
+      if (ev.event === SYSTEM.ENDED) { over = true; ui.interim.textContent = ""; setState("ended"); }
       break;
-    case "error":
+    case EVENT.ERROR:
       showError(`${ev.message} (${ev.code})`);
       break;
   }
@@ -41,7 +42,7 @@ function connect() {
   const ws = new WebSocket(`${scheme}://${location.host}${root.dataset.wsPath}`);
   ws.onmessage = (msg) => onEvent(JSON.parse(msg.data));
   ws.onclose = (close) => {
-    if (close.code === 4403) {
+    if (close.code === CLOSE.FORBIDDEN) {
       over = true;
       setState("closed");
       showError("This link is no longer valid (revoked or expired).");
@@ -58,4 +59,4 @@ function connect() {
 
 connect();
 // For the browser tests: how often the page had to reconnect.
-window.sttLive = { get reconnects() { return reconnects; } };
+exposeForTests("live", { get reconnects() { return reconnects; } });

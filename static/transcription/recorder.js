@@ -1,6 +1,7 @@
 // Recorder page: microphone -> AudioWorklet (PCM16 16 kHz) -> WebSocket; events -> transcript.
 // If the socket drops, it reconnects and resumes the same session (protocol v2 "resume"),
 // buffering up to MAX_PENDING_FRAMES of audio meanwhile; if the session is gone, it starts anew.
+import { CLOSE, CODE, EVENT, REASON, SYSTEM, exposeForTests } from "./protocol.js";
 import { addFinal, addTranslation, fmt, scrollToEnd } from "./transcript.js";
 
 const MAX_PENDING_FRAMES = 50; // 5 s of 100 ms frames
@@ -45,51 +46,51 @@ function flushPending() {
 function onEvent(ev) {
   if (typeof ev.seq === "number") lastSeq = Math.max(lastSeq, ev.seq);
   switch (ev.type) {
-    case "system":
-      if (ev.event === "started" || ev.event === "resumed") {
-        if (ev.event === "started" && sessionId && ev.session !== sessionId) {
+    case EVENT.SYSTEM:
+      if (ev.event === SYSTEM.STARTED || ev.event === SYSTEM.RESUMED) {
+        if (ev.event === SYSTEM.STARTED && sessionId && ev.session !== sessionId) {
           showNotice("The connection was lost for too long: a new session was started. What was shown is kept.");
-        } else if (ev.event === "resumed") {
+        } else if (ev.event === SYSTEM.RESUMED) {
           showNotice("Reconnected: the session goes on.");
         }
-        if (ev.event === "started") lastSeq = ev.seq;
+        if (ev.event === SYSTEM.STARTED) lastSeq = ev.seq;
         sessionId = ev.session;
         retries = 0;
         setState("listening");
         ui.link.href = `/sessions/${ev.session}/`;
         ui.link.hidden = false;
         flushPending();
-      } else if (ev.event === "ended" && ev.reason === "max_length" && !stopping) {
+      } else if (ev.event === SYSTEM.ENDED && ev.reason === REASON.MAX_LENGTH && !stopping) {
         setState("connecting"); // the session reached its length limit: go on in a new one
         showNotice("The session reached its maximum length; a new one continues.");
         ws.send(JSON.stringify(startMessage()));
-      } else if (ev.event === "ended" && ev.reason === "shutdown" && !stopping) {
+      } else if (ev.event === SYSTEM.ENDED && ev.reason === REASON.SHUTDOWN && !stopping) {
         sessionId = null; // that server is going away: its transcript is saved; go on in a new session
         showNotice("The server restarted: what was said is saved, and a new session continues.");
         setState("reconnecting");
-        ws.close(1000); // onclose reconnects (possibly to another server) and starts anew
-      } else if (ev.event === "ended") {
+        ws.close(CLOSE.NORMAL); // onclose reconnects (possibly to another server) and starts anew
+      } else if (ev.event === SYSTEM.ENDED) {
         setState("ended");
         sessionId = null;
-        ws && ws.close(1000);
-      } else if (ev.event === "lag") {
+        ws && ws.close(CLOSE.NORMAL);
+      } else if (ev.event === SYSTEM.LAG) {
         ui.lag.hidden = ev.seconds <= 0;
         ui.lag.textContent = `behind by ${ev.seconds.toFixed(1)} s`;
       }
       break;
-    case "interim":
+    case EVENT.INTERIM:
       ui.interim.textContent = ev.text;
       break;
-    case "final":
+    case EVENT.FINAL:
       addFinal(ui.finals, ui.interim, ev);
       break;
-    case "translation":
+    case EVENT.TRANSLATION:
       addTranslation(ui.finals, ev);
       break;
-    case "error":
-      if (ev.code === "session_expired") {
+    case EVENT.ERROR:
+      if (ev.code === CODE.SESSION_EXPIRED) {
         ws.send(JSON.stringify(startMessage())); // carry on in a new session
-      } else if (ev.code === "translation_failed") {
+      } else if (ev.code === CODE.TRANSLATION_FAILED) {
         showNotice("A phrase could not be translated; the transcript is kept.");
       } else {
         showError(`${ev.message} (${ev.code})`);
@@ -163,8 +164,8 @@ function connect() {
     ws = null;
     const state = ui.state.dataset.state;
     if (state === "ended") return;
-    if (e.code === 4401) return fail("Your login has expired. Log in again.");
-    if (e.code === 4409) return fail("This session was taken over by another window.");
+    if (e.code === CLOSE.UNAUTHENTICATED) return fail("Your login has expired. Log in again.");
+    if (e.code === CLOSE.REPLACED) return fail("This session was taken over by another window.");
     if (stopping || state === "finishing") return fail(`Connection closed before the session ended (${e.code}).`);
     // Unexpected drop while recording: reconnect and resume.
     setState("reconnecting");
@@ -213,7 +214,7 @@ function stop() {
     flushPending();
     ws.send(JSON.stringify({ type: "end" }));
   } else {
-    if (ws) ws.close(1000);
+    if (ws) ws.close(CLOSE.NORMAL);
     setState("ended");
   }
 }
@@ -231,5 +232,5 @@ document.addEventListener("keydown", (e) => {
   ui.stop.disabled ? (!ui.start.disabled && start()) : stop();
 });
 setState("ready");
-// For debugging and the browser tests: the live socket (closing it simulates a dropped network).
-window.sttRecorder = { get socket() { return ws; }, get session() { return sessionId; } };
+// For the browser tests: the live socket (closing it simulates a dropped network) and the session.
+exposeForTests("recorder", { get socket() { return ws; }, get session() { return sessionId; } });

@@ -1,16 +1,16 @@
 """REST API: a user's own sessions (list, detail, export, delete). Same isolation as the pages."""
-from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from .. import selectors, services
-from ..exports import EXPORT_FORMATS, export_session
+from ..exports import EXPORT_FORMATS, export_response
 from ..jobs import job_start
 from ..models import Job
+from ..realtime import protocol
 from ..translation import get_translator
 from .serializers import JobSerializer, SessionDetailSerializer, SessionFilterSerializer, SessionSerializer
 
@@ -34,14 +34,8 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         params = SessionFilterSerializer(data=self.request.query_params)
         params.is_valid(raise_exception=True)
         f = params.validated_data
-        sessions = selectors.session_list_for_user(user=user, search=f.get("q", ""))
-        if "language" in f:
-            sessions = sessions.filter(language=f["language"])
-        if "since" in f:
-            sessions = sessions.filter(started_at__date__gte=f["since"])
-        if "until" in f:
-            sessions = sessions.filter(started_at__date__lte=f["until"])
-        return sessions
+        return selectors.session_list_for_user(user=user, search=f.get("q", ""), language=f.get("language"),
+                                               since=f.get("since"), until=f.get("until"))
 
     def perform_destroy(self, instance):
         services.session_delete(session=instance)
@@ -55,10 +49,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         """The transcript as txt, srt, vtt or json, as downloaded from the session page."""
         if fmt not in EXPORT_FORMATS:
             raise NotFound("Unknown export format")
-        body, content_type, filename = export_session(self.get_object(), fmt)
-        response = HttpResponse(body, content_type=content_type)
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
+        return export_response(self.get_object(), fmt)
 
     @extend_schema(request=TranslateRequestSerializer, responses={202: JobSerializer})
     @action(detail=True, methods=["post"])
@@ -72,7 +63,8 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         target = params.validated_data["target"]
         translator = get_translator()
         if not translator.supports(source=session.language, target=target):
-            raise ValidationError({"target": f"the translator {translator.name!r} cannot translate into {target!r}",
-                                   "code": "translation_unsupported"})
+            return Response({"code": protocol.TRANSLATION_UNSUPPORTED,
+                             "detail": f"the translator {translator.name!r} cannot translate into {target!r}"},
+                            status=status.HTTP_400_BAD_REQUEST)
         job, _ = job_start(session=session, kind=Job.Kind.TRANSLATE, language=target)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Iterator, Protocol
 
+from ..realtime.protocol import ENGINE_ERROR
+
 SAMPLE_RATE = 16000
 BYTES_PER_SECOND = SAMPLE_RATE * 2  # PCM16LE mono
 
@@ -21,8 +23,7 @@ AUTO_LANGUAGE = "auto"  # StreamConfig.language: let the engine detect it per ph
 
 @dataclass(frozen=True)
 class StreamConfig:
-    language: str  # BCP-47 as the client sent it, e.g. "ko-KR"
-    sample_rate: int = SAMPLE_RATE
+    language: str  # BCP-47 as the client sent it, e.g. "ko-KR" (audio is always 16 kHz mono PCM16)
     interim_results: bool = True
 
 
@@ -51,11 +52,11 @@ class Result:
 class EngineError(Exception):
     """The engine failed; the message is safe to show to the client.
 
-    `code` is the protocol's error code: engine_error (default), engine_unavailable (the service
-    cannot be reached or has no credentials), engine_rejected (the service refused the request).
+    `code` is the protocol's error code: ENGINE_ERROR (default), ENGINE_UNAVAILABLE (the service
+    cannot be reached or has no credentials), ENGINE_REJECTED (the service refused the request).
     """
 
-    def __init__(self, message: str, code: str = "engine_error") -> None:
+    def __init__(self, message: str, code: str = ENGINE_ERROR) -> None:
         super().__init__(message)
         self.code = code
 

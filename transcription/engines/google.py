@@ -17,7 +17,7 @@ from typing import Iterator
 
 from django.conf import settings
 
-from .. import protocol
+from ..realtime import protocol
 from .base import AUTO_LANGUAGE, BYTES_PER_SECOND, FINALIZE, Control, EngineError, Result, StreamConfig, Word
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import Iterator
 
 from django.conf import settings
 
-from .. import protocol
+from ..realtime import protocol
 from ..backends import openai_client
 from .base import AUTO_LANGUAGE, BYTES_PER_SECOND, FINALIZE, Control, EngineError, Result, StreamConfig
 from .resample import Resampler16to24

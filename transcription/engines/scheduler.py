@@ -1,48 +1,52 @@
-"""Every Whisper decode in the process goes through one of two lanes.
-
-The live lane (DecodeScheduler) serves recognition: finals first, interims only if affordable.
+"""One queue for every Whisper decode in the process: finals first, background work in the pauses.
 
 A decode costs the same whatever the clip length, so the number of decodes is the cost. Sessions'
 threads submit decodes here and STT_DECODE_WORKERS threads run them:
 - finals run in arrival order, always first;
-- each session has at most one interim waiting; a newer request replaces it;
-- an interim that could not start within INTERIM_MAX_WAIT is dropped (its session goes on at once,
-  and asks again later), so under load interims thin out and finals keep their pace.
+- background work (translations, second passes, uploads) starts only while no session is in the
+  middle of a phrase: a final cannot fall due for at least the endpoint silence after speech starts,
+  which outlasts one decode, so a final does not wait behind it. Work kept waiting for
+  BACKGROUND_MAX_WAIT by continuous speech runs anyway (it is never starved);
+- interims last: each session has at most one waiting, a newer request replaces it, and one that
+  could not start within INTERIM_MAX_WAIT is dropped (its session goes on at once and asks again
+  later), so under load interims thin out and finals keep their pace.
 
-The background lane (BackgroundLane) serves work nobody waits for live: translations, second passes,
-uploads. It has its own thread, at the lowest OS priority, and its own copy of each model (whose
-compute threads inherit that priority), so it takes only the CPU live decodes leave and a final
-never waits behind it. Measured here: a final's decode took 0.62 s alone, 0.70 s beside a busy
-background lane at nice 19, 1.05 s beside one at normal priority.
+Why not a second worker for background work: measured here (bench/translation.py, kspon_long at
+real time), a niced second model copy decoding beside the live one raised final delay p95 by 25-40 %
+and RSS by 400 MB; decoding in the pauses keeps p95 within noise and costs no memory.
 """
 from __future__ import annotations
 
 import collections
+import heapq
 import itertools
-import logging
-import os
-import queue
-import sys
 import threading
 import time
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
 from django.conf import settings
 
-logger = logging.getLogger(__name__)
 T = TypeVar("T")
 INTERIM_MAX_WAIT = 0.3  # seconds an interim may wait for a worker
+BACKGROUND_MAX_WAIT = 10.0  # seconds background work waits for a pause in everyone's speech, at most
+LIVE_TRANSLATION = 0  # background priorities: a live session's translations first,
+AFTER_THE_FACT = 1  # then work on finished sessions and uploads
 
 
 class _Job:
-    __slots__ = ("fn", "final", "key", "submitted", "done", "result", "error", "dropped")
+    __slots__ = ("fn", "key", "done", "result", "error", "queued_at")
 
-    def __init__(self, fn: Callable, final: bool, key: object) -> None:
-        self.fn, self.final, self.key = fn, final, key
-        self.submitted = time.monotonic()
+    def __init__(self, fn: Callable, key: object = None) -> None:
+        self.fn, self.key = fn, key
         self.done = threading.Event()
         self.result = self.error = None
-        self.dropped = False
+        self.queued_at = time.monotonic()
+
+    def wait(self):
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 class DecodeScheduler:
@@ -50,6 +54,9 @@ class DecodeScheduler:
         self.cond = threading.Condition()
         self.finals: collections.deque[_Job] = collections.deque()
         self.interims: dict[object, _Job] = {}  # one per session, oldest first (dict order)
+        self.background: list[tuple[int, int, _Job]] = []  # a heap: priority, then arrival
+        self.order = itertools.count()
+        self.in_phrase: set[object] = set()  # sessions whose phrase is in progress: a final will follow
         self.stats = collections.Counter()
         self.threads = [threading.Thread(target=self._work, name=f"stt-decode-{i}", daemon=True) for i in range(workers)]
         for thread in self.threads:
@@ -60,7 +67,7 @@ class DecodeScheduler:
 
         final: a final transcript (first, never dropped); otherwise an interim (droppable).
         """
-        job = _Job(fn, final, key)
+        job = _Job(fn, key)
         with self.cond:
             if final:
                 self.finals.append(job)
@@ -70,89 +77,65 @@ class DecodeScheduler:
                     self._drop(previous)
                 self.interims[key] = job
             self.cond.notify()
-        if final:
-            job.done.wait()
-        elif not job.done.wait(INTERIM_MAX_WAIT):
+        if not final and not job.done.wait(INTERIM_MAX_WAIT):
             with self.cond:
                 if self.interims.get(key) is job:  # not started yet: give up on it
                     del self.interims[key]
                     self._drop(job)
-            job.done.wait()
-        if job.error is not None:
-            raise job.error
-        return job.result
+        return job.wait()
+
+    def run_background(self, fn: Callable[[], T], *, priority: int = AFTER_THE_FACT) -> T:
+        """Run `fn` in a pause of everyone's speech (see above); block until it is done."""
+        job = _Job(fn)
+        with self.cond:
+            heapq.heappush(self.background, (priority, next(self.order), job))
+            self.cond.notify()
+        return job.wait()
+
+    def phrase(self, key: object, in_progress: bool) -> None:
+        """A session says its phrase began (a final will follow) or ended."""
+        with self.cond:
+            if in_progress:
+                self.in_phrase.add(key)
+            else:
+                self.in_phrase.discard(key)
+                self.cond.notify()
 
     def _drop(self, job: _Job) -> None:
-        job.dropped = True
         self.stats["interims_dropped"] += 1
         job.done.set()
+
+    def _background_may_start(self) -> bool:
+        if not self.background:
+            return False
+        oldest = min(job.queued_at for _, _, job in self.background)
+        return not self.in_phrase or time.monotonic() - oldest >= BACKGROUND_MAX_WAIT
+
+    def _next(self) -> tuple[str, _Job]:
+        """The next job to run (caller holds cond); waits for one."""
+        while True:
+            if self.finals:
+                return "finals", self.finals.popleft()
+            if self._background_may_start():
+                return "background", heapq.heappop(self.background)[2]
+            if self.interims:
+                key = next(iter(self.interims))
+                return "interims", self.interims.pop(key)
+            self.cond.wait(timeout=1.0 if self.background else None)  # (re-check the background's wait)
 
     def _work(self) -> None:
         while True:
             with self.cond:
-                while not self.finals and not self.interims:
-                    self.cond.wait()
-                if self.finals:
-                    job = self.finals.popleft()
-                else:
-                    key = next(iter(self.interims))
-                    job = self.interims.pop(key)
+                kind, job = self._next()
             try:
                 job.result = job.fn()
-            except BaseException as exc:  # handed to the session's thread, raised there
+            except BaseException as exc:  # handed to the submitting thread, raised there
                 job.error = exc
-            self.stats["finals" if job.final else "interims"] += 1
-            job.done.set()
-
-
-
-LIVE_TRANSLATION = 0  # background priorities: a live session's translations first,
-AFTER_THE_FACT = 1  # then work on finished sessions and uploads
-
-
-class BackgroundLane:
-    """One thread at the lowest OS priority running decodes on its own copies of the models."""
-
-    def __init__(self, nice: int) -> None:
-        self.nice = nice
-        self.jobs: queue.PriorityQueue = queue.PriorityQueue()
-        self.order = itertools.count()  # FIFO within a priority
-        self.models: dict[str, Any] = {}
-        self.thread = threading.Thread(target=self._work, name="stt-background", daemon=True)
-        self.thread.start()
-
-    def run(self, fn: Callable[[Any], T], *, model: str, load: Callable[[], Any], priority: int = AFTER_THE_FACT) -> T:
-        """`fn(model_object)` on the background thread (the model loaded there once by `load()`),
-        blocking the caller until it is done; its exception is raised here."""
-        job = _Job(lambda: fn(self._model(model, load)), True, model)
-        self.jobs.put((priority, next(self.order), job))
-        job.done.wait()
-        if job.error is not None:
-            raise job.error
-        return job.result
-
-    def _model(self, name: str, load: Callable[[], Any]) -> Any:
-        if name not in self.models:  # loaded in this thread: its compute threads inherit the priority
-            self.models[name] = load()
-        return self.models[name]
-
-    def _work(self) -> None:
-        if self.nice and sys.platform == "linux":  # per-thread priority is a Linux feature
-            try:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
-            except OSError as exc:
-                logger.warning("background decodes run at normal priority: %s", exc)
-        while True:
-            _, _, job = self.jobs.get()
-            try:
-                job.result = job.fn()
-            except BaseException as exc:  # handed to the caller, raised there
-                job.error = exc
+            self.stats[kind] += 1
             job.done.set()
 
 
 _scheduler: DecodeScheduler | None = None
-_background: BackgroundLane | None = None
 _lock = threading.Lock()
 
 
@@ -162,11 +145,3 @@ def get_scheduler() -> DecodeScheduler:
         if _scheduler is None:
             _scheduler = DecodeScheduler(settings.STT_DECODE_WORKERS)
         return _scheduler
-
-
-def get_background() -> BackgroundLane:
-    global _background
-    with _lock:
-        if _background is None:
-            _background = BackgroundLane(settings.STT_BACKGROUND_NICE)
-        return _background

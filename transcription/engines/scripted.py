@@ -15,7 +15,7 @@ import time
 from typing import Iterator
 
 import numpy as np
-from django.conf import settings
+from ..backends import test_setting
 
 from .base import BYTES_PER_SECOND, FINALIZE, EngineError, Result, StreamConfig, Word
 
@@ -58,7 +58,7 @@ class ScriptedRecognizer:
                 audio=phrase_audio,
             )
 
-        delay = getattr(settings, "STT_SCRIPTED_CHUNK_DELAY", 0.0)
+        delay = test_setting("STT_SCRIPTED_CHUNK_DELAY", 0.0)
         for chunk in chunks:
             if chunk is FINALIZE:
                 if speech_units:
@@ -76,7 +76,7 @@ class ScriptedRecognizer:
                 if np.all(unit == CRASH_SAMPLE):
                     raise RuntimeError("scripted engine bug")
                 if np.all(unit == HANG_SAMPLE):
-                    time.sleep(getattr(settings, "STT_SCRIPTED_HANG_SECONDS", 3600.0))
+                    time.sleep(test_setting("STT_SCRIPTED_HANG_SECONDS", 3600.0))
                 loud = int(np.abs(unit.astype(np.int32)).max()) > LOUD
                 if loud:
                     if speech_units == 0:

@@ -167,7 +167,11 @@ class WhisperRecognizer:
         from faster_whisper.vad import get_vad_model
 
         model = self.model_for(config.language)
-        yield from PhraseStreamer(model, StreamingVad(get_vad_model()), config).run(chunks)
+        streamer = PhraseStreamer(model, StreamingVad(get_vad_model()), config)
+        try:
+            yield from streamer.run(chunks)
+        finally:  # however it ends, this session no longer holds background work back
+            get_scheduler().phrase(streamer, False)
 
 
 class StreamingVad:
@@ -267,6 +271,7 @@ class PhraseStreamer:
             if not self.in_speech:
                 if prob >= SPEECH_ON:
                     self.in_speech = True
+                    get_scheduler().phrase(self, True)  # a final will follow: background work waits
                     self.phrase_start = max(self.offset, self.prev_end, window_start - PREROLL_SAMPLES)
                     self.speech_samples = VAD_WINDOW
                     self.last_speech_end = self.vad_pos
@@ -300,6 +305,7 @@ class PhraseStreamer:
         final = self.finish_phrase(cut)
         # The speech after the cut continues as the next phrase.
         self.in_speech = True
+        get_scheduler().phrase(self, True)
         self.phrase_start = cut
         self.probs = rest or [1.0]
         self.speech_samples = sum(VAD_WINDOW for p in rest if p >= SPEECH_ON)
@@ -312,6 +318,7 @@ class PhraseStreamer:
         enough = self.speech_samples >= MIN_BURST_SAMPLES
         speech_share = self.speech_samples / max(1, end - start)
         self.in_speech = False
+        get_scheduler().phrase(self, False)
         self.probs = []
         self.speech_samples = 0
         self.silence_windows = 0

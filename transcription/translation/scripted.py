@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Iterator, Sequence
 
-from django.conf import settings
+from ..backends import test_setting
 
 from .base import TranslationError
 
@@ -29,7 +29,7 @@ class ScriptedTranslator:
         self.attempts[key] = self.attempts.get(key, 0) + 1
         if target == "zz-fail" or (target == "zz-flaky" and self.attempts[key] == 1):
             raise TranslationError("scripted translation failure")
-        delay = getattr(settings, "STT_SCRIPTED_TRANSLATION_DELAY", 0.0)
+        delay = test_setting("STT_SCRIPTED_TRANSLATION_DELAY", 0.0)
         yield f"{target}:"
         for word in text.upper().split():
             if delay:

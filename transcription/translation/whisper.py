@@ -9,8 +9,8 @@ import numpy as np
 
 from ..engines import get_engine
 from ..engines.guards import cut_repetitions
-from ..engines.scheduler import LIVE_TRANSLATION, get_background
-from ..engines.whisper import COMPRESSION_RATIO_MAX, WhisperRecognizer, load_model, whisper_language
+from ..engines.scheduler import LIVE_TRANSLATION, get_scheduler
+from ..engines.whisper import COMPRESSION_RATIO_MAX, WhisperRecognizer, whisper_language
 from .base import TranslationError
 
 logger = logging.getLogger(__name__)
@@ -35,11 +35,10 @@ class WhisperTranslator:
         if whisper_language(source) == "en":
             yield text  # already English
             return
-        name = self._recognizer().model_name_for(source)
+        model = self._recognizer().model_for(source)
         pcm = np.frombuffer(audio, dtype="<i2").astype(np.float32) / 32768.0
-        # On the background lane: a translation never holds up a final's decode.
-        yield get_background().run(lambda model: self._decode(model, pcm, source), model=name,
-                                   load=lambda: load_model(name), priority=LIVE_TRANSLATION)
+        # Background work: it runs in a pause of the speech, so a final never waits behind it.
+        yield get_scheduler().run_background(lambda: self._decode(model, pcm, source), priority=LIVE_TRANSLATION)
 
     def _decode(self, model, pcm: np.ndarray, source: str) -> str:
         try:

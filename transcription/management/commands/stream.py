@@ -10,14 +10,15 @@ one updating line (on a terminal), finals one per line. The exit status is non-z
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
-import time
 
+import websockets
 from django.core.management.base import BaseCommand, CommandError
 
-FRAME_MS = 100
+from transcription.client import Closed, Refused, TranscribeClient
+from transcription.realtime import protocol
+
 SAMPLE_RATE = 16000
 
 
@@ -55,97 +56,77 @@ class Command(BaseCommand):
         if options["speed"] <= 0:
             raise CommandError("--speed must be positive")
         audio = load_pcm16(options["file"])
-        client = StreamClient(
-            url=options["url"], token=options["token"], lang=options["lang"], translate_to=options["translate_to"],
-            speed=1.0 if options["realtime"] else options["speed"], timeout=options["timeout"],
-            out=self.stdout, err=self.stderr,
-        )
-        failure = asyncio.run(client.run(audio))
+        failure = asyncio.run(stream(
+            audio, url=options["url"], token=options["token"], lang=options["lang"],
+            translate_to=options["translate_to"], speed=1.0 if options["realtime"] else options["speed"],
+            timeout=options["timeout"], printer=Printer(self.stdout, self.stderr)))
         if failure:
             raise CommandError(failure)
 
 
-class StreamClient:
-    def __init__(self, *, url, token, lang, translate_to, speed, timeout, out, err) -> None:
-        self.url, self.token, self.lang, self.translate_to = url, token, lang, translate_to
-        self.speed, self.timeout = speed, timeout
+class Printer:
+    """Shows the events of a session as they come: interims on one updating line, finals one per line."""
+
+    def __init__(self, out, err) -> None:
         self.out, self.err = out, err
         self.tty = sys.stdout.isatty()
         self.interim_shown = False
         self.failure: str | None = None
         self.finals = 0
 
-    async def run(self, audio: bytes) -> str | None:
-        import websockets
-
-        try:
-            async with websockets.connect(self.url, additional_headers={"Authorization": f"Bearer {self.token}"},
-                                          max_size=2**22) as ws:
-                start = {"type": "start", "lang": self.lang}
-                if self.translate_to:
-                    start["translate_to"] = self.translate_to
-                await ws.send(json.dumps(start))
-                started = json.loads(await asyncio.wait_for(ws.recv(), 30))
-                if started.get("event") != "started":
-                    return f"the server refused to start: {started.get('message')} ({started.get('code')})"
-                self.err.write(f"session {started['session']} · {started['engine']} · {started['lang']}")
-                receiver = asyncio.create_task(self.receive(ws))
-                sender = asyncio.create_task(self.send_audio(ws, audio))
-                done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
-                if sender in done and not receiver.done():
-                    sender.result()
-                    await ws.send(json.dumps({"type": "end"}))
-                    try:
-                        await asyncio.wait_for(receiver, self.timeout)
-                    except asyncio.TimeoutError:
-                        self.failure = f"no 'ended' within {self.timeout:.0f} s after the audio was sent"
-                sender.cancel()
-                if receiver.done():
-                    receiver.result()  # a connection error in it is raised here
-        except websockets.exceptions.ConnectionClosed as exc:
-            code = exc.rcvd.code if exc.rcvd else None
-            if code == 4401:
-                return "not authenticated: the token is wrong, revoked or expired"
-            return self.failure or f"the connection closed (code {code})"
-        except (OSError, websockets.exceptions.InvalidHandshake) as exc:
-            return f"cannot connect to {self.url}: {exc}"
-        self.clear_interim()
-        self.err.write(f"{self.finals} final(s)")
-        return self.failure
-
-    async def send_audio(self, ws, audio: bytes) -> None:
-        frame = SAMPLE_RATE * 2 * FRAME_MS // 1000
-        began = time.monotonic()
-        for i, offset in enumerate(range(0, len(audio), frame)):
-            await ws.send(audio[offset:offset + frame])
-            due = began + (i + 1) * FRAME_MS / 1000 / self.speed
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-
-    async def receive(self, ws) -> None:
-        async for raw in ws:
-            event = json.loads(raw)
-            kind = event.get("type")
-            if kind == "interim" and self.tty:
-                self.out.write(f"\r\x1b[K… {event['text']}", ending="")
-                self.out.flush()
-                self.interim_shown = True
-            elif kind == "final":
-                self.clear_interim()
-                self.finals += 1
-                ms = event["start_ms"]
-                self.out.write(f"[{ms // 60000}:{ms // 1000 % 60:02d}] {event['text']}")
-            elif kind == "translation" and event.get("done"):
-                self.clear_interim()
-                self.out.write(f"        → ({event['lang']}) {event['text']}")
-            elif kind == "error":
-                self.clear_interim()
-                self.err.write(f"error: {event['message']} ({event['code']})")
-                if event["code"] != "translation_failed":
-                    self.failure = self.failure or f"{event['message']} ({event['code']})"
-            elif kind == "system" and event.get("event") == "ended":
-                return
+    def __call__(self, event: dict) -> None:
+        kind = event.get("type")
+        if kind == protocol.INTERIM and self.tty:
+            self.out.write(f"\r\x1b[K… {event['text']}", ending="")
+            self.out.flush()
+            self.interim_shown = True
+        elif kind == protocol.FINAL:
+            self.clear_interim()
+            self.finals += 1
+            ms = event["start_ms"]
+            self.out.write(f"[{ms // 60000}:{ms // 1000 % 60:02d}] {event['text']}")
+        elif kind == protocol.TRANSLATION and event.get("done"):
+            self.clear_interim()
+            self.out.write(f"        → ({event['lang']}) {event['text']}")
+        elif kind == protocol.ERROR:
+            self.clear_interim()
+            self.err.write(f"error: {event['message']} ({event['code']})")
+            if event["code"] != protocol.TRANSLATION_FAILED:
+                self.failure = self.failure or f"{event['message']} ({event['code']})"
 
     def clear_interim(self) -> None:
         if self.interim_shown:
             self.out.write("\r\x1b[K", ending="")
             self.interim_shown = False
+
+
+async def stream(audio: bytes, *, url: str, token: str, lang: str, translate_to: str | None, speed: float,
+                 timeout: float, printer: Printer) -> str | None:
+    """Stream the audio; None on success, else why it failed."""
+    try:
+        async with TranscribeClient(url, token=token, on_event=printer) as client:
+            try:
+                started = await client.start(lang, translate_to=translate_to)
+            except Refused as refused:
+                return f"the server refused to start: {refused}"
+            printer.err.write(f"session {started['session']} · {started['engine']} · {started['lang']}")
+            sender = asyncio.create_task(client.send_audio(audio, speed=speed))
+            ended = asyncio.create_task(client.wait_for(protocol.is_session_over, timeout=None))
+            await asyncio.wait({sender, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if not ended.done():
+                sender.result()  # (a send error is raised here)
+                try:
+                    await client.end(timeout)
+                except asyncio.TimeoutError:
+                    printer.failure = f"no 'ended' within {timeout:.0f} s after the audio was sent"
+            sender.cancel()
+            ended.cancel()
+    except Closed as closed:
+        if closed.code == protocol.CLOSE_UNAUTHENTICATED:
+            return "not authenticated: the token is wrong, revoked or expired"
+        return printer.failure or str(closed)
+    except (OSError, websockets.exceptions.InvalidHandshake) as exc:
+        return f"cannot connect to {url}: {exc}"
+    printer.clear_interim()
+    printer.err.write(f"{printer.finals} final(s)")
+    return printer.failure

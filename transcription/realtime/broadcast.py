@@ -12,10 +12,13 @@ import logging
 
 from channels.layers import get_channel_layer
 
+from . import protocol
+
 logger = logging.getLogger(__name__)
 
 # What a viewer sees; errors, lag and control replies stay with the speaker.
-PUBLISHED = {("interim", None), ("final", None), ("translation", None), ("system", "ended")}
+PUBLISHED = {(protocol.INTERIM, None), (protocol.FINAL, None), (protocol.TRANSLATION, None),
+             (protocol.SYSTEM, protocol.ENDED)}
 QUEUE_EVENTS = 500
 SEND_TIMEOUT = 2.0
 
@@ -34,7 +37,6 @@ class Broadcaster:
         self.layer = get_channel_layer()
         self._queue: asyncio.Queue[dict | None] = asyncio.Queue(maxsize=QUEUE_EVENTS)
         self._task: asyncio.Task | None = None
-        self.dropped = 0
         self._failing = False
 
     def start(self) -> None:
@@ -47,7 +49,7 @@ class Broadcaster:
         try:
             self._queue.put_nowait(dict(event))
         except asyncio.QueueFull:  # viewers see a gap in seq and reload the transcript
-            self.dropped += 1
+            logger.warning("live captions for %s: queue full, an event was not published", self.group)
 
     async def close(self, timeout: float = SEND_TIMEOUT) -> None:
         """Deliver what is queued (the `ended` event included) within `timeout`, then stop."""
@@ -70,7 +72,6 @@ class Broadcaster:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the speaker goes on; viewers recover by snapshot
-                self.dropped += 1
                 if not self._failing:
                     logger.warning("live captions for %s not published: %s", self.group, exc)
                 self._failing = True

@@ -1,13 +1,17 @@
-"""WebSocket protocol v1: client message parsing, server event building, error and close codes.
+"""The wire protocol, in one place: client messages, server events, error codes, close codes and
+the reasons a session ends. It imports nothing of the project, so every layer may use it.
 
-docs/protocol.md is the reference for clients; keep the two in step.
+docs/protocol.md is the reference for clients and static/transcription/protocol.js the browser's
+copy of the codes (tests/test_protocol.py keeps the three in step).
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .engines import Result
+if TYPE_CHECKING:
+    from ..engines import Result
 
 PROTOCOL_VERSION = 2
 MAX_AUDIO_FRAME_BYTES = 64 * 1024
@@ -18,8 +22,24 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403  # live viewer: not the owner and no active share link (or it was revoked)
 CLOSE_REPLACED = 4409  # another connection resumed this connection's session
 CLOSE_TOO_MANY_CONNECTIONS = 4429  # this user already has STT_MAX_CONNECTIONS_PER_USER sockets open
-CLOSE_SHUTTING_DOWN = 1012  # the server is restarting: reconnect (to another server) shortly
-CLOSE_TRY_AGAIN = 1013  # live viewer: the channel layer is unreachable; reconnect later
+# 4012 and 4013 are the application-range twins of the standard 1012 (service restart) and 1013
+# (try again later): daphne's WebSocket library sends only 1000 or 3000-4999 (it failed with 1011).
+CLOSE_SHUTTING_DOWN = 4012  # the server is restarting: reconnect (to another server) shortly
+CLOSE_TRY_AGAIN = 4013  # live viewer: the channel layer is unreachable or failed; reconnect later
+CLOSE_NORMAL = 1000
+
+# Why a session ended: `ended.reason`.
+REASON_END = "end"  # the client sent `end`
+REASON_RESTART = "restart"  # the client sent a new `start` (or resumed another session) on this socket
+REASON_IDLE = "idle"  # neither audio nor keepalive for STT_IDLE_SECONDS
+REASON_MAX_LENGTH = "max_length"  # STT_MAX_SESSION_SECONDS of audio; the page starts the next session
+REASON_ERROR = "error"  # the engine failed (an error event came first)
+REASON_DISCONNECT = "disconnect"  # the socket dropped and nobody resumed in time (the client never hears it)
+REASON_SHUTDOWN = "shutdown"  # the server is stopping (SIGTERM); reconnect to go on in a new session
+
+# Server event types ("type"), and the system events ("event" of type "system").
+SYSTEM, INTERIM, FINAL, TRANSLATION, ERROR, SNAPSHOT = "system", "interim", "final", "translation", "error", "snapshot"
+STARTED, ENDED, RESUMED, LAG = "started", "ended", "resumed", "lag"
 
 # Error codes sent in {"type":"error","code":...}; the connection stays usable after each.
 BAD_JSON = "bad_json"  # text frame is not a JSON object
@@ -130,8 +150,8 @@ def check_audio(data: bytes) -> None:
 
 def event_started(*, session_id, language: str, engine: str, translate_to: str | None = None) -> dict:
     return {
-        "type": "system",
-        "event": "started",
+        "type": SYSTEM,
+        "event": STARTED,
         "session": str(session_id),
         "version": PROTOCOL_VERSION,
         "lang": language,
@@ -141,28 +161,28 @@ def event_started(*, session_id, language: str, engine: str, translate_to: str |
     }
 
 
-def event_ended(*, session_id, reason: str = "end") -> dict:
-    return {"type": "system", "event": "ended", "session": str(session_id), "reason": reason, "message": "Session ended"}
+def event_ended(*, session_id, reason: str = REASON_END) -> dict:
+    return {"type": SYSTEM, "event": ENDED, "session": str(session_id), "reason": reason, "message": "Session ended"}
 
 
 def event_resumed(*, session_id, last_seq: int) -> dict:
-    return {"type": "system", "event": "resumed", "session": str(session_id), "last_seq": last_seq,
+    return {"type": SYSTEM, "event": RESUMED, "session": str(session_id), "last_seq": last_seq,
             "message": "Session resumed"}
 
 
 def event_lag(seconds: float) -> dict:
-    return {"type": "system", "event": "lag", "seconds": round(seconds, 1)}
+    return {"type": SYSTEM, "event": LAG, "seconds": round(seconds, 1)}
 
 
 def event_interim(result: Result, *, phrase: int, revision: int) -> dict:
-    event = {"type": "interim", "text": result.text, "phrase": phrase, "revision": revision}
+    event = {"type": INTERIM, "text": result.text, "phrase": phrase, "revision": revision}
     if result.stability is not None:
         event["stability"] = round(result.stability, 2)
     return event
 
 
 def event_translation(*, segment_id: int, language: str, text: str, done: bool) -> dict:
-    return {"type": "translation", "segment": segment_id, "lang": language, "text": text, "done": done}
+    return {"type": TRANSLATION, "segment": segment_id, "lang": language, "text": text, "done": done}
 
 
 def event_translation_done(translation) -> dict:
@@ -181,7 +201,7 @@ def event_translation_failed(*, segment_id: int, message: str) -> dict:
 def event_final_from_segment(segment) -> dict:
     """A final as sent, rebuilt from its stored row (also used to replay it on resume)."""
     event = {
-        "type": "final",
+        "type": FINAL,
         "text": segment.text,
         "segment": segment.pk,
         "phrase": segment.index,
@@ -198,4 +218,25 @@ def event_final_from_segment(segment) -> dict:
 
 
 def event_error(code: str, message: str) -> dict:
-    return {"type": "error", "code": code, "message": message}
+    return {"type": ERROR, "code": code, "message": message}
+
+
+def event_snapshot(session, segments) -> dict:
+    """What a viewer who joins late sees first: the session's stored finals and translations."""
+    finals = [event_final_from_segment(s) for s in segments]
+    translations = [event_translation_done(t) for s in segments for t in s.translations.all()]
+    return {
+        "type": SNAPSHOT,
+        "session": str(session.pk),
+        "title": session.title,
+        "lang": session.language,
+        "translate_to": session.translate_to or None,
+        "status": session.status,
+        "finals": finals,
+        "translations": translations,
+        "seq": max((e["seq"] or 0 for e in finals + translations), default=0),
+    }
+
+
+def is_session_over(event: dict) -> bool:
+    return event.get("type") == SYSTEM and event.get("event") == ENDED

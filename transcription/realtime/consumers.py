@@ -1,4 +1,7 @@
-"""WebSocket protocol only: validate frames, dispatch to the connection's LiveSession, send events."""
+"""WebSocket protocol only: validate frames, dispatch to the connection's LiveSession, send events.
+
+The rules for opening a session are in admission.py, the session itself in session.py.
+"""
 from __future__ import annotations
 
 import json
@@ -8,15 +11,14 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import protocol, selectors, services, shutdown
-from .auth import token_is_valid
+from .. import selectors
+from ..models import TranscriptionSession
+from . import admission, protocol, shutdown
 from .broadcast import live_group
-from .engines import StreamConfig, get_engine
-from .limits import AudioRateLimit, ConnectionCounter
-from .live import LiveSession
-from .translation import get_translator
-from .models import TranscriptionSession
+from .limits import AudioRateLimit, connections
 from .protocol import ProtocolError
+from .registry import sessions
+from .session import LiveSession
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,6 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "speaker-sockets-use-no-channel-layer"
     live: LiveSession | None = None
     user = None
-    connections = ConnectionCounter()  # open sockets per user, this process
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -38,7 +39,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         if shutdown.draining():
             await self.close(code=protocol.CLOSE_SHUTTING_DOWN)
             return
-        if not self.connections.acquire(user.pk, settings.STT_MAX_CONNECTIONS_PER_USER):
+        if not connections.acquire(user.pk, settings.STT_MAX_CONNECTIONS_PER_USER):
             await self.close(code=protocol.CLOSE_TOO_MANY_CONNECTIONS)
             return
         self.user = user
@@ -46,7 +47,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         if self.user is not None:
-            self.connections.release(self.user.pk)
+            connections.release(self.user.pk)
             self.user = None
         live, self.live = self.live, None
         if live is None or live.sink is not self:
@@ -54,7 +55,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         if settings.STT_RESUME_SECONDS > 0:
             live.detach(self)  # it keeps recognising; a resume within the window picks it up
         else:  # the phrase in progress is finalised and stored if the engine can in time
-            await live.end(reason="disconnect", timeout=settings.STT_CLOSE_TIMEOUT, notify=False)
+            await live.end(reason=protocol.REASON_DISCONNECT, timeout=settings.STT_CLOSE_TIMEOUT, notify=False)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.user is None:
@@ -74,51 +75,22 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
             await handler(message)
         except ProtocolError as exc:
             await self.send_event(protocol.event_error(exc.code, exc.message))
+            if exc.code == protocol.UNAUTHENTICATED:
+                await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
 
     # ---- client messages ----
 
     async def on_start(self, message: protocol.Start) -> None:
-        digest = self.scope.get("auth_token")
-        if digest and not await token_is_valid(digest):  # revoked since this socket opened
-            await self.send_event(protocol.event_error(protocol.UNAUTHENTICATED, "this API token was revoked or has expired"))
-            await self.close(code=protocol.CLOSE_UNAUTHENTICATED)
-            return
-        engine = get_engine()
-        if not engine.supports_language(message.lang):
-            raise ProtocolError(protocol.UNSUPPORTED_LANGUAGE, f"engine {engine.name!r} cannot recognise {message.lang!r}")
-        translator = None
-        if message.translate_to:
-            translator = get_translator()
-            if not translator.supports(source=message.lang, target=message.translate_to):
-                raise ProtocolError(
-                    protocol.TRANSLATION_UNSUPPORTED,
-                    f"translator {translator.name!r} cannot translate {message.lang!r} into {message.translate_to!r}",
-                )
+        admitted = await admission.check(message=message, token_digest=self.scope.get("auth_token"))
         if self.live is not None:  # a second start ends the first cleanly, its finals stored
-            await self.live.end(reason="restart")
-        if shutdown.draining():
-            raise ProtocolError(protocol.BUSY, "this server is shutting down; connect again to continue elsewhere")
-        limit = settings.STT_MAX_SESSIONS
-        if limit and LiveSession.active_count() >= limit:  # full: refuse, so the client can go elsewhere
-            raise ProtocolError(protocol.BUSY, f"this server is running its maximum of {limit} sessions; try again later")
-        per_user = settings.STT_MAX_SESSIONS_PER_USER
-        if per_user and LiveSession.active_count(owner_id=self.user.pk) >= per_user:
-            raise ProtocolError(protocol.TOO_MANY_SESSIONS, f"you already have {per_user} sessions running")
-        record = await self.db_session_start(
-            language=message.lang, engine=engine.name, translate_to=message.translate_to or ""
-        )
-        self.live = LiveSession(
-            record=record,
-            engine=engine,
-            config=StreamConfig(language=message.lang),
-            translator=translator,
-            translate_to=message.translate_to,
-        )
+            await self.live.end(reason=protocol.REASON_RESTART)
+            self.live = None
+        self.live = await admission.open_session(admitted, user=self.user)
         await self.live.start(self)
 
     async def on_end(self, message: protocol.End) -> None:
         live = self.running()
-        await live.end(reason="end")
+        await live.end(reason=protocol.REASON_END)
         self.live = None
 
     async def on_finalize(self, message: protocol.Finalize) -> None:
@@ -128,11 +100,11 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         self.running().touch()
 
     async def on_resume(self, message: protocol.Resume) -> None:
-        live = LiveSession.get(message.session)
+        live = sessions.get(message.session)
         if live is None or live.owner_id != self.user.pk or live.closing:
             raise ProtocolError(protocol.SESSION_EXPIRED, "that session is over or unknown here; start a new one")
         if self.live is not None and self.live is not live:
-            await self.live.end(reason="restart")
+            await self.live.end(reason=protocol.REASON_RESTART)
         if message.last_seq > live.seq:
             raise ProtocolError(protocol.BAD_REQUEST, "'last_seq' is ahead of the session")
         self.live = live
@@ -166,10 +138,6 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         self.live = None
         await self.close(code=protocol.CLOSE_REPLACED)
 
-    @database_sync_to_async
-    def db_session_start(self, *, language: str, engine: str, translate_to: str) -> TranscriptionSession:
-        return services.session_start(owner=self.user, language=language, engine=engine, translate_to=translate_to)
-
 
 class LiveViewerConsumer(AsyncWebsocketConsumer):
     """Read-only live captions of one session, for its owner or a holder of an active share link.
@@ -184,11 +152,11 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
 
     async def __call__(self, scope, receive, send):
         """A viewer never stays connected after its receive loop died (e.g. the channel layer failed):
-        the socket is closed with 1013, so the page reconnects and gets a fresh snapshot."""
+        the socket is closed with 4013, so the page reconnects and gets a fresh snapshot."""
         try:
             await super().__call__(scope, receive, send)
         except Exception as exc:
-            logger.warning("live viewer of %s closed (1013): its receive loop failed: %r",
+            logger.warning("live viewer of %s closed (4013): its receive loop failed: %r",
                            scope.get("url_route", {}).get("kwargs", {}).get("session_id"), exc)
             try:
                 await send({"type": "websocket.close", "code": protocol.CLOSE_TRY_AGAIN})
@@ -212,7 +180,8 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
             await self.close(code=protocol.CLOSE_TRY_AGAIN)
             return
         # Joined before the snapshot is read: nothing falls between; events it already holds are skipped.
-        snapshot = await database_sync_to_async(selectors.live_snapshot)(session_id=self.session_id)
+        session, segments = await database_sync_to_async(selectors.transcript_of_session)(session_id=self.session_id)
+        snapshot = protocol.event_snapshot(session, segments)
         self.snapshot_seq = snapshot["seq"]
         await self.send_event(snapshot)
         if snapshot["status"] != TranscriptionSession.Status.ACTIVE:
@@ -236,7 +205,7 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
         if event.get("seq", 0) <= self.snapshot_seq:
             return  # already in the snapshot
         await self.send_event(event)
-        if event.get("event") == "ended":
+        if protocol.is_session_over(event):
             await self.close()
 
     async def live_revoked(self, message: dict) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import collections
 import time
 
-from .engines.base import BYTES_PER_SECOND
+from ..engines.base import BYTES_PER_SECOND
 
 
 class AudioRateLimit:
@@ -50,3 +50,6 @@ class ConnectionCounter:
         self.open[user_id] -= 1
         if self.open[user_id] <= 0:
             del self.open[user_id]
+
+
+connections = ConnectionCounter()  # this process's transcription sockets, per user

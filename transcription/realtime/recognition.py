@@ -1,8 +1,8 @@
-"""StreamingSession: a bounded audio queue, one recognition thread, and a bridge back to the loop.
+"""One session's recognition: a bounded audio queue, and the engine's stream in its own thread.
 
-The thread runs `engine.stream(audio, config)`. Each result is handed to the event loop of the
-connection that owns the session (`loop.call_soon_threadsafe`, the loop taken when the session was
-made, never a module global), where one pump task handles results strictly in order.
+The engine runs `engine.stream(audio, config)` in a thread of its own (a ThreadStream); one pump task
+on the event loop handles its results strictly in order, shedding an interim when a newer result
+already waits. The session's kept audio is written in that thread too, never on the loop.
 """
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import asyncio
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Awaitable, Callable, Iterator
 
-from .engines import FINALIZE, Control, EngineError, Recognizer, Result, StreamConfig
-from .engines.base import BYTES_PER_SECOND
-from .recording import WavRecorder, tee_to_recorder
+from ..engines import FINALIZE, Control, EngineError, Recognizer, Result, StreamConfig
+from ..engines.base import BYTES_PER_SECOND
+from ..recording import WavRecorder, tee_to_recorder
+from .bridge import ThreadStream
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +26,8 @@ class AudioQueue:
 
     Iterating yields everything queued so far joined into one chunk, so an engine that fell behind
     catches up in one step instead of one frame at a time. Control markers (FINALIZE) keep their
-    place between the audio before and after them.
+    place between the audio before and after them. Every read and write holds the lock: the loop
+    puts and asks, the recognition thread takes.
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -32,19 +35,16 @@ class AudioQueue:
         self._chunks: list[bytes | Control] = []
         self._size = 0
         self._closed = False
-        self._cancelled = False
         self._cond = threading.Condition()
-        self.last_taken = time.monotonic()  # when the engine last took audio (or audio began waiting)
+        self._last_taken = time.monotonic()  # when the engine last took audio (or audio began waiting)
 
     def put(self, data: bytes) -> bool:
-        """False when the backlog is full (the audio is refused, not silently dropped)."""
+        """False when the backlog is full or the queue closed (the audio is refused, never dropped)."""
         with self._cond:
-            if self._closed:
-                return False
-            if self._size + len(data) > self.max_bytes:
+            if self._closed or self._size + len(data) > self.max_bytes:
                 return False
             if not self._chunks:
-                self.last_taken = time.monotonic()
+                self._last_taken = time.monotonic()
             self._chunks.append(data)
             self._size += len(data)
             self._cond.notify()
@@ -65,22 +65,25 @@ class AudioQueue:
     def cancel(self) -> None:
         """Stop now: queued audio is discarded."""
         with self._cond:
-            self._closed = self._cancelled = True
+            self._closed = True
             self._chunks.clear()
             self._size = 0
             self._cond.notify_all()
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        with self._cond:
+            return self._closed
 
     def stalled(self, seconds: float) -> bool:
         """Audio has been waiting for `seconds` and the engine took none of it: it hangs."""
-        return self._size > 0 and time.monotonic() - self.last_taken > seconds
+        with self._cond:
+            return self._size > 0 and time.monotonic() - self._last_taken > seconds
 
     @property
     def backlog_seconds(self) -> float:
-        return self._size / BYTES_PER_SECOND
+        with self._cond:
+            return self._size / BYTES_PER_SECOND
 
     def __iter__(self) -> Iterator[bytes | Control]:
         while True:
@@ -96,41 +99,32 @@ class AudioQueue:
                     item = b"".join(self._chunks[:cut])  # type: ignore[arg-type]
                     del self._chunks[:cut]
                     self._size -= len(item)
-                self.last_taken = time.monotonic()
+                self._last_taken = time.monotonic()
             yield item
 
 
 ResultHandler = Callable[[Result], Awaitable[None]]
-ErrorHandler = Callable[[Exception], Awaitable[None]]
+ErrorHandler = Callable[[EngineError], Awaitable[None]]
 
 
-class StreamingSession:
-    def __init__(
-        self,
-        *,
-        engine: Recognizer,
-        config: StreamConfig,
-        on_result: ResultHandler,
-        on_error: ErrorHandler,
-        max_backlog_seconds: float,
-        name: str = "stt-session",
-        recorder: WavRecorder | None = None,
-    ) -> None:
+class Recognition:
+    """The audio queue, the engine's thread, and the pump that hands results to the session."""
+
+    def __init__(self, *, engine: Recognizer, config: StreamConfig, on_result: ResultHandler, on_error: ErrorHandler,
+                 max_backlog_seconds: float, name: str, audio_path: Path | None = None) -> None:
         self.engine = engine
         self.config = config
         self.on_result = on_result
         self.on_error = on_error
         self.audio = AudioQueue(int(max_backlog_seconds * BYTES_PER_SECOND))
-        self._loop = asyncio.get_running_loop()
-        self._results: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
-        self._thread = threading.Thread(target=self._recognize, name=name, daemon=True)
-        self._pump_task: asyncio.Task | None = None
+        self.audio_path = audio_path  # where the session's audio is kept (None: not kept)
         self.failed = False
-        self.recorder = recorder
+        self._stream: ThreadStream[Result] = ThreadStream(self._recognize, name=name)
+        self._pump_task: asyncio.Task | None = None
 
     def start(self) -> None:
-        self._pump_task = self._loop.create_task(self._pump())
-        self._thread.start()
+        self._stream.start()
+        self._pump_task = asyncio.get_running_loop().create_task(self._pump())
 
     def feed(self, data: bytes) -> bool:
         return self.audio.put(data)
@@ -151,65 +145,47 @@ class StreamingSession:
             await self.on_error(exc)
 
     # -- recognition thread --
-    def _emit(self, kind: str, payload: object) -> None:
+    def _recognize(self) -> Iterator[Result]:
+        recorder = WavRecorder.open(self.audio_path) if self.audio_path is not None else None
         try:
-            self._loop.call_soon_threadsafe(self._results.put_nowait, (kind, payload))
-        except RuntimeError:  # the loop is closed: the connection is gone for good
-            logger.warning("session result dropped: event loop closed")
-
-    def _recognize(self) -> None:
-        try:
-            for result in self.engine.stream(tee_to_recorder(iter(self.audio), self.recorder), self.config):
-                self._emit("result", result)
-        except EngineError as exc:
+            yield from self.engine.stream(tee_to_recorder(iter(self.audio), recorder), self.config)
+        except EngineError:
             self.audio.cancel()  # at once, so frames still arriving are refused as "ended", not "busy"
-            self._emit("error", exc)
-        except Exception as exc:  # a boundary: the thread must report, never die silently
+            raise
+        except Exception as exc:  # a boundary: the thread reports a bug, never dies silently
             logger.exception("recognition thread failed")
             self.audio.cancel()
-            self._emit("error", EngineError(f"engine failed: {exc.__class__.__name__}"))
-        finally:
-            self._emit("done", None)
+            raise EngineError(f"engine failed: {exc.__class__.__name__}") from exc
 
-    # -- event loop side --
+    # -- event loop --
     async def _pump(self) -> None:
-        while True:
-            kind, payload = await self._results.get()
-            if kind == "done":
-                return
-            if kind == "error":
-                if not self.failed:  # (a hang already reported stays the one error)
-                    self.failed = True
-                    self.audio.cancel()
-                    await self.on_error(payload)  # type: ignore[arg-type]
-                continue
-            result: Result = payload  # type: ignore[assignment]
-            if not result.is_final and not self._results.empty():
-                continue  # a newer result is waiting: this interim is stale, shed it
-            await self.on_result(result)
+        try:
+            async for result in self._stream:
+                if not result.is_final and self._stream.waiting():
+                    continue  # a newer result is waiting: this interim is stale, shed it
+                await self.on_result(result)
+        except EngineError as exc:
+            if not self.failed:  # (a hang already reported stays the one error)
+                self.failed = True
+                self.audio.cancel()
+                await self.on_error(exc)
 
     async def finish(self, timeout: float) -> bool:
         """Let the engine finish the audio it has and its last phrase; True if it did in time."""
         self.audio.close()
         if self.failed:  # a failed (perhaps hung) engine produces nothing more: do not wait on it
             timeout = min(timeout, 0.5)
-        return await self._wait(timeout)
-
-    async def _wait(self, timeout: float) -> bool:
         assert self._pump_task is not None
         try:
             await asyncio.wait_for(asyncio.shield(self._pump_task), timeout)
-            done = True
+            return True
         except asyncio.TimeoutError:
-            logger.warning("session did not finish within %.1f s: cancelling", timeout)
+            logger.warning("recognition did not finish within %.1f s: cancelling", timeout)
             self.audio.cancel()
-            done = False
             try:  # results already produced still get handled (stored) if they come quickly
                 await asyncio.wait_for(asyncio.shield(self._pump_task), 0.5 if self.failed else 2.0)
             except asyncio.TimeoutError:
                 self._pump_task.cancel()
-        if done:
-            self._thread.join(timeout=1.0)  # it emitted "done" as its last act: returns at once
-        if self._thread.is_alive():
-            logger.warning("recognition thread still busy; it exits after its current decode")
-        return done
+            if self._stream.alive:
+                logger.warning("recognition thread still busy; it exits after its current decode")
+            return False

@@ -3,7 +3,7 @@
 daphne runs on Twisted's asyncio reactor, whose SIGTERM handler stops the reactor and cancels every
 connection's application at once. Once the reactor runs, this module takes SIGTERM over: it ends
 every running session first (within STT_SHUTDOWN_SECONDS), then stops the reactor the usual way.
-Meanwhile new sockets are closed with 1012 and new sessions refused with `busy`, so clients go
+Meanwhile new sockets are closed with 4012 and new sessions refused with `busy`, so clients go
 elsewhere. A second SIGTERM (or SIGINT) stops at once.
 """
 from __future__ import annotations
@@ -14,6 +14,10 @@ import signal
 import sys
 
 from django.conf import settings
+
+from . import protocol
+from .limits import connections
+from .registry import sessions
 
 logger = logging.getLogger(__name__)
 _draining = False
@@ -27,30 +31,26 @@ async def drain(timeout: float) -> int:
     """End every running session of this process, then close its sockets; returns how many."""
     global _draining
     _draining = True
-    from .consumers import TranscriptionConsumer
-    from .live import LiveSession
-    from .protocol import CLOSE_SHUTTING_DOWN
-
-    sessions = [s for s in list(LiveSession._registry.values()) if not s.closing]
-    logger.info("shutting down: ending %d session(s) within %.0f s", len(sessions), timeout)
-    sinks = [s.sink for s in sessions if s.sink is not None]
-    results = await asyncio.gather(*(s.end(reason="shutdown", timeout=timeout) for s in sessions),
+    running = sessions.running()
+    logger.info("shutting down: ending %d session(s) within %.0f s", len(running), timeout)
+    sinks = [s.sink for s in running if s.sink is not None]
+    results = await asyncio.gather(*(s.end(reason=protocol.REASON_SHUTDOWN, timeout=timeout) for s in running),
                                    return_exceptions=True)
     for result in results:
         if isinstance(result, Exception):
             logger.error("a session did not end cleanly at shutdown: %r", result)
     for sink in sinks:
         try:
-            await sink.close(code=CLOSE_SHUTTING_DOWN)
+            await sink.close(code=protocol.CLOSE_SHUTTING_DOWN)
         except Exception:
             pass  # already gone
     # Let the sockets' handlers finish before the reactor stops: tasks cut off mid-way at exit can
     # crash the interpreter's final garbage collection (seen on CPython 3.11).
     for _ in range(30):  # (a server-side close takes up to ~1 s: Autobahn waits for the client's TCP close)
-        if not TranscriptionConsumer.connections.open:
+        if not connections.open:
             break
         await asyncio.sleep(0.05)
-    return len(sessions)
+    return len(running)
 
 
 def install() -> None:

@@ -1,0 +1,36 @@
+"""The sessions running in this process: what the consumers, admission and shutdown look up.
+
+A session lives in the process that runs it (its audio queue, engine state and thread): a `resume`
+must reach the same process (sticky routing, docs/operations.md).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .session import LiveSession
+
+
+class SessionRegistry:
+    def __init__(self) -> None:
+        self._sessions: dict[str, LiveSession] = {}
+
+    def add(self, session: LiveSession) -> None:
+        self._sessions[session.id] = session
+
+    def remove(self, session: LiveSession) -> None:
+        if self._sessions.get(session.id) is session:
+            del self._sessions[session.id]
+
+    def get(self, session_id: str) -> LiveSession | None:
+        return self._sessions.get(session_id)
+
+    def running(self) -> list[LiveSession]:
+        """Sessions not yet closing."""
+        return [s for s in self._sessions.values() if not s.closing]
+
+    def count(self, *, owner_id: int | None = None) -> int:
+        return sum(1 for s in self.running() if owner_id is None or s.owner_id == owner_id)
+
+
+sessions = SessionRegistry()

@@ -1,0 +1,216 @@
+"""LiveSession: one running recognition session, which can outlive the socket that started it.
+
+It is composed of small parts, each with one job:
+- Recognition (recognition.py): the audio queue and the engine's thread;
+- Outbox + EventLog (events.py): numbering (`seq`), the replay window, ordered delivery;
+- TranscriptWriter (writer.py): every final stored before it is sent;
+- TranslationPipeline (translations.py): each final translated beside recognition;
+- SessionMonitor (monitor.py): idle, hang, lag, maximum length;
+- Broadcaster (broadcast.py): live viewers on any process.
+After its socket drops the session runs for STT_RESUME_SECONDS, so a client that sends `resume` gets
+what it missed and carries on with the same recognition state.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from .. import services
+from ..engines import EngineError, Recognizer, Result, StreamConfig
+from ..engines.base import BYTES_PER_SECOND
+from ..models import TranscriptionSession
+from ..recording import audio_path_for
+from ..translation import Translator
+from . import protocol
+from .broadcast import Broadcaster
+from .events import EventLog, Outbox, Sink, stored_events_after
+from .monitor import SessionMonitor
+from .recognition import Recognition
+from .registry import sessions
+from .translations import TranslationPipeline
+from .writer import TranscriptWriter
+
+logger = logging.getLogger(__name__)
+
+
+class LiveSession:
+    def __init__(self, *, record: TranscriptionSession, engine: Recognizer, config: StreamConfig,
+                 translator: Translator | None = None, translate_to: str | None = None) -> None:
+        self.id = str(record.pk)
+        self.owner_id = record.owner_id
+        self.language = config.language
+        self.engine_name = engine.name
+        self.translate_to = translate_to if translator is not None else None
+        self.closing = False
+        self.next_index = 0  # index of the phrase in progress = next segment's index
+        self.revision = 0
+        self.current_interim: dict | None = None
+        self.audio_bytes = 0
+        self._loop = asyncio.get_running_loop()
+        self.last_activity = self._loop.time()
+        self._ended = asyncio.Event()
+        self._expiry: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.viewers = Broadcaster(self.id)
+        self.outbox = Outbox(EventLog(), self.viewers, self.id)
+        self.writer = TranscriptWriter(self.id)
+        self.recognition = Recognition(engine=engine, config=config, on_result=self._on_result, on_error=self._on_error,
+                                       max_backlog_seconds=settings.STT_MAX_BACKLOG_SECONDS, name=f"stt-{self.id}",
+                                       audio_path=audio_path_for(record.pk))
+        self.translations = None if translator is None or not translate_to else TranslationPipeline(
+            translator=translator, target=translate_to, language=self.language, outbox=self.outbox,
+            writer=self.writer, context_size=settings.STT_TRANSLATION_CONTEXT)
+        self.monitor = SessionMonitor(self)
+
+    @property
+    def seq(self) -> int:
+        return self.outbox.log.seq
+
+    @property
+    def sink(self) -> Sink | None:
+        return self.outbox.sink
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.audio_bytes / BYTES_PER_SECOND
+
+    # ---- lifecycle ----
+
+    async def start(self, sink: Sink) -> None:
+        self.outbox.sink = sink
+        sessions.add(self)
+        self.viewers.start()
+        await self.outbox.emit(protocol.event_started(
+            session_id=self.id, language=self.language, engine=self.engine_name, translate_to=self.translate_to))
+        self.recognition.start()
+        self.spawn(self.monitor.run())
+        if self.translations is not None:
+            self.translations.start()
+
+    def detach(self, sink: Sink) -> None:
+        """The socket dropped: keep recognising and storing; end if nobody resumes in time."""
+        if self.outbox.sink is not sink or self.closing:
+            return
+        self.outbox.sink = None
+        self._expiry = self._loop.call_later(settings.STT_RESUME_SECONDS, lambda: self.spawn(
+            self.end(reason=protocol.REASON_DISCONNECT, timeout=settings.STT_CLOSE_TIMEOUT)))
+
+    async def attach(self, sink: Sink, *, last_seq: int) -> None:
+        """A client resumes: replay what it missed after `last_seq`, then send it new events.
+
+        Normally every missed event is still in memory and the client sees `seq` without a gap. If
+        it missed more than the replay window, it gets the finals from the database and the interim.
+        """
+        async with self.outbox.lock:
+            if self._expiry is not None:
+                self._expiry.cancel()
+                self._expiry = None
+            previous, self.outbox.sink = self.outbox.sink, None
+            if previous is not None and previous is not sink:
+                await previous.replaced()
+            await sink.send_event(protocol.event_resumed(session_id=self.id, last_seq=last_seq))
+            missed = self.outbox.log.since(last_seq)
+            if missed is None:  # beyond the replay window: the finals from the database, and the interim
+                missed = await stored_events_after(self.id, last_seq)
+                if self.current_interim is not None and self.current_interim["seq"] > last_seq:
+                    missed.append(self.current_interim)
+            for event in missed:
+                await sink.send_event(event)
+            self.outbox.sink = sink
+        self.touch()
+
+    async def end(self, *, reason: str, timeout: float | None = None, notify: bool = True) -> None:
+        """Finish the audio received, store the last phrase, mark the session over, say `ended`."""
+        if self.closing:
+            await self._ended.wait()
+            return
+        self.closing = True
+        if self._expiry is not None:
+            self._expiry.cancel()
+        timeout = settings.STT_END_TIMEOUT if timeout is None else timeout
+        if not await self.recognition.finish(timeout):
+            logger.warning("session %s ended before its engine finished (%s)", self.id, reason)
+        if self.translations is not None:
+            await self.translations.finish(timeout)
+        status = TranscriptionSession.Status.ENDED
+        if self.recognition.failed:
+            status = TranscriptionSession.Status.FAILED
+            if reason != protocol.REASON_SHUTDOWN:  # the engine failed while finishing: not a clean end
+                reason = protocol.REASON_ERROR
+        elif reason == protocol.REASON_DISCONNECT:
+            status = TranscriptionSession.Status.INTERRUPTED
+        await database_sync_to_async(services.session_finish)(
+            session_id=self.id, status=status, audio_ms=self.audio_bytes * 1000 // BYTES_PER_SECOND,
+            audio_kept=self.recognition.audio_path is not None)
+        async with self.outbox.lock:  # (the speaker's socket may be gone: viewers are still told)
+            await self.outbox.send(protocol.event_ended(session_id=self.id, reason=reason), to_sink=notify)
+        await self.viewers.close()
+        sessions.remove(self)
+        others = [task for task in self._tasks if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        self._ended.set()
+        await asyncio.gather(*others, return_exceptions=True)  # none left pending (e.g. at shutdown)
+
+    # ---- client input ----
+
+    def touch(self) -> None:
+        self.last_activity = self._loop.time()
+
+    def idle_seconds(self) -> float:
+        return self._loop.time() - self.last_activity
+
+    def feed(self, data: bytes) -> bool:
+        self.touch()
+        if not self.recognition.feed(data):
+            return False
+        self.audio_bytes += len(data)
+        self.monitor.check_length()
+        return True
+
+    @property
+    def accepting(self) -> bool:
+        """False once the session is closing or its engine failed: audio is no longer wanted."""
+        return not self.closing and self.recognition.accepting
+
+    def finalize(self) -> None:
+        self.touch()
+        self.recognition.finalize()
+
+    # ---- results (on the loop, in order) ----
+
+    async def _on_result(self, result: Result) -> None:
+        async with self.outbox.lock:
+            if not result.is_final:
+                if self.current_interim is not None and self.current_interim["text"] == result.text:
+                    return  # unchanged: not repeated
+                self.revision += 1
+                self.current_interim = await self.outbox.send(
+                    protocol.event_interim(result, phrase=self.next_index, revision=self.revision))
+                return
+            self.current_interim = None
+            self.revision = 0
+            seq = self.outbox.log.reserve()
+            segment = await self.writer.final(index=self.next_index, seq=seq, result=result)
+            if segment is None:
+                await self.outbox.send(protocol.event_error(protocol.STORAGE, "a final transcript could not be saved"),
+                                       seq=seq)
+                return
+            self.next_index += 1
+            await self.outbox.send(protocol.event_final_from_segment(segment), seq=seq)
+            if self.translations is not None:
+                await self.translations.add(segment_id=segment.pk, text=result.text, audio=result.audio,
+                                            language=result.language)
+
+    async def _on_error(self, exc: EngineError) -> None:
+        await self.outbox.emit(protocol.event_error(exc.code, str(exc)))
+        self.spawn(self.end(reason=protocol.REASON_ERROR, timeout=5.0))  # from outside the pump calling us
+
+    def spawn(self, coro) -> asyncio.Task:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task

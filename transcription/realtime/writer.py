@@ -1,0 +1,46 @@
+"""Store-before-send: a final or a translation is shown only once its row is committed.
+
+A failed write is retried; if it still fails the caller tells the client (`storage`, or
+`translation_failed`) instead of showing what could not be kept.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable, TypeVar
+
+from channels.db import database_sync_to_async
+from django.db import DatabaseError
+
+from .. import services
+from ..engines import Result
+from ..models import Segment, Translation
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+STORE_ATTEMPTS = 2
+
+
+class TranscriptWriter:
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+
+    async def final(self, *, index: int, seq: int, result: Result) -> Segment | None:
+        return await self._attempt(f"final {index}", database_sync_to_async(services.segment_create),
+                                   session_id=self.session_id, index=index, seq=seq, result=result)
+
+    async def translation(self, *, segment_id: int, language: str, text: str, engine: str,
+                          seq: int) -> Translation | None:
+        return await self._attempt(f"translation of segment {segment_id}",
+                                   database_sync_to_async(services.translation_create),
+                                   segment_id=segment_id, language=language, text=text, engine=engine, seq=seq)
+
+    async def _attempt(self, what: str, write: Callable[..., Awaitable[T]], **kwargs) -> T | None:
+        for attempt in range(1, STORE_ATTEMPTS + 1):
+            try:
+                return await write(**kwargs)
+            except DatabaseError:
+                logger.exception("storing %s of session %s failed (attempt %d)", what, self.session_id, attempt)
+                await asyncio.sleep(0.2 * attempt)
+        return None
