@@ -2,6 +2,8 @@
 
     python bench/accuracy.py                       # the 20 Korean utterances, kspon_long, jfk, beckett
     python bench/accuracy.py --sets en --model tiny.en
+    python bench/accuracy.py --vocabulary "Kubernetes,김민수" --vocabulary-mode hotwords   # a glossary
+    python bench/accuracy.py --refine             # also the second pass over each recording (issue 14)
 
 Each file is streamed through the real socket of a daphne on loopback at real-time pace (`--speed`
 to send faster, within the server's rate limit), and decoded offline in one call with the same
@@ -39,7 +41,7 @@ def pcm_of(path: Path) -> bytes:
         return w.readframes(w.getnframes())
 
 
-def offline(model_name: str, files: list[Path], language: str) -> list[str]:
+def offline(model_name: str, files: list[Path], language: str, vocabulary: list[str], mode: str) -> list[str]:
     """Whole-file decodes in this process, with the engine's model loader (same files, same model)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sttproject.settings")
     sys.path.insert(0, str(ROOT))
@@ -52,27 +54,51 @@ def offline(model_name: str, files: list[Path], language: str) -> list[str]:
     from django.conf import settings
     from faster_whisper import WhisperModel
 
-    from transcription.engines.whisper import resolve_model
+    from transcription.engines.whisper import resolve_model, vocabulary_options
 
+    settings.STT_WHISPER_VOCABULARY = mode
     model = WhisperModel(resolve_model(model_name), device="cpu", compute_type="int8",
                          cpu_threads=settings.STT_WHISPER_THREADS, local_files_only=True)
     texts = []
     for path in files:
         audio = np.frombuffer(pcm_of(path), dtype="<i2").astype(np.float32) / 32768
         segments, _ = model.transcribe(audio, language=language.split("-")[0], beam_size=settings.STT_WHISPER_BEAM_SIZE,
-                                       vad_filter=True)
+                                       vad_filter=True, **vocabulary_options(tuple(vocabulary)))
         texts.append(" ".join(s.text.strip() for s in segments))
     return texts
 
 
-async def streamed(server: Server, files: list[Path], language: str, speed: float) -> list[str]:
-    texts = []
+async def streamed(server, files: list[Path], language: str, speed: float, vocabulary: list[str],
+                   refine: bool = False) -> tuple[list[str], list[str]]:
+    """The joined finals of each file streamed through the socket; with `refine`, also the text after
+    the server's second pass (waited for through the REST API)."""
+    texts, refined = [], []
     for path in files:
         pcm = pcm_of(path)
         frames = [pcm[i:i + 3200] for i in range(0, len(pcm), 3200)] + [bytes(3200)] * 8
-        run = await stream_session(server.url, server.cookies[0], frames, language, pace=0.1 / speed)
+        run = await stream_session(server.url, server.cookies[0], frames, language, pace=0.1 / speed,
+                                   vocabulary=vocabulary)
         texts.append(" ".join(e["text"] for _, e in run["events"] if e["type"] == "final"))
-    return texts
+        if refine:
+            session = next(e["session"] for _, e in run["events"] if e.get("event") == "started")
+            refined.append(await asyncio.to_thread(wait_refined, server, session))
+    return texts, refined
+
+
+def wait_refined(server, session: str, timeout: float = 300) -> str:
+    """The session's text once its second pass is done (the detail JSON's `refinement`)."""
+    import json
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        request = urllib.request.Request(f"{server.url}/api/sessions/{session}/", headers={"Cookie": server.cookies[0]})
+        detail = json.loads(urllib.request.urlopen(request).read())
+        if detail["refinement"] in ("done", "failed", "off"):
+            return " ".join(s["text"] for s in detail["segments"])
+        time.sleep(0.5)
+    raise TimeoutError(f"no second pass of {session} within {timeout} s")
 
 
 def score(references: list[str], hypotheses: list[str], cer: bool) -> float:
@@ -86,28 +112,46 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--model", default="base")
     parser.add_argument("--speed", type=float, default=1.0, help="send N times faster than real time (<= 3)")
+    parser.add_argument("--vocabulary", default="", help="comma-separated terms sent in every start")
+    parser.add_argument("--vocabulary-mode", default="confirm", choices=["confirm", "prompt", "hotwords", "off"],
+                        help="STT_WHISPER_VOCABULARY of the server (and the offline decode)")
+    parser.add_argument("--refine", action="store_true", help="also score the server's second pass")
+    parser.add_argument("--refine-beam", type=int, default=5, help="STT_REFINE_BEAM_SIZE of the server")
+    parser.add_argument("--no-offline", action="store_true", help="skip the offline decodes")
     args = parser.parse_args()
+    vocabulary = [t.strip() for t in args.vocabulary.split(",") if t.strip()]
 
-    server = Server(env={"STT_WHISPER_MODEL": args.model, "STT_WHISPER_MODEL_EN": "", "STT_MAX_SESSIONS": "4"})
+    server = Server(env={"STT_WHISPER_MODEL": args.model, "STT_WHISPER_MODEL_EN": "", "STT_MAX_SESSIONS": "4",
+                         "STT_WHISPER_VOCABULARY": args.vocabulary_mode, "STT_REFINE": "1" if args.refine else "0",
+                         "STT_REFINE_BEAM_SIZE": str(args.refine_beam)})
     rows, detail = [], {}
     try:
-        asyncio.run(streamed(server, [DATA / "en" / "jfk.wav"], "en-US", 3.0))  # load the model first
+        asyncio.run(streamed(server, [DATA / "en" / "jfk.wav"], "en-US", 3.0, []))  # load the model first
         for name in args.sets:
             language, cer, files = SETS[name]
-            stream_texts = asyncio.run(streamed(server, files, language, args.speed))
-            offline_texts = offline(args.model, files, language)
+            stream_texts, refined_texts = asyncio.run(streamed(server, files, language, args.speed, vocabulary,
+                                                               args.refine))
+            offline_texts = [] if args.no_offline else offline(args.model, files, language, vocabulary,
+                                                                args.vocabulary_mode)
             references = [p.with_suffix(".txt").read_text() for p in files]
-            s, o = score(references, stream_texts, cer), score(references, offline_texts, cer)
-            rows.append((name, len(files), "CER" if cer else "WER", s, o))
-            detail[name] = [{"file": p.name, "reference": r, "streamed": st, "offline": of}
-                            for p, r, st, of in zip(files, references, stream_texts, offline_texts)]
+            s = score(references, stream_texts, cer)
+            o = score(references, offline_texts, cer) if offline_texts else None
+            r = score(references, refined_texts, cer) if refined_texts else None
+            rows.append((name, len(files), "CER" if cer else "WER", s, o, r))
+            detail[name] = [{"file": p.name, "reference": ref, "streamed": st,
+                             "offline": offline_texts[i] if offline_texts else None,
+                             "refined": refined_texts[i] if refined_texts else None}
+                            for i, (p, ref, st) in enumerate(zip(files, references, stream_texts))]
     finally:
         server.stop()
-    print(f"model {args.model}, streamed at {args.speed:g}x real time through the socket vs one offline decode per file")
-    print(f"{'set':10} {'files':>5} {'metric':>6} {'streamed':>9} {'offline':>8} {'relative':>9}")
-    for name, n, metric, s, o in rows:
-        relative = f"{(s - o) / o:+.0%}" if o else ("+0%" if s == 0 else "n/a")
-        print(f"{name:10} {n:>5} {metric:>6} {s:>9.3f} {o:>8.3f} {relative:>9}")
+    print(f"model {args.model}, streamed at {args.speed:g}x real time through the socket vs one offline decode per file"
+          + (f"; vocabulary ({args.vocabulary_mode}): {vocabulary}" if vocabulary else "")
+          + (f"; second pass beam {args.refine_beam}" if args.refine else ""))
+    print(f"{'set':10} {'files':>5} {'metric':>6} {'streamed':>9} {'offline':>8} {'refined':>8} {'relative':>9}")
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    for name, n, metric, s, o, r in rows:
+        relative = f"{(s - o) / o:+.0%}" if o else ("+0%" if s == 0 and o is not None else "n/a")
+        print(f"{name:10} {n:>5} {metric:>6} {s:>9.3f} {fmt(o):>8} {fmt(r):>8} {relative:>9}")
     path = write_result(f"accuracy-{args.model}", {"args": vars(args), "rows": rows, "detail": detail})
     print(f"wrote {path.relative_to(ROOT)}")
 

@@ -45,7 +45,7 @@ def login(base: str, username: str, password: str = PASSWORD) -> str:
 
 
 async def stream_session(base: str, cookie: str, frames: list[bytes], lang: str, *, start_delay: float = 0.0,
-                         pace: float = 0.1, translate_to: str | None = None) -> dict:
+                         pace: float = 0.1, translate_to: str | None = None, vocabulary: list[str] | None = None) -> dict:
     """Send `frames` one per `pace` seconds (0.1: real time); return the events with arrival and send times."""
     from transcription.client import Refused, TranscribeClient
 
@@ -53,7 +53,7 @@ async def stream_session(base: str, cookie: str, frames: list[bytes], lang: str,
     async with TranscribeClient(base.replace("http", "ws", 1) + "/ws/transcribe/", cookie=cookie,
                                 origin=base) as client:
         try:
-            await client.start(lang, translate_to=translate_to)
+            await client.start(lang, translate_to=translate_to, **({"vocabulary": vocabulary} if vocabulary else {}))
         except Refused as refused:
             return {"refused": refused.event, "events": [], "sent": [], "t0": 0.0, "audio_end": 0.0}
         t0 = time.monotonic()

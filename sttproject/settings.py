@@ -214,6 +214,13 @@ STT_WHISPER_MODEL = os.environ.get("STT_WHISPER_MODEL", "base")
 STT_WHISPER_MODEL_EN = os.environ.get("STT_WHISPER_MODEL_EN", "")
 STT_WHISPER_THREADS = env_int("STT_WHISPER_THREADS", 2)
 STT_WHISPER_BEAM_SIZE = env_int("STT_WHISPER_BEAM_SIZE", 1)
+# The second pass over a session's kept audio when it ends: "auto" (whisper sessions), "1" or "0".
+STT_REFINE = os.environ.get("STT_REFINE", "auto")
+STT_REFINE_BEAM_SIZE = env_int("STT_REFINE_BEAM_SIZE", 5)  # the pass can afford a beam (bench/accuracy.py --refine)
+STT_REFINE_WINDOW_SECONDS = env_float("STT_REFINE_WINDOW_SECONDS", 10.0)  # speech per background job
+# How whisper is given a session's vocabulary: "confirm" (a second decode, with the terms, of a phrase
+# that sounds like one), "prompt" or "hotwords" (on every decode), "off" (bench/vocabulary.py).
+STT_WHISPER_VOCABULARY = os.environ.get("STT_WHISPER_VOCABULARY", "confirm")
 STT_MODEL_CACHE = Path(os.environ.get("STT_MODEL_CACHE") or DATA_DIR / "models")
 # Endpointing: a phrase ends after this much silence, or is cut at the maximum length.
 STT_ENDPOINT_SILENCE_MS = env_int("STT_ENDPOINT_SILENCE_MS", 500)
@@ -262,6 +269,8 @@ GOOGLE_SPEECH_ENDPOINT = os.environ.get("GOOGLE_SPEECH_ENDPOINT", "")  # host:po
 GOOGLE_SPEECH_INSECURE = env_bool("GOOGLE_SPEECH_INSECURE", False)  # plaintext channel (emulators, tests)
 # A stream is replaced before the service's 5-minute limit (wall clock or audio sent, whichever first).
 STT_GOOGLE_STREAM_SECONDS = env_float("STT_GOOGLE_STREAM_SECONDS", 290.0)
+# The boost of the session's vocabulary (an inline phrase set; Google allows 0-20).
+GOOGLE_SPEECH_BOOST = env_float("GOOGLE_SPEECH_BOOST", 10.0)
 # Decode workers shared by all Whisper sessions of the process (each uses STT_WHISPER_THREADS).
 STT_DECODE_WORKERS = env_int("STT_DECODE_WORKERS", 1)
 # Recognition sessions per process; beyond it `start` gets `busy` (0 = no limit).

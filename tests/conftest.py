@@ -48,9 +48,10 @@ def normalise_ko(text: str) -> str:
 @pytest.fixture(autouse=True)
 def test_settings(settings, tmp_path):
     """A dropped socket ends its session at once, unless a test asks for a resume window;
-    kept audio goes to a temporary folder."""
+    kept audio goes to a temporary folder; no second pass unless asked for."""
     settings.STT_RESUME_SECONDS = 0
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.STT_REFINE = "0"  # the second pass runs where a test asks for it (test_working_document.py)
 
 
 @pytest.fixture
@@ -98,12 +99,13 @@ async def started(communicator, lang="ko-KR"):
     return event
 
 
-def viewer_socket(session_id, cookie: bytes | None = None):
+def viewer_socket(session_id, cookie: bytes | None = None, query: str = ""):
     """A live-caption viewer's socket, with a browser's session cookie if given."""
     from sttproject.asgi import application
 
     headers = [ORIGIN] + ([(b"cookie", cookie)] if cookie else [])
-    return WebsocketCommunicator(application, f"/ws/sessions/{session_id}/live/", headers=headers)
+    return WebsocketCommunicator(application, f"/ws/sessions/{session_id}/live/" + (f"?{query}" if query else ""),
+                                 headers=headers)
 
 
 async def receive_until(communicator, predicate, timeout=30.0, limit=10000):

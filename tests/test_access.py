@@ -25,12 +25,13 @@ PUBLIC = {  # reachable without logging in
 OWN = {  # login required; only the user's own things, no session id in the URL
     "password_change", "password_change_done", "transcription:recorder", "transcription:session_list",
     "transcription:api_tokens", "transcription:api_token_revoke", "api:api-root", "api:session-list",
+    "transcription:glossary",
 }
 SESSION = {  # about one session: 404 for anyone but its owner
     "transcription:session_detail", "transcription:session_delete", "transcription:session_rename",
     "transcription:session_translate", "transcription:session_audio", "transcription:session_export",
     "transcription:live_own", "transcription:share_create", "transcription:share_revoke",
-    "api:session-detail", "api:session-export", "api:session-translate",
+    "api:session-detail", "api:session-export", "api:session-translate", "api:session-segment",
 }
 
 
@@ -48,10 +49,10 @@ def routes(patterns=None, namespace=None):
 def world(make_user):
     alice, mallory = make_user("alice"), make_user("mallory")
     session = TranscriptionSession.objects.create(owner=alice, language="ko-KR", engine="whisper:base", status="ended")
-    Segment.objects.create(session=session, index=0, text="비밀", start_ms=0, end_ms=900)
+    segment = Segment.objects.create(session=session, index=0, text="비밀", start_ms=0, end_ms=900)
     link = ShareLink.objects.create(session=session)
     values = {"session_id": session.pk, "pk": session.pk, "fmt": "txt", "share_id": link.pk, "token": "not-a-token",
-              "format": "json", "uidb64": "x", "object_id": session.pk}
+              "format": "json", "uidb64": "x", "object_id": session.pk, "segment_id": segment.pk}
     return alice, mallory, session, link, values
 
 
@@ -93,6 +94,7 @@ def test_another_user_gets_404_for_every_session_route(world):
         assert client.get(target).status_code in (404, 405), (name, target)
         assert client.post(target).status_code in (404, 405), (name, target)
         assert client.delete(target).status_code in (404, 405), (name, target)
+        assert client.patch(target, {"text": "x"}, content_type="application/json").status_code in (404, 405), (name, target)
     assert TranscriptionSession.objects.filter(pk=session.pk).exists()
     link.refresh_from_db()
     assert link.is_active() and session.segments.count() == 1

@@ -267,3 +267,79 @@ def test_denied_or_missing_microphone_gets_a_clear_message(server, browser_with_
     assert expected in message
     assert page.eval_on_selector("#state", "e => e.textContent") == "error"
     assert page.eval_on_selector("#start", "e => e.disabled") is False
+
+
+def test_the_transcript_as_a_working_document(tmp_path, browser_with_mic):
+    """Glossary, a correction during the live session that a viewer sees, captions in the viewer's
+    language, and the second pass after the session, with the live version one click away."""
+    import wave
+
+    import numpy as np
+
+    from .conftest import read_wav
+
+    server = ServerProcess(tmp_path / "server", env={"STT_REFINE": "1"})
+    server.create_user("browser")
+    server.start()
+    talk = tmp_path / "talk.wav"
+    room = np.random.default_rng(1).normal(0, 30, 16000).astype("<i2").tobytes()
+    with wave.open(str(talk), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(read_wav(DATA / "ko/kspon_006.wav") + room + read_wav(DATA / "ko/kspon_016.wav") + room
+                      + read_wav(DATA / "ko/kspon_005.wav"))
+    try:
+        speaker = browser_with_mic(talk)
+        log_in(speaker, server.url)
+        speaker.goto(server.url + "/settings/glossary/")
+        speaker.fill("#id_terms", "ko: 친애하는 판사님께\nko: 강남")
+        speaker.click("form.glossary button[type=submit]")
+        speaker.wait_for_selector("text=Glossary saved")
+        speaker.goto(server.url + "/")
+        speaker.select_option("#lang", "ko-KR")
+        speaker.click("#start")
+        speaker.wait_for_function("document.getElementById('state').textContent === 'listening'", timeout=30_000)
+        session_path = speaker.get_attribute("#session-link", "href")
+
+        viewer = browser_with_mic(None, microphone="missing")  # the owner, watching in English
+        log_in(viewer, server.url)
+        viewer.goto(server.url + session_path + "live/")
+        viewer.wait_for_function("document.getElementById('live').dataset.state === 'live'", timeout=20_000)
+        viewer.select_option("#caption-language", "en")
+        speaker.wait_for_function("document.querySelectorAll('#finals li').length >= 2", timeout=60_000)
+        viewer.wait_for_function("document.querySelector('#finals li .translation')?.textContent.length > 2",
+                                 timeout=60_000)
+
+        owner = browser_with_mic(None, microphone="missing")  # corrects on the session page, mid-session
+        log_in(owner, server.url)
+        owner.goto(server.url + session_path)
+        owner.click("#segments li:nth-child(2) button.edit")
+        owner.fill("#segments li:nth-child(2) input.edit-text", "아 근데 강남은 너무 비싸")
+        owner.press("#segments li:nth-child(2) input.edit-text", "Enter")
+        owner.wait_for_selector("#segments li:nth-child(2) .text.corrected")
+        viewer.wait_for_function("[...document.querySelectorAll('#finals li .text')].some("
+                                 "e => e.textContent === '아 근데 강남은 너무 비싸' && e.classList.contains('corrected'))",
+                                 timeout=15_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        viewer.screenshot(path=str(ARTIFACTS / "working-document-viewer.png"))
+        time.sleep(6)  # the rest of the recording
+        speaker.click("#stop")
+        speaker.wait_for_function("document.getElementById('state').textContent === 'ended'", timeout=60_000)
+        spoken = speaker.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
+        assert "친애하는판사님께" in "".join(spoken).replace(" ", "")  # the glossary's drama title
+
+        for _ in range(120):  # the second pass runs in the background
+            owner.goto(server.url + session_path)
+            if "Refined by a second pass" in owner.content():
+                break
+            time.sleep(1)
+        assert "Refined by a second pass" in owner.content()
+        owner.screenshot(path=str(ARTIFACTS / "working-document-refined.png"), full_page=True)
+        current = owner.eval_on_selector_all("#segments li .text", "els => els.map(e => e.dataset.text)")
+        assert current[1] == "아 근데 강남은 너무 비싸"  # the correction wins over the second pass
+        owner.click("#show-live")
+        live = owner.eval_on_selector_all("#segments li .live-text", "els => els.map(e => e.textContent)")
+        assert spoken[1] == "아 근데 강남은 너무 비싸"  # the speaker's page got the correction too
+        assert live[:1] + live[2:] == spoken[:1] + spoken[2:] and live[1] != spoken[1]  # as first sent
+        owner.screenshot(path=str(ARTIFACTS / "working-document-live-version.png"), full_page=True)
+    finally:
+        server.stop()

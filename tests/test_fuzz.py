@@ -34,7 +34,7 @@ messages = st.one_of(
     st.text(max_size=60).map(lambda t: ("text", t)),
     st.binary(max_size=4000).map(lambda b: ("bytes", b)),
     st.sampled_from([("bytes", loud_frame()), ("bytes", quiet_frame()), ("bytes", bytes(64 * 1024 + 2)),
-                     ("text", "x" * 5000)]),
+                     ("text", "x" * 17000)]),
 )
 
 

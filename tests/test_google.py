@@ -60,6 +60,18 @@ def test_config_request_audio_and_results(fake_google):
     assert stream["bytes"] == len(frames) * BLOCK and stream["max_request"] <= 15_000
 
 
+def test_the_vocabulary_goes_as_an_inline_phrase_set_with_a_boost(fake_google, settings):
+    server = fake_google()
+    list(get_engine("google").stream(iter(phrase_frames(1)), StreamConfig(language="ko-KR",
+                                                                           vocabulary=("친애하는 판사님께", "지호"))))
+    (stream,) = server.streams
+    (phrase_set,) = stream["config"].config.adaptation.phrase_sets
+    assert [p.value for p in phrase_set.inline_phrase_set.phrases] == ["친애하는 판사님께", "지호"]
+    assert phrase_set.inline_phrase_set.boost == settings.GOOGLE_SPEECH_BOOST == 10
+    run(phrase_frames(1))  # without a vocabulary: no adaptation at all
+    assert not server.streams[-1]["config"].config.adaptation.phrase_sets
+
+
 def test_a_twelve_minute_session_rotates_streams_without_losing_or_repeating(fake_google, settings):
     settings.STT_GOOGLE_STREAM_SECONDS = 50  # rotate well before the fake's 60 s cap
     server = fake_google(limit_ms=60_000)

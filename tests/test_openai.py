@@ -80,6 +80,12 @@ async def test_realtime_transcription_interims_finals_and_audio_format(connect, 
     assert server.problems == []
 
 
+async def test_the_vocabulary_goes_as_the_transcription_prompt(connect, make_user, realtime):
+    server = realtime()
+    await run_session(connect, await sync_to_async(make_user)(), SPEECH[:6], vocabulary=["Kubernetes", "지호"])
+    assert server.sessions[0]["audio"]["input"]["transcription"]["prompt"] == "Kubernetes, 지호"
+
+
 def test_deltas_become_interims_and_completions_finals(realtime):
     from transcription.engines import StreamConfig, get_engine
 

@@ -20,10 +20,10 @@ def whisper(settings):
     return settings
 
 
-async def transcribe_over_socket(connect, user, wav, lang):
+async def transcribe_over_socket(connect, user, wav, lang, **start):
     communicator = await connect(user=user)
     assert (await communicator.connect())[0]
-    await communicator.send_json_to({"type": "start", "lang": lang})
+    await communicator.send_json_to({"type": "start", "lang": lang, **start})
     start = await communicator.receive_json_from(timeout=10)
     assert start["event"] == "started"
     for frame in frames(read_wav(wav)):
@@ -87,3 +87,39 @@ async def test_korean_session_translated_to_english_offline(connect, make_user, 
     assert "famil" in english.lower(), english
     stored = [t async for t in Translation.objects.filter(segment__session__segments__in=[f["segment"] for f in finals]).distinct()]
     assert sorted(t.text for t in stored) == sorted(d["text"] for d in dones)
+
+
+async def test_a_name_the_model_mishears_comes_out_right_with_the_glossary(connect, make_user, whisper):
+    """kspon_006 names the drama "친애하는 판사님께" (Dear Judge); base hears "친해안은 펜사님께" on its own."""
+    from transcription.models import GlossaryTerm
+
+    wav, term = DATA / "ko/kspon_006.wav", "친애하는판사님께"
+    plain = await transcribe_over_socket(connect, await sync_to_async(make_user)("plain"), wav, "ko-KR")
+    assert term not in normalise_ko(" ".join(f["text"] for f in plain))
+    user = await sync_to_async(make_user)("with-glossary")
+    await GlossaryTerm.objects.acreate(owner=user, term="친애하는 판사님께", language="ko")
+    helped = await transcribe_over_socket(connect, user, wav, "ko-KR")
+    assert term in normalise_ko(" ".join(f["text"] for f in helped)), helped
+
+
+async def test_the_second_pass_refines_a_finished_session_in_the_background(connect, make_user, whisper):
+    """With kept audio, the end of a session queues a whole-file decode whose words are aligned to the
+    live phrases; the detail JSON reports it pending, then done."""
+    from asgiref.sync import sync_to_async as in_thread
+
+    from transcription.jobs import wait_idle
+    from transcription.models import TranscriptionSession
+
+    whisper.STT_REFINE = "1"
+    user = await sync_to_async(make_user)()
+    finals = await transcribe_over_socket(connect, user, DATA / "en/jfk.wav", "en-US")
+    session = await Segment.objects.select_related("session").aget(pk=finals[0]["segment"])
+    assert session.session.refinement in ("pending", "done")
+    assert await in_thread(wait_idle)(120)
+    record = await TranscriptionSession.objects.aget(pk=session.session_id)
+    assert record.refinement == "done"
+    segments = [s async for s in Segment.objects.filter(session=record).order_by("index")]
+    assert [s.original_text for s in segments] == [f["text"] for f in finals]  # the live text is kept
+    assert all(s.refined_text and s.text == s.refined_text for s in segments)
+    reference = normalise_en((DATA / "en/jfk.txt").read_text())
+    assert jiwer.wer(reference, normalise_en(" ".join(s.text for s in segments))) <= 0.05

@@ -10,12 +10,12 @@ from django.utils.html import format_html, format_html_join
 from .exports import EXPORT_FORMATS, export_response, export_session
 from .media import audio_response
 
-from .models import Segment, TranscriptionSession, Translation
+from .models import GlossaryTerm, Job, Segment, SegmentEdit, TranscriptionSession, Translation
 
 
 class SegmentInline(admin.TabularInline):
     model = Segment
-    fields = ("index", "start_ms", "end_ms", "text", "confidence")
+    fields = ("index", "start_ms", "end_ms", "text", "corrected", "confidence")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -30,9 +30,9 @@ class TranscriptionSessionAdmin(admin.ModelAdmin):
     list_select_related = ("owner",)
     date_hierarchy = "started_at"
     readonly_fields = ("id", "owner", "language", "engine", "status", "started_at", "ended_at", "audio_ms",
-                       "audio_player", "exports")
+                       "vocabulary", "refinement", "audio_player", "exports")
     fields = ("id", "title", "owner", "language", "engine", "status", "started_at", "ended_at", "audio_ms",
-              "audio_player", "exports")
+              "vocabulary", "refinement", "audio_player", "exports")
     inlines = [SegmentInline]
     actions = ["export_json"]
 
@@ -94,14 +94,44 @@ class TranslationInline(admin.TabularInline):
     can_delete = False
 
 
+class SegmentEditInline(admin.TabularInline):
+    """The segment's corrections, oldest first: who changed what, when."""
+
+    model = SegmentEdit
+    fields = ("created_at", "editor", "text_before", "text_after")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Segment)
 class SegmentAdmin(admin.ModelAdmin):
-    list_display = ("session", "index", "start_ms", "end_ms", "text")
-    list_filter = ("session__language", "language")
-    search_fields = ("text",)
+    list_display = ("session", "index", "start_ms", "end_ms", "text", "corrected")
+    list_filter = ("session__language", "language", "corrected")
+    search_fields = ("text", "original_text")
     list_select_related = ("session", "session__owner")
-    readonly_fields = ("session", "index", "start_ms", "end_ms", "confidence", "words", "language", "created_at")
-    inlines = [TranslationInline]
+    readonly_fields = ("session", "index", "start_ms", "end_ms", "original_text", "refined_text", "corrected",
+                       "confidence", "words", "language", "created_at")
+    inlines = [SegmentEditInline, TranslationInline]
+
+
+@admin.register(GlossaryTerm)
+class GlossaryTermAdmin(admin.ModelAdmin):
+    list_display = ("term", "language", "owner", "created_at")
+    list_filter = ("language", ("owner", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("term", "owner__username")
+    list_select_related = ("owner",)
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ("session", "kind", "language", "status", "done", "total", "updated_at")
+    list_filter = ("kind", "status")
+    list_select_related = ("session", "session__owner")
+    readonly_fields = ("session", "kind", "language", "status", "done", "total", "error", "created_at", "updated_at")
 
 
 @admin.register(Translation)

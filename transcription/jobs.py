@@ -14,6 +14,7 @@ import threading
 from datetime import timedelta
 from typing import Callable
 
+from django.conf import settings
 from django.db import IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 
@@ -118,3 +119,42 @@ def translate_session(job: Job, progress: Callable[[int, int], None]) -> None:
 
     services.session_translate(session=job.session, target=job.language, translator=get_translator(),
                                progress=progress)
+
+
+def refine_wanted(engine: str) -> bool:
+    """STT_REFINE: "auto" (the default) refines whisper sessions; "1" every session; "0" none."""
+    mode = str(settings.STT_REFINE).lower()
+    return mode in ("1", "true", "yes", "on") or (mode == "auto" and engine == "whisper")
+
+
+def refine_after(*, session_id) -> bool:
+    """A session with kept audio ended: queue its second pass (if wanted). True if queued."""
+    session = TranscriptionSession.objects.get(pk=session_id)
+    if not refine_wanted(session.engine) or not session.audio or not session.segments.exists():
+        return False
+    _, started = job_start(session=session, kind=Job.Kind.REFINE)
+    if started:
+        TranscriptionSession.objects.filter(pk=session_id).update(refinement=TranscriptionSession.Refinement.PENDING)
+    return started
+
+
+@handles(Job.Kind.REFINE)
+def refine_session(job: Job, progress: Callable[[int, int], None]) -> None:
+    """The second pass: the whole kept recording decoded with whole-file context (engines/offline.py),
+    its words aligned to the live phrases' times and stored as their refined text."""
+    from . import services
+    from .engines import get_engine
+    from .engines.offline import align, transcribe_file
+    from .recording import read_all
+
+    session = job.session
+    try:
+        model = get_engine("whisper").model_for(session.language)
+        words = transcribe_file(model, read_all(session), language=session.language,
+                                vocabulary=session.vocabulary, progress=progress)
+        segments = list(session.segments.order_by("index"))
+        texts = align(words, [(s.start_ms, s.end_ms) for s in segments])
+        services.session_refine(session=session, refined={s.pk: t for s, t in zip(segments, texts)})
+    except Exception:
+        TranscriptionSession.objects.filter(pk=session.pk).update(refinement=TranscriptionSession.Refinement.FAILED)
+        raise

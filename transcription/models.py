@@ -24,6 +24,16 @@ class TranscriptionSession(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     audio_ms = models.PositiveBigIntegerField(default=0, help_text="Audio received, in milliseconds")
     audio = models.FileField(upload_to="audio/", blank=True, help_text="The session's audio (STT_KEEP_AUDIO)")
+    vocabulary = models.JSONField(default=list, blank=True, help_text="Terms the recognizer was given")
+
+    class Refinement(models.TextChoices):
+        OFF = "off", "Off"
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    refinement = models.CharField(max_length=16, choices=Refinement.choices, default=Refinement.OFF,
+                                  help_text="The second pass over the kept audio (STT_REFINE)")
 
     class Meta:
         ordering = ["-started_at"]
@@ -46,9 +56,15 @@ class TranscriptionSession(models.Model):
 
 
 class Segment(models.Model):
+    """One final phrase. `text` is the current text, what exports and search use: the owner's
+    correction if there is one, else the second pass's, else the live final (`original_text`)."""
+
     session = models.ForeignKey(TranscriptionSession, on_delete=models.CASCADE, related_name="segments")
     index = models.PositiveIntegerField()
     text = models.TextField()
+    original_text = models.TextField(blank=True, help_text="The live final, as it was first sent")
+    refined_text = models.TextField(blank=True, help_text="The second pass's text for this phrase's time")
+    corrected = models.BooleanField(default=False, help_text="Edited by its owner: the second pass leaves it")
     start_ms = models.PositiveBigIntegerField()
     end_ms = models.PositiveBigIntegerField()
     confidence = models.FloatField(null=True, blank=True)
@@ -63,6 +79,40 @@ class Segment(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.index} {self.text[:60]}"
+
+
+class SegmentEdit(models.Model):
+    """One correction of a segment: the history the admin shows."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="edits")
+    text_before = models.TextField()
+    text_after = models.TextField()
+    editor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["segment", "created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.text_before[:30]} → {self.text_after[:30]}"
+
+
+class GlossaryTerm(models.Model):
+    """A name or word the recognizer should expect in one user's sessions."""
+
+    MAX_LENGTH = 50
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="glossary")
+    term = models.CharField(max_length=MAX_LENGTH)
+    language = models.CharField(max_length=16, blank=True, help_text="Empty: every language; else e.g. 'ko'")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["language", "term"]
+        constraints = [models.UniqueConstraint(fields=["owner", "term", "language"], name="glossary_unique_term")]
+
+    def __str__(self) -> str:
+        return f"{self.language}: {self.term}" if self.language else self.term
 
 
 class Translation(models.Model):
@@ -111,6 +161,7 @@ class Job(models.Model):
 
     class Kind(models.TextChoices):
         TRANSLATE = "translate", "Translate"
+        REFINE = "refine", "Second pass"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -71,9 +71,32 @@ def audio_path_for(session_id) -> Path | None:
 
 
 def read_span(session, start_ms: int, end_ms: int) -> bytes:
-    """PCM16 of [start_ms, end_ms) from a session's kept audio (b"" if none was kept)."""
+    """PCM16 of [start_ms, end_ms) from a finished session's kept audio (b"" if none was kept)."""
     if not session.audio or not session.audio.storage.exists(session.audio.name):
         return b""
-    with session.audio.open("rb") as f, wave.open(f) as w:
+    with session.audio.open("rb") as f:
+        return _read(f, start_ms, end_ms)
+
+
+def read_span_at(path: Path, start_ms: int, end_ms: int) -> bytes:
+    """The same from a WAV still being written (a running session's), b"" if there is none."""
+    try:
+        with open(path, "rb") as f:
+            return _read(f, start_ms, end_ms)
+    except (OSError, EOFError, wave.Error):
+        return b""
+
+
+def _read(f, start_ms: int, end_ms: int) -> bytes:
+    with wave.open(f) as w:
         w.setpos(min(w.getnframes(), start_ms * 16))
         return w.readframes(max(0, (end_ms - start_ms) * 16))
+
+
+def read_all(session) -> "np.ndarray":
+    """A finished session's kept audio as float32 samples (16 kHz mono)."""
+    import numpy as np
+
+    with session.audio.open("rb") as f, wave.open(f) as w:
+        pcm = w.readframes(w.getnframes())
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0

@@ -7,7 +7,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from knox.models import AuthToken
 
-from .models import Segment, ShareLink, TranscriptionSession, Translation
+from .models import GlossaryTerm, Segment, ShareLink, TranscriptionSession, Translation
 
 
 def session_list_for_user(*, user, search: str = "", language: str | None = None, since: date | None = None,
@@ -91,3 +91,28 @@ def transcript_of_session(*, session_id) -> tuple[TranscriptionSession, list[Seg
     """A session and its stored segments (with translations), in order: a late viewer's snapshot."""
     session = TranscriptionSession.objects.get(pk=session_id)
     return session, list(session.segments.prefetch_related("translations").order_by("index"))
+
+
+def glossary_for_user(*, user) -> QuerySet[GlossaryTerm]:
+    return GlossaryTerm.objects.filter(owner=user)
+
+
+def glossary_terms_for(*, user, language: str) -> list[str]:
+    """The user's terms for a session in `language` ('ko-KR' matches 'ko' terms; 'auto' all of them),
+    and those for every language."""
+    terms = GlossaryTerm.objects.filter(owner=user)
+    if language != "auto":
+        terms = terms.filter(language__in=["", language.split("-")[0].lower()])
+    return list(terms.order_by("language", "created_at").values_list("term", flat=True))
+
+
+def segments_without_translation(*, session_id, language: str) -> list[Segment]:
+    """A session's stored finals not yet translated into `language`, in order."""
+    return list(Segment.objects.filter(session_id=session_id).exclude(translations__language=language)
+                .order_by("index"))
+
+
+def segment_get_for_user(*, user, session_id, segment_id) -> Segment:
+    """404 unless the segment belongs to a session of `user`."""
+    return get_object_or_404(Segment.objects.select_related("session"), pk=segment_id, session_id=session_id,
+                             session__owner=user)

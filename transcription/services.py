@@ -9,15 +9,17 @@ from django.utils import timezone
 from knox.models import AuthToken
 
 from .engines import Result
-from .models import Segment, ShareLink, TranscriptionSession, Translation
+from .models import GlossaryTerm, Segment, SegmentEdit, ShareLink, TranscriptionSession, Translation
 from .recording import audio_name, read_span
 
 logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
-def session_start(*, owner, language: str, engine: str, translate_to: str = "") -> TranscriptionSession:
-    return TranscriptionSession.objects.create(owner=owner, language=language, engine=engine, translate_to=translate_to)
+def session_start(*, owner, language: str, engine: str, translate_to: str = "",
+                  vocabulary: list[str] | None = None) -> TranscriptionSession:
+    return TranscriptionSession.objects.create(owner=owner, language=language, engine=engine, translate_to=translate_to,
+                                               vocabulary=vocabulary or [])
 
 
 @transaction.atomic
@@ -27,6 +29,7 @@ def segment_create(*, session_id, index: int, seq: int, result: Result) -> Segme
         index=index,
         seq=seq,
         text=result.text,
+        original_text=result.text,
         start_ms=result.start_ms,
         end_ms=max(result.end_ms, result.start_ms),
         confidence=result.confidence,
@@ -113,3 +116,45 @@ def api_token_create(*, user, expires_in=None) -> str:
 def api_token_revoke(*, user, digest: str) -> bool:
     deleted, _ = AuthToken.objects.filter(user=user, digest=digest).delete()
     return bool(deleted)
+
+
+@transaction.atomic
+def glossary_replace(*, user, terms: list[tuple[str, str]]) -> int:
+    """The user's glossary becomes `terms` ((term, language) pairs; language '' for all); returns the count."""
+    GlossaryTerm.objects.filter(owner=user).delete()
+    GlossaryTerm.objects.bulk_create(GlossaryTerm(owner=user, term=term, language=language) for term, language in terms)
+    return len(terms)
+
+
+MAX_SEGMENT_CHARS = 5000
+
+
+@transaction.atomic
+def segment_correct(*, segment: Segment, text: str, editor) -> Segment:
+    """The owner's correction: it becomes the segment's text (exports, search, viewers) and wins
+    over the second pass; the text it replaces is kept in the segment's history."""
+    text = " ".join(text.split())
+    if not text or len(text) > MAX_SEGMENT_CHARS:
+        raise ValueError(f"a phrase's text must have 1-{MAX_SEGMENT_CHARS} characters")
+    if text != segment.text:
+        SegmentEdit.objects.create(segment=segment, text_before=segment.text, text_after=text, editor=editor)
+        segment.text = text
+    segment.corrected = True
+    segment.save(update_fields=["text", "corrected"])
+    return segment
+
+
+@transaction.atomic
+def session_refine(*, session: TranscriptionSession, refined: dict[int, str]) -> int:
+    """Store the second pass: each segment's refined text, which becomes its text unless the owner
+    corrected it (a correction always wins) or the pass heard nothing there. Returns how many changed."""
+    changed = 0
+    for segment in session.segments.select_for_update():
+        text = refined.get(segment.pk, "")
+        segment.refined_text = text
+        if text and not segment.corrected and text != segment.text:
+            segment.text = text
+            changed += 1
+        segment.save(update_fields=["refined_text", "text"])
+    TranscriptionSession.objects.filter(pk=session.pk).update(refinement=TranscriptionSession.Refinement.DONE)
+    return changed

@@ -19,5 +19,6 @@ urlpatterns = [
     path("sessions/<uuid:session_id>/share/<int:share_id>/revoke/", views.share_revoke, name="share_revoke"),
     path("live/<str:token>/", views.live_shared, name="live_shared"),
     path("settings/tokens/", views.api_tokens, name="api_tokens"),
+    path("settings/glossary/", views.glossary, name="glossary"),
     path("settings/tokens/revoke/", views.api_token_revoke, name="api_token_revoke"),
 ]

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 
 from . import selectors, services
 from .exports import EXPORT_FORMATS, export_response
+from .forms import GlossaryForm
 from .media import audio_response
 from .realtime.broadcast import notify_revoked
 from .jobs import job_start
@@ -87,6 +88,7 @@ def session_detail(request, session_id):
             "translated": bool(languages),
             "share_links": selectors.share_links_for_session(session=session),
             "jobs": selectors.jobs_for_session(session=session),
+            "changed": any(s.original_text and s.text != s.original_text for s in segments),
             "share_expiry_choices": SHARE_EXPIRY_CHOICES,
         },
     )
@@ -177,13 +179,15 @@ def live_shared(request, token):
         raise Http404("This link is invalid, expired or revoked")
     granted = [i for i in request.session.get(selectors.SHARES_SESSION_KEY, []) if i != link.pk][-19:]
     request.session[selectors.SHARES_SESSION_KEY] = granted + [link.pk]
-    return render(request, "transcription/live.html", {"session": link.session, "shared": True})
+    return render(request, "transcription/live.html", {"session": link.session, "shared": True,
+                                                       "translate_targets": translate_targets()})
 
 
 @login_required
 def live_own(request, session_id):
     session = selectors.session_get_for_user(user=request.user, session_id=session_id)
-    return render(request, "transcription/live.html", {"session": session, "shared": False})
+    return render(request, "transcription/live.html", {"session": session, "shared": False,
+                                                       "translate_targets": translate_targets()})
 
 
 # ---- API tokens for programs ----
@@ -212,3 +216,16 @@ def api_token_revoke(request):
     if services.api_token_revoke(user=request.user, digest=request.POST.get("digest", "")):
         messages.success(request, "Token revoked: programs using it are refused from now on.")
     return redirect("transcription:api_tokens")
+
+
+# ---- the glossary: names and jargon the recognizer should expect ----
+
+@login_required
+def glossary(request):
+    terms = selectors.glossary_for_user(user=request.user)
+    form = GlossaryForm(request.POST or None, initial={"terms": GlossaryForm.initial_text(terms)})
+    if request.method == "POST" and form.is_valid():
+        count = services.glossary_replace(user=request.user, terms=form.cleaned_data["terms"])
+        messages.success(request, f"Glossary saved: {count} term(s). New sessions use it.")
+        return redirect("transcription:glossary")
+    return render(request, "transcription/glossary.html", {"form": form, "count": terms.count()})

@@ -1,6 +1,6 @@
 // Read-only live captions: a snapshot of what is stored, then the session's events as they happen.
 import { CLOSE, EVENT, SYSTEM, exposeForTests } from "./protocol.js";
-import { addFinal, addTranslation, scrollToEnd } from "./transcript.js";
+import { addFinal, addTranslation, applyCorrection, scrollToEnd } from "./transcript.js";
 
 const $ = (id) => document.getElementById(id);
 const root = $("live");
@@ -27,6 +27,7 @@ function onEvent(ev) {
     case EVENT.INTERIM: ui.interim.textContent = ev.text; break;
     case EVENT.FINAL: addFinal(ui.finals, ui.interim, ev); break;
     case EVENT.TRANSLATION: addTranslation(ui.finals, ev); break;
+    case EVENT.CORRECTION: applyCorrection(ui.finals, ev); break;
     case EVENT.SYSTEM:
       if (ev.event === SYSTEM.ENDED) { over = true; ui.interim.textContent = ""; setState("ended"); }
       break;
@@ -37,9 +38,24 @@ function onEvent(ev) {
   scrollToEnd(ui.transcript);
 }
 
+// The captions' language: each viewer picks one; the server translates each final once per language.
+const language = $("caption-language");
+const savedLanguage = localStorage.getItem("stt.captionLanguage");
+if (savedLanguage && [...language.options].some((o) => o.value === savedLanguage)) language.value = savedLanguage;
+let socket = null;
+language.addEventListener("change", () => {
+  localStorage.setItem("stt.captionLanguage", language.value);
+  ui.finals.querySelectorAll(".translation").forEach((t) => t.remove());
+  if (socket) { socket.onclose = null; socket.close(CLOSE.NORMAL); }
+  retries = 0;
+  connect(); // a fresh snapshot, with the translations stored in that language
+});
+
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}${root.dataset.wsPath}`);
+  const query = language.value ? `?translate_to=${encodeURIComponent(language.value)}` : "";
+  const ws = new WebSocket(`${scheme}://${location.host}${root.dataset.wsPath}${query}`);
+  socket = ws;
   ws.onmessage = (msg) => onEvent(JSON.parse(msg.data));
   ws.onclose = (close) => {
     if (close.code === CLOSE.FORBIDDEN) {

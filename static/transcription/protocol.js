@@ -1,7 +1,10 @@
 // The wire protocol's names and codes, as the server's transcription/realtime/protocol.py defines
 // them (tests/test_protocol.py checks that the two agree). Pages import these; no literals elsewhere.
 
-export const EVENT = { SYSTEM: "system", INTERIM: "interim", FINAL: "final", TRANSLATION: "translation", ERROR: "error", SNAPSHOT: "snapshot" };
+export const EVENT = {
+  SYSTEM: "system", INTERIM: "interim", FINAL: "final", TRANSLATION: "translation", ERROR: "error", SNAPSHOT: "snapshot",
+  CORRECTION: "correction",
+};
 export const SYSTEM = { STARTED: "started", ENDED: "ended", RESUMED: "resumed", LAG: "lag" };
 
 export const REASON = {

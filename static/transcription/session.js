@@ -19,10 +19,56 @@ if (player) {
     if (stopAt !== null && player.currentTime >= stopAt) { player.pause(); stopAt = null; }
   });
   segments.querySelectorAll("li.playable").forEach((li) => {
-    li.addEventListener("click", () => play(li));
-    li.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); play(li); } });
+    li.addEventListener("click", (e) => { if (!e.target.closest("button, input")) play(li); });
+    li.addEventListener("keydown", (e) => {
+      if (e.target === li && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); play(li); }
+    });
   });
 }
+
+// ---- corrections: the owner edits a phrase; the REST API stores it and tells the live viewers ----
+function csrfToken() {
+  const match = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
+  return match ? decodeURIComponent(match[1]) : "";
+}
+
+async function save(li, input) {
+  const error = $("edit-error");
+  const response = await fetch(`${segments.dataset.api}segments/${li.dataset.segment}/`, {
+    method: "PATCH",
+    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken(), Accept: "application/json" },
+    body: JSON.stringify({ text: input.value }),
+  });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    error.textContent = `Not saved: ${(body.text || [body.detail || response.status])[0]}`;
+    error.hidden = false;
+    return;
+  }
+  error.hidden = true;
+  const span = li.querySelector(".text");
+  span.textContent = body.text;
+  span.dataset.text = body.text;
+  span.classList.add("corrected");
+  input.replaceWith(span);
+  li.querySelector("button.edit").hidden = false;
+}
+
+function edit(li) {
+  const span = li.querySelector(".text");
+  const input = document.createElement("input");
+  input.className = "edit-text";
+  input.value = span.dataset.text;
+  input.setAttribute("aria-label", "Corrected text");
+  span.replaceWith(input);
+  li.querySelector("button.edit").hidden = true;
+  input.focus();
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") { e.preventDefault(); save(li, input); }
+    if (e.key === "Escape") { input.replaceWith(span); li.querySelector("button.edit").hidden = false; }
+  });
+}
+segments.querySelectorAll("button.edit").forEach((button) => button.addEventListener("click", () => edit(button.closest("li"))));
 
 // ---- background jobs ----
 function showTranslation(li, translation) {
@@ -74,3 +120,13 @@ async function follow() {
   setTimeout(follow, 1000);
 }
 if (jobs && jobs.querySelector('[data-status="queued"], [data-status="running"]')) follow();
+
+// ---- the live transcript, as it was sent, instead of the refined and corrected one ----
+const showLive = $("show-live");
+if (showLive) {
+  showLive.addEventListener("click", () => {
+    const live = segments.classList.toggle("show-live");
+    showLive.setAttribute("aria-pressed", String(live));
+    showLive.textContent = live ? "Show the refined transcript" : "Show the live transcript";
+  });
+}

@@ -13,7 +13,7 @@ export function addFinal(finals, interim, ev) {
   const time = document.createElement("time");
   time.textContent = fmt(ev.start_ms);
   const text = document.createElement("span");
-  text.className = "text";
+  text.className = ev.corrected ? "text corrected" : "text";
   text.textContent = ev.text;
   li.append(time, " ", text);
   finals.append(li);
@@ -39,4 +39,12 @@ export function scrollToEnd(transcript) {
   if (transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 80) {
     transcript.scrollTop = transcript.scrollHeight;
   }
+}
+
+// The owner corrected a final: its new text replaces the old, marked as corrected.
+export function applyCorrection(finals, ev) {
+  const text = finals.querySelector(`li[data-segment="${ev.segment}"] .text`);
+  if (!text) return;
+  text.textContent = ev.text;
+  text.classList.add("corrected");
 }

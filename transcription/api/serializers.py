@@ -11,10 +11,18 @@ class TranslationSerializer(serializers.ModelSerializer):
 
 class SegmentSerializer(serializers.ModelSerializer):
     translations = TranslationSerializer(many=True, read_only=True)
+    text = serializers.CharField(read_only=True, help_text="The current text: a correction, else the second "
+                                                           "pass's, else the live final")
+    original_text = serializers.CharField(read_only=True, help_text="The live final as it was first sent")
 
     class Meta:
         model = Segment
-        fields = ["index", "text", "start_ms", "end_ms", "confidence", "language", "words", "translations"]
+        fields = ["id", "index", "text", "original_text", "refined_text", "corrected", "start_ms", "end_ms",
+                  "confidence", "language", "words", "translations"]
+
+
+class CorrectionSerializer(serializers.Serializer):
+    text = serializers.CharField(max_length=5000, help_text="The phrase's corrected text")
 
 
 class SessionSerializer(serializers.ModelSerializer):
@@ -36,11 +44,12 @@ class JobSerializer(serializers.ModelSerializer):
 
 
 class SessionDetailSerializer(SessionSerializer):
+    refinement = serializers.CharField(read_only=True, help_text="The second pass: pending, done, off or failed")
     segments = SegmentSerializer(many=True, read_only=True)
     jobs = JobSerializer(many=True, read_only=True, help_text="Background work on this session, newest first")
 
     class Meta(SessionSerializer.Meta):
-        fields = SessionSerializer.Meta.fields + ["segments", "jobs"]
+        fields = SessionSerializer.Meta.fields + ["vocabulary", "refinement", "segments", "jobs"]
 
 
 class SessionFilterSerializer(serializers.Serializer):

@@ -12,7 +12,9 @@ from ..jobs import job_start
 from ..models import Job
 from ..realtime import protocol
 from ..translation import get_translator
-from .serializers import JobSerializer, SessionDetailSerializer, SessionFilterSerializer, SessionSerializer
+from ..realtime.control import announce_correction
+from .serializers import (CorrectionSerializer, JobSerializer, SegmentSerializer, SessionDetailSerializer,
+                          SessionFilterSerializer, SessionSerializer)
 
 
 class TranslateRequestSerializer(serializers.Serializer):
@@ -68,3 +70,19 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
                             status=status.HTTP_400_BAD_REQUEST)
         job, _ = job_start(session=session, kind=Job.Kind.TRANSLATE, language=target)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=CorrectionSerializer, responses={200: SegmentSerializer},
+                   parameters=[OpenApiParameter("segment_id", OpenApiTypes.INT, OpenApiParameter.PATH)])
+    @action(detail=True, methods=["patch"], url_path=r"segments/(?P<segment_id>[0-9]+)")
+    def segment(self, request, pk=None, segment_id=None):
+        """Correct one phrase (its `id` in the detail, `segment` in the socket's events). The original
+        is kept; the speaker's socket and live viewers get a `correction` event."""
+        segment = selectors.segment_get_for_user(user=request.user, session_id=pk, segment_id=segment_id)
+        params = CorrectionSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        try:
+            segment = services.segment_correct(segment=segment, text=params.validated_data["text"], editor=request.user)
+        except ValueError as exc:
+            return Response({"text": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        announce_correction(segment)
+        return Response(SegmentSerializer(segment).data)

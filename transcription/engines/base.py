@@ -25,6 +25,7 @@ AUTO_LANGUAGE = "auto"  # StreamConfig.language: let the engine detect it per ph
 class StreamConfig:
     language: str  # BCP-47 as the client sent it, e.g. "ko-KR" (audio is always 16 kHz mono PCM16)
     interim_results: bool = True
+    vocabulary: tuple[str, ...] = ()  # names and jargon to expect (the session's terms and the glossary)
 
 
 @dataclass(frozen=True)

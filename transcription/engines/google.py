@@ -129,6 +129,7 @@ class EndlessStream:
                     language_codes=[self.config.language],
                     model=settings.GOOGLE_SPEECH_MODEL,
                     features=cloud_speech.RecognitionFeatures(enable_word_time_offsets=True),
+                    adaptation=self.adaptation(cloud_speech),
                 ),
                 streaming_features=cloud_speech.StreamingRecognitionFeatures(interim_results=True),
             ),
@@ -153,6 +154,15 @@ class EndlessStream:
                 position += len(data)
                 self._cursor = position
             yield cloud_speech.StreamingRecognizeRequest(audio=data)
+
+    def adaptation(self, cloud_speech):
+        """The vocabulary as an inline phrase set with a boost (None without one)."""
+        if not self.config.vocabulary:
+            return None
+        phrases = [cloud_speech.PhraseSet.Phrase(value=term) for term in self.config.vocabulary]
+        phrase_set = cloud_speech.PhraseSet(phrases=phrases, boost=settings.GOOGLE_SPEECH_BOOST)
+        return cloud_speech.SpeechAdaptation(
+            phrase_sets=[cloud_speech.SpeechAdaptation.AdaptationPhraseSet(inline_phrase_set=phrase_set)])
 
     # -- this thread: responses -> results --
     def run(self, chunks: Iterator[bytes | Control]) -> Iterator[Result]:

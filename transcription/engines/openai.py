@@ -75,6 +75,8 @@ class RealtimeStream:
         transcription = {"model": settings.OPENAI_TRANSCRIBE_MODEL}
         if self.config.language != AUTO_LANGUAGE:
             transcription["language"] = self.config.language.split("-")[0].lower()
+        if self.config.vocabulary:  # the transcription prompt: a list of the terms to expect
+            transcription["prompt"] = ", ".join(self.config.vocabulary)
         return {
             "type": "transcription",
             "audio": {

@@ -23,6 +23,7 @@ import numpy as np
 from django.conf import settings
 
 from .base import AUTO_LANGUAGE, FINALIZE, SAMPLE_RATE, Control, EngineError, Result, StreamConfig
+from . import vocabulary
 from .guards import cut_repetitions, is_silence_hallucination
 from .scheduler import get_scheduler
 
@@ -124,6 +125,18 @@ def load_model(name: str):
         raise EngineError(f"cannot load whisper model {name!r}: {exc}") from exc
     logger.info("loaded whisper model %s in %.1f s", name, time.monotonic() - started)
     return model
+
+
+def vocabulary_options(terms: tuple[str, ...]) -> dict:
+    """How every decode of a session is told its terms (STT_WHISPER_VOCABULARY): "prompt" (the
+    "previous text" slot, which also works beside our context prefix) or "hotwords" (faster-whisper's,
+    the same slot, but ignored whenever a prefix is given). The default "confirm" gives them only to
+    a second decode of a phrase that sounds like one (engines/vocabulary.py); "off" never."""
+    mode = settings.STT_WHISPER_VOCABULARY
+    if not terms or mode not in ("prompt", "hotwords"):
+        return {}
+    listed = ", ".join(terms)
+    return {"hotwords": listed} if mode == "hotwords" else {"initial_prompt": listed + "."}
 
 
 class Decoded(NamedTuple):
@@ -325,6 +338,8 @@ class PhraseStreamer:
         result = None
         if enough:
             decoded = self.decode(start, end, final=True)
+            if self.config.vocabulary and settings.STT_WHISPER_VOCABULARY == "confirm":
+                decoded = self.confirm_terms(decoded, start, end)
             if decoded.text and speech_share < MOSTLY_NON_SPEECH and is_silence_hallucination(decoded.text, decoded.language):
                 logger.info("dropped a likely silence hallucination: %r", decoded.text)
                 decoded = decoded._replace(text="")
@@ -345,6 +360,17 @@ class PhraseStreamer:
         self.last_interim_at = 0.0
         return result
 
+    def confirm_terms(self, decoded: Decoded, start: int, end: int) -> Decoded:
+        """Something in the phrase sounds like a vocabulary term: decode it again with the terms as
+        the prompt, and keep that if it has the term and otherwise says the same (vocabulary.py)."""
+        terms = vocabulary.terms_to_try(decoded.text, self.config.vocabulary)
+        if not terms:
+            return decoded
+        second = self.decode(start, end, final=True, prompt=", ".join(terms) + ".")
+        kept = vocabulary.keep_second(decoded.text, second.text, terms)
+        logger.info("vocabulary %s: %r -> %r (%s)", terms, decoded.text, second.text, "kept" if kept else "not kept")
+        return second if kept else decoded
+
     def maybe_interim(self) -> Result | None:
         now = time.monotonic()
         interval = max(settings.STT_INTERIM_INTERVAL, 2 * self.last_decode_cost)
@@ -358,7 +384,7 @@ class PhraseStreamer:
             text=decoded.text, is_final=False, start_ms=self.phrase_start * 1000 // SAMPLE_RATE, language=decoded.language
         )
 
-    def decode(self, start: int, end: int, *, final: bool) -> Decoded:
+    def decode(self, start: int, end: int, *, final: bool, prompt: str | None = None) -> Decoded:
         """Text of samples [start, end), decoded after the previous phrase when that is near."""
         use_context = (
             self.prev_start is not None
@@ -367,21 +393,23 @@ class PhraseStreamer:
             and start - self.prev_start <= CONTEXT_MAX_SAMPLES
         )
         if use_context:
-            decoded = self.transcribe(self.samples(self.prev_start, end), final=final, prefix=self.prev_text)
+            decoded = self.transcribe(self.samples(self.prev_start, end), final=final, prefix=self.prev_text,
+                                      prompt=prompt)
             rest = decoded.text[len(self.prev_text) :].lstrip(" .,?!。、？！")
             if decoded.text.startswith(self.prev_text) and rest:
                 return decoded._replace(text=rest)
             # The prefix was not kept, or nothing came after it: the phrase must not vanish.
             logger.debug("context decode gave no new text; decoding the phrase alone")
         # No text prompt of earlier finals: measured, it made conversational Korean worse.
-        return self.transcribe(self.samples(start, end), final=final, prefix=None)
+        return self.transcribe(self.samples(start, end), final=final, prefix=None, prompt=prompt)
 
-    def transcribe(self, audio: np.ndarray, *, final: bool, prefix: str | None) -> Decoded:
+    def transcribe(self, audio: np.ndarray, *, final: bool, prefix: str | None, prompt: str | None = None) -> Decoded:
         """Decode on the process's decode scheduler (finals first); an empty text if an interim was dropped."""
-        decoded = get_scheduler().run(lambda: self._transcribe(audio, final=final, prefix=prefix), final=final, key=self)
+        decoded = get_scheduler().run(lambda: self._transcribe(audio, final=final, prefix=prefix, prompt=prompt),
+                                      final=final, key=self)
         return decoded if decoded is not None else Decoded("", None, None)
 
-    def _transcribe(self, audio: np.ndarray, *, final: bool, prefix: str | None) -> Decoded:
+    def _transcribe(self, audio: np.ndarray, *, final: bool, prefix: str | None, prompt: str | None = None) -> Decoded:
         started = time.monotonic()
         try:
             segments, info = self.model.transcribe(
@@ -394,6 +422,7 @@ class PhraseStreamer:
                 prefix=prefix,
                 without_timestamps=True,
                 vad_filter=False,  # our own VAD already chose the audio
+                **({"initial_prompt": prompt} if prompt else vocabulary_options(self.config.vocabulary)),
             )
             texts, logprobs = [], []
             for segment in segments:

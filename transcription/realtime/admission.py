@@ -2,7 +2,8 @@
 
 `check` runs before anything changes (a refused start leaves the socket's running session alone):
 the API token still valid, the engine knows the language, the translator can produce the target.
-`open_session` then applies the server's limits (draining, sessions per process and per user), creates the
+`open_session` then applies the server's limits (draining, sessions per process and per user), merges
+the session's vocabulary with the user's glossary (the session's terms first, 100 in all), creates the
 session's row and builds its LiveSession. Each refusal is a ProtocolError with a documented code.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from .. import services
+from .. import selectors, services
 from ..engines import Recognizer, StreamConfig, get_engine
 from ..translation import Translator, get_translator
 from . import protocol, shutdown
@@ -56,7 +57,11 @@ async def open_session(admission: Admission, *, user) -> LiveSession:
     if per_user and sessions.count(owner_id=user.pk) >= per_user:
         raise ProtocolError(protocol.TOO_MANY_SESSIONS, f"you already have {per_user} sessions running")
     message = admission.message
+    glossary = await database_sync_to_async(selectors.glossary_terms_for)(user=user, language=message.lang)
+    vocabulary = tuple(dict.fromkeys(message.vocabulary + tuple(glossary)))[:protocol.MAX_VOCABULARY_TERMS]
     record = await database_sync_to_async(services.session_start)(
-        owner=user, language=message.lang, engine=admission.engine.name, translate_to=message.translate_to or "")
-    return LiveSession(record=record, engine=admission.engine, config=StreamConfig(language=message.lang),
+        owner=user, language=message.lang, engine=admission.engine.name, translate_to=message.translate_to or "",
+        vocabulary=list(vocabulary))
+    return LiveSession(record=record, engine=admission.engine,
+                       config=StreamConfig(language=message.lang, vocabulary=vocabulary),
                        translator=admission.translator, translate_to=message.translate_to)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -13,7 +14,8 @@ from django.conf import settings
 
 from .. import selectors
 from ..models import TranscriptionSession
-from . import admission, protocol, shutdown
+from ..translation import get_translator
+from . import admission, control, protocol, shutdown
 from .broadcast import live_group
 from .limits import AudioRateLimit, connections
 from .protocol import ProtocolError
@@ -149,6 +151,7 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
     link = None  # the ShareLink this viewer came in by (None for the owner)
     group = None
     snapshot_seq = 0
+    language = None  # the captions' translation this viewer wants (`?translate_to=`), else the speaker's
 
     async def __call__(self, scope, receive, send):
         """A viewer never stays connected after its receive loop died (e.g. the channel layer failed):
@@ -181,11 +184,31 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
             return
         # Joined before the snapshot is read: nothing falls between; events it already holds are skipped.
         session, segments = await database_sync_to_async(selectors.transcript_of_session)(session_id=self.session_id)
-        snapshot = protocol.event_snapshot(session, segments)
+        refused = self.choose_language(session)
+        snapshot = protocol.event_snapshot(session, segments, language=self.language)
         self.snapshot_seq = snapshot["seq"]
         await self.send_event(snapshot)
+        if refused is not None:
+            await self.send_event(refused)
         if snapshot["status"] != TranscriptionSession.Status.ACTIVE:
             await self.close()
+        elif self.language and self.language != session.translate_to:  # made once per language, for all
+            await control.tell(self.session_id, {"type": control.WANT_TRANSLATION, "language": self.language})
+
+    def choose_language(self, session) -> dict | None:
+        """`?translate_to=xx`: captions translated into xx. If the translator cannot, the viewer is told
+        (the error returned: `translation_unsupported`) and watches with the speaker's translation."""
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        wanted = (query.get("translate_to") or [""])[0].strip()
+        self.language = session.translate_to or None
+        if not wanted or wanted == self.language:
+            return None
+        translator = get_translator()
+        if len(wanted) > 16 or not translator.supports(source=session.language, target=wanted):
+            return protocol.event_error(protocol.TRANSLATION_UNSUPPORTED,
+                                        f"translator {translator.name!r} cannot translate into {wanted[:16]!r}")
+        self.language = wanted
+        return None
 
     async def disconnect(self, code: int) -> None:
         if self.group is not None:
@@ -204,6 +227,8 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
             return
         if event.get("seq", 0) <= self.snapshot_seq:
             return  # already in the snapshot
+        if event.get("type") == protocol.TRANSLATION and event.get("lang") != self.language:
+            return  # another viewer's language
         await self.send_event(event)
         if protocol.is_session_over(event):
             await self.close()

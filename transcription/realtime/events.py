@@ -78,10 +78,24 @@ class Outbox:
                 logger.info("session %s: event %d not delivered", self.name, event["seq"])
         return event
 
-    async def emit(self, event: dict) -> dict:
+    async def replay(self, sink: Sink, *, last_seq: int, interim: dict | None, language: str | None) -> None:
+        """What a resuming client missed after `last_seq` (the caller holds the lock). Normally every
+        missed event is still in memory and the client sees `seq` without a gap; beyond the window it
+        gets the finals from the database, and the interim. Translations into languages only viewers
+        asked for (not `language`) are not the speaker's."""
+        missed = self.log.since(last_seq)
+        if missed is None:
+            missed = await stored_events_after(self.name, last_seq)
+            if interim is not None and interim["seq"] > last_seq:
+                missed.append(interim)
+        for event in missed:
+            if event.get("type") != protocol.TRANSLATION or event.get("lang") == language:
+                await sink.send_event(event)
+
+    async def emit(self, event: dict, *, to_sink: bool = True) -> dict:
         """`send` for a caller that does not hold the lock."""
         async with self.lock:
-            return await self.send(event)
+            return await self.send(event, to_sink=to_sink)
 
 
 async def stored_events_after(session_id: str, last_seq: int) -> list[dict]:

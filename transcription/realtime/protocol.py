@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 PROTOCOL_VERSION = 2
 MAX_AUDIO_FRAME_BYTES = 64 * 1024
-MAX_TEXT_FRAME_BYTES = 4096
+MAX_TEXT_FRAME_BYTES = 16 * 1024  # room for a `start` with a full vocabulary (100 terms of 50 characters)
+MAX_VOCABULARY_TERMS = 100
+MAX_TERM_CHARS = 50
 
 # Close codes (4000-4999 are the application's).
 CLOSE_UNAUTHENTICATED = 4401
@@ -39,6 +41,7 @@ REASON_SHUTDOWN = "shutdown"  # the server is stopping (SIGTERM); reconnect to g
 
 # Server event types ("type"), and the system events ("event" of type "system").
 SYSTEM, INTERIM, FINAL, TRANSLATION, ERROR, SNAPSHOT = "system", "interim", "final", "translation", "error", "snapshot"
+CORRECTION = "correction"
 STARTED, ENDED, RESUMED, LAG = "started", "ended", "resumed", "lag"
 
 # Error codes sent in {"type":"error","code":...}; the connection stays usable after each.
@@ -76,6 +79,7 @@ class ProtocolError(Exception):
 class Start:
     lang: str
     translate_to: str | None = None
+    vocabulary: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,7 @@ def parse_text(text: str, *, default_language: str) -> ClientMessage:
         target = data.get("translate_to") or None
         if target is not None and (not isinstance(target, str) or not 2 <= len(target) <= 16):
             raise ProtocolError(BAD_REQUEST, "'translate_to' must be a language code such as 'en'")
-        return Start(lang=lang, translate_to=target)
+        return Start(lang=lang, translate_to=target, vocabulary=parse_vocabulary(data.get("vocabulary", [])))
     if kind == "end":
         return End()
     if kind == "finalize":
@@ -136,6 +140,15 @@ def parse_text(text: str, *, default_language: str) -> ClientMessage:
     raise ProtocolError(
         UNKNOWN_TYPE, f"unknown message type {str(kind)[:40]!r}; expected start, end, finalize, keepalive or resume"
     )
+
+
+def parse_vocabulary(terms) -> tuple[str, ...]:
+    """`vocabulary`: names and words to expect, at most 100 terms of at most 50 characters."""
+    if not isinstance(terms, list) or len(terms) > MAX_VOCABULARY_TERMS or not all(
+            isinstance(t, str) and 0 < len(t.strip()) <= MAX_TERM_CHARS for t in terms):
+        raise ProtocolError(BAD_REQUEST, f"'vocabulary' must be a list of at most {MAX_VOCABULARY_TERMS} terms of "
+                                         f"1-{MAX_TERM_CHARS} characters")
+    return tuple(dict.fromkeys(t.strip() for t in terms))
 
 
 def check_audio(data: bytes) -> None:
@@ -210,6 +223,8 @@ def event_final_from_segment(segment) -> dict:
         "language": segment.language,
         "seq": segment.seq,
     }
+    if segment.corrected:
+        event["corrected"] = True
     if segment.confidence is not None:
         event["confidence"] = round(segment.confidence, 3)
     if segment.words:
@@ -217,20 +232,27 @@ def event_final_from_segment(segment) -> dict:
     return event
 
 
+def event_correction(*, segment_id: int, text: str) -> dict:
+    """The owner corrected a final: its new text (shown instead of the final's)."""
+    return {"type": CORRECTION, "segment": segment_id, "text": text}
+
+
 def event_error(code: str, message: str) -> dict:
     return {"type": ERROR, "code": code, "message": message}
 
 
-def event_snapshot(session, segments) -> dict:
-    """What a viewer who joins late sees first: the session's stored finals and translations."""
+def event_snapshot(session, segments, *, language: str | None = None) -> dict:
+    """What a viewer who joins late sees first: the session's stored finals (corrections included)
+    and their translations into the viewer's language (`language`, else the speaker's)."""
+    language = language or session.translate_to
     finals = [event_final_from_segment(s) for s in segments]
-    translations = [event_translation_done(t) for s in segments for t in s.translations.all()]
+    translations = [event_translation_done(t) for s in segments for t in s.translations.all() if t.language == language]
     return {
         "type": SNAPSHOT,
         "session": str(session.pk),
         "title": session.title,
         "lang": session.language,
-        "translate_to": session.translate_to or None,
+        "translate_to": language or None,
         "status": session.status,
         "finals": finals,
         "translations": translations,

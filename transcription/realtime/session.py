@@ -4,7 +4,9 @@ It is composed of small parts, each with one job:
 - Recognition (recognition.py): the audio queue and the engine's thread;
 - Outbox + EventLog (events.py): numbering (`seq`), the replay window, ordered delivery;
 - TranscriptWriter (writer.py): every final stored before it is sent;
-- TranslationPipeline (translations.py): each final translated beside recognition;
+- SessionTranslations (translations.py): each final translated beside recognition, into the
+  speaker's language and every language a viewer asked for;
+- ControlListener (control.py): corrections and viewers' languages, from any process;
 - SessionMonitor (monitor.py): idle, hang, lag, maximum length;
 - Broadcaster (broadcast.py): live viewers on any process.
 After its socket drops the session runs for STT_RESUME_SECONDS, so a client that sends `resume` gets
@@ -21,16 +23,18 @@ from django.conf import settings
 from .. import services
 from ..engines import EngineError, Recognizer, Result, StreamConfig
 from ..engines.base import BYTES_PER_SECOND
+from ..jobs import refine_after
 from ..models import TranscriptionSession
 from ..recording import audio_path_for
 from ..translation import Translator
 from . import protocol
 from .broadcast import Broadcaster
-from .events import EventLog, Outbox, Sink, stored_events_after
+from .control import CORRECTION, WANT_TRANSLATION, ControlListener
+from .events import EventLog, Outbox, Sink
 from .monitor import SessionMonitor
 from .recognition import Recognition
 from .registry import sessions
-from .translations import TranslationPipeline
+from .translations import SessionTranslations
 from .writer import TranscriptWriter
 
 logger = logging.getLogger(__name__)
@@ -60,10 +64,12 @@ class LiveSession:
         self.recognition = Recognition(engine=engine, config=config, on_result=self._on_result, on_error=self._on_error,
                                        max_backlog_seconds=settings.STT_MAX_BACKLOG_SECONDS, name=f"stt-{self.id}",
                                        audio_path=audio_path_for(record.pk))
-        self.translations = None if translator is None or not translate_to else TranslationPipeline(
-            translator=translator, target=translate_to, language=self.language, outbox=self.outbox,
-            writer=self.writer, context_size=settings.STT_TRANSLATION_CONTEXT)
+        self.translations = SessionTranslations(session_id=self.id, language=self.language, outbox=self.outbox,
+                                                writer=self.writer, context_size=settings.STT_TRANSLATION_CONTEXT,
+                                                audio_path=self.recognition.audio_path)
+        self._translator = translator
         self.monitor = SessionMonitor(self)
+        self.control = ControlListener(self.id, self._on_control)
 
     @property
     def seq(self) -> int:
@@ -87,8 +93,9 @@ class LiveSession:
             session_id=self.id, language=self.language, engine=self.engine_name, translate_to=self.translate_to))
         self.recognition.start()
         self.spawn(self.monitor.run())
-        if self.translations is not None:
-            self.translations.start()
+        self.spawn(self.control.run())
+        if self.translate_to:
+            self.translations.start(self._translator, self.translate_to, for_speaker=True)
 
     def detach(self, sink: Sink) -> None:
         """The socket dropped: keep recognising and storing; end if nobody resumes in time."""
@@ -99,11 +106,7 @@ class LiveSession:
             self.end(reason=protocol.REASON_DISCONNECT, timeout=settings.STT_CLOSE_TIMEOUT)))
 
     async def attach(self, sink: Sink, *, last_seq: int) -> None:
-        """A client resumes: replay what it missed after `last_seq`, then send it new events.
-
-        Normally every missed event is still in memory and the client sees `seq` without a gap. If
-        it missed more than the replay window, it gets the finals from the database and the interim.
-        """
+        """A client resumes: replay what it missed after `last_seq` (Outbox.replay), then new events."""
         async with self.outbox.lock:
             if self._expiry is not None:
                 self._expiry.cancel()
@@ -112,13 +115,7 @@ class LiveSession:
             if previous is not None and previous is not sink:
                 await previous.replaced()
             await sink.send_event(protocol.event_resumed(session_id=self.id, last_seq=last_seq))
-            missed = self.outbox.log.since(last_seq)
-            if missed is None:  # beyond the replay window: the finals from the database, and the interim
-                missed = await stored_events_after(self.id, last_seq)
-                if self.current_interim is not None and self.current_interim["seq"] > last_seq:
-                    missed.append(self.current_interim)
-            for event in missed:
-                await sink.send_event(event)
+            await self.outbox.replay(sink, last_seq=last_seq, interim=self.current_interim, language=self.translate_to)
             self.outbox.sink = sink
         self.touch()
 
@@ -133,8 +130,7 @@ class LiveSession:
         timeout = settings.STT_END_TIMEOUT if timeout is None else timeout
         if not await self.recognition.finish(timeout):
             logger.warning("session %s ended before its engine finished (%s)", self.id, reason)
-        if self.translations is not None:
-            await self.translations.finish(timeout)
+        await self.translations.finish(timeout)
         status = TranscriptionSession.Status.ENDED
         if self.recognition.failed:
             status = TranscriptionSession.Status.FAILED
@@ -145,9 +141,11 @@ class LiveSession:
         await database_sync_to_async(services.session_finish)(
             session_id=self.id, status=status, audio_ms=self.audio_bytes * 1000 // BYTES_PER_SECOND,
             audio_kept=self.recognition.audio_path is not None)
+        await database_sync_to_async(refine_after)(session_id=self.id)  # the second pass, in the background
         async with self.outbox.lock:  # (the speaker's socket may be gone: viewers are still told)
             await self.outbox.send(protocol.event_ended(session_id=self.id, reason=reason), to_sink=notify)
         await self.viewers.close()
+        await self.control.stop()
         sessions.remove(self)
         others = [task for task in self._tasks if task is not asyncio.current_task()]
         for task in others:
@@ -201,9 +199,15 @@ class LiveSession:
                 return
             self.next_index += 1
             await self.outbox.send(protocol.event_final_from_segment(segment), seq=seq)
-            if self.translations is not None:
-                await self.translations.add(segment_id=segment.pk, text=result.text, audio=result.audio,
-                                            language=result.language)
+            await self.translations.add(segment_id=segment.pk, text=result.text, audio=result.audio,
+                                        language=result.language)
+
+    async def _on_control(self, message: dict) -> None:
+        """A correction to announce, or a language a viewer wants (control.py)."""
+        if message["type"] == CORRECTION:
+            await self.outbox.emit(protocol.event_correction(segment_id=message["segment"], text=message["text"]))
+        elif message["type"] == WANT_TRANSLATION and not self.closing:
+            await self.translations.want(message["language"])
 
     async def _on_error(self, exc: EngineError) -> None:
         await self.outbox.emit(protocol.event_error(exc.code, str(exc)))

@@ -1,0 +1,127 @@
+"""Whole-file recognition with Whisper: the second pass over a session's kept audio.
+
+faster-whisper's own VAD finds the speech (Silero with its whole-file defaults: pauses under 2 s stay
+inside a chunk, which gives the decoder more context than live endpointing). The speech, joined
+without the pauses between chunks as faster-whisper's vad_filter does, is decoded in windows of at
+most STT_REFINE_WINDOW_SECONDS (10 s; Whisper's own are 30 s, but a 30 s window with beam 5 costs
+3-4 s here, and a live final that falls due meanwhile would wait), each with the text before it as its prompt (what a whole-file decode's
+condition_on_previous_text does) and with word times mapped back to the file. Each window is one job
+of background priority on the decode scheduler: a live final never waits behind a long file.
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+from django.conf import settings
+
+from .base import SAMPLE_RATE
+from .scheduler import AFTER_THE_FACT, get_scheduler
+from .whisper import COMPRESSION_RATIO_MAX, whisper_language
+
+BACKGROUND_TEMPERATURES = (0.0, 0.4)  # a window that loops gets one more try, not five: a bounded job
+PROMPT_CHARS = 120  # the end of the previous window's text, as the next one's prompt
+
+
+@dataclass(frozen=True)
+class TimedWord:
+    text: str  # as Whisper writes it, with its leading space where a word begins
+    start_ms: int
+    end_ms: int
+
+
+@dataclass(frozen=True)
+class Window:
+    """Speech chunks decoded together: their audio joined without the pauses between them (as
+    faster-whisper's vad_filter does: Whisper invents words in long pauses), at most 30 s of it."""
+
+    chunks: tuple[tuple[int, int], ...]  # [start, end) samples in the file
+
+    def audio(self, audio: np.ndarray) -> np.ndarray:
+        return np.concatenate([audio[start:end] for start, end in self.chunks])
+
+    def file_ms(self, window_ms: int) -> int:
+        """A time in the joined audio, as a time in the file."""
+        at = window_ms * SAMPLE_RATE // 1000
+        for start, end in self.chunks:
+            if at < end - start:
+                return (start + at) * 1000 // SAMPLE_RATE
+            at -= end - start
+        return self.chunks[-1][1] * 1000 // SAMPLE_RATE
+
+
+def speech_windows(audio: np.ndarray, seconds: float | None = None) -> list[Window]:
+    """The file's speech (faster-whisper's VAD, its whole-file defaults) in windows of at most
+    `seconds` (STT_REFINE_WINDOW_SECONDS): each is one background job, and a live final that falls
+    due while one runs waits for it (engines/scheduler.py), so a job must stay short."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    window_samples = int((seconds or settings.STT_REFINE_WINDOW_SECONDS) * SAMPLE_RATE)
+    windows: list[list[tuple[int, int]]] = []
+    length = 0
+    for chunk in get_speech_timestamps(audio, VadOptions()):
+        start, end = chunk["start"], chunk["end"]
+        while end - start > window_samples:  # one long stretch of speech: cut
+            windows.append([(start, start + window_samples)])
+            start += window_samples
+            length = window_samples
+        if windows and length + end - start <= window_samples:
+            windows[-1].append((start, end))
+            length += end - start
+        else:
+            windows.append([(start, end)])
+            length = end - start
+    return [Window(tuple(chunks)) for chunks in windows]
+
+
+def transcribe_file(model, audio: np.ndarray, *, language: str, vocabulary: Sequence[str] = (),
+                    beam_size: int | None = None, progress: Callable[[int, int], None] | None = None) -> list[TimedWord]:
+    """Every word of `audio` (float32, 16 kHz) with its time in the file."""
+    windows = speech_windows(audio)
+    words: list[TimedWord] = []
+    previous = ""
+    for number, window in enumerate(windows, start=1):
+        prompt = ", ".join(vocabulary) + (". " if vocabulary else "") + previous[-PROMPT_CHARS:]
+        decoded = get_scheduler().run_background(
+            lambda w=window, p=prompt: decode_window(model, w.audio(audio), language, p, beam_size),
+            priority=AFTER_THE_FACT)
+        words += [TimedWord(w.text, window.file_ms(w.start_ms), window.file_ms(w.end_ms)) for w in decoded]
+        previous = "".join(w.text for w in decoded).strip() or previous
+        if progress is not None:
+            progress(number, len(windows))
+    return words
+
+
+def decode_window(model, audio: np.ndarray, language: str, prompt: str, beam_size: int | None) -> list[TimedWord]:
+    segments, _ = model.transcribe(
+        audio, language=whisper_language(language), beam_size=beam_size or settings.STT_REFINE_BEAM_SIZE,
+        word_timestamps=True, condition_on_previous_text=True, initial_prompt=prompt or None, vad_filter=False,
+        temperature=BACKGROUND_TEMPERATURES,
+    )
+    words = []
+    for segment in segments:
+        if segment.no_speech_prob > 0.6 and segment.avg_logprob < -1.0:
+            continue  # Whisper's own "no speech" rule
+        if segment.compression_ratio > COMPRESSION_RATIO_MAX:
+            continue  # a loop left after every fallback temperature
+        words += [TimedWord(w.word, int(w.start * 1000), int(w.end * 1000)) for w in segment.words or []]
+    return words
+
+
+def align(words: Sequence[TimedWord], spans: Sequence[tuple[int, int]]) -> list[str]:
+    """The text of `words` for each (start_ms, end_ms) span (sorted, as live segments are): a word
+    belongs to the span its middle falls in, else to the nearest span."""
+    if not spans:
+        return []
+    texts: list[list[str]] = [[] for _ in spans]
+    starts = [start for start, _ in spans]
+    for word in words:
+        middle = (word.start_ms + word.end_ms) / 2
+        i = max(0, bisect.bisect_right(starts, middle) - 1)
+        if i + 1 < len(spans) and middle > spans[i][1]:  # in a gap: the nearer neighbour takes it
+            if spans[i + 1][0] - middle < middle - spans[i][1]:
+                i += 1
+        texts[i].append(word.text)
+    return ["".join(parts).strip() for parts in texts]

@@ -1,0 +1,51 @@
+"""What an operator watches, for Prometheus (prometheus-client) and the admin's Load page.
+
+Each server process counts its own (Prometheus scrapes every process). Values that are the state
+of the moment (sessions running, audio waiting, viewers) are read when scraped, from the registry of
+running sessions; events (refusals, finals, translations, retries, decodes) are counted as they happen.
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+registry = CollectorRegistry(auto_describe=True)
+
+DELAY_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0)
+DECODE_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+
+sessions_active = Gauge("stt_sessions_active", "Recognition sessions running in this process", registry=registry)
+sessions_started = Counter("stt_sessions_started", "Sessions started", ["engine"], registry=registry)
+sessions_refused = Counter("stt_sessions_refused", "Starts refused", ["reason"], registry=registry)
+audio_backlog = Gauge("stt_audio_backlog_seconds", "Audio accepted and not yet recognised, all sessions",
+                      registry=registry)
+viewers = Gauge("stt_live_viewers", "Live-caption viewers connected to this process", registry=registry)
+finals = Counter("stt_finals", "Finals stored and sent", ["engine"], registry=registry)
+final_delay = Histogram("stt_final_delay_seconds", "From the arrival of a phrase's last audio to its final being sent",
+                        ["engine"], buckets=DELAY_BUCKETS, registry=registry)
+decode_seconds = Histogram("stt_decode_seconds", "Whisper decodes by kind (final, interim, background)",
+                           ["kind"], buckets=DECODE_BUCKETS, registry=registry)
+translations = Counter("stt_translations", "Translations of finals", ["translator", "outcome"], registry=registry)
+storage_retries = Counter("stt_storage_retries", "Writes of finals and translations tried again", registry=registry)
+jobs = Counter("stt_jobs", "Background jobs finished", ["kind", "status"], registry=registry)
+
+
+def refresh() -> None:
+    """The state of the moment, read from the running sessions (called before each scrape)."""
+    from .realtime.registry import sessions
+
+    running = sessions.running()
+    sessions_active.set(len(running))
+    audio_backlog.set(sum(s.recognition.audio.backlog_seconds for s in running))
+
+
+def snapshot() -> dict[str, float]:
+    """name{labels} -> value, for the admin's Load page."""
+    refresh()
+    values = {}
+    for metric in registry.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_created"):
+                continue
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return values
