@@ -32,7 +32,7 @@ function csrfToken() {
   return match ? decodeURIComponent(match[1]) : "";
 }
 
-async function save(li, input) {
+async function save(li, input, span) {
   const error = $("edit-error");
   const response = await fetch(`${segments.dataset.api}segments/${li.dataset.segment}/`, {
     method: "PATCH",
@@ -46,7 +46,6 @@ async function save(li, input) {
     return;
   }
   error.hidden = true;
-  const span = li.querySelector(".text");
   span.textContent = body.text;
   span.dataset.text = body.text;
   span.classList.add("corrected");
@@ -64,7 +63,7 @@ function edit(li) {
   li.querySelector("button.edit").hidden = true;
   input.focus();
   input.addEventListener("keydown", (e) => {
-    if (e.key === "Enter") { e.preventDefault(); save(li, input); }
+    if (e.key === "Enter") { e.preventDefault(); save(li, input, span); }
     if (e.key === "Escape") { input.replaceWith(span); li.querySelector("button.edit").hidden = false; }
   });
 }
