@@ -214,6 +214,12 @@ STT_WHISPER_MODEL = os.environ.get("STT_WHISPER_MODEL", "base")
 STT_WHISPER_MODEL_EN = os.environ.get("STT_WHISPER_MODEL_EN", "")
 STT_WHISPER_THREADS = env_int("STT_WHISPER_THREADS", 2)
 STT_WHISPER_BEAM_SIZE = env_int("STT_WHISPER_BEAM_SIZE", 1)
+# Temperatures a live final is decoded at again when the greedy decode loops (empty: never).
+STT_WHISPER_FALLBACK = os.environ.get("STT_WHISPER_FALLBACK", "0.2,0.4,0.6")
+STT_WHISPER_DEVICE = os.environ.get("STT_WHISPER_DEVICE", "auto")  # auto | cpu | cuda
+STT_WHISPER_COMPUTE_TYPE = os.environ.get("STT_WHISPER_COMPUTE_TYPE", "")  # empty: int8 on CPU, float16 on CUDA
+STT_WHISPER_BATCH = os.environ.get("STT_WHISPER_BATCH", "auto")  # finals decoded together: auto (CUDA) | 1 | 0
+STT_WHISPER_BATCH_SIZE = env_int("STT_WHISPER_BATCH_SIZE", 8)
 # The second pass over a session's kept audio when it ends: "auto" (whisper sessions), "1" or "0".
 STT_REFINE = os.environ.get("STT_REFINE", "auto")
 STT_REFINE_BEAM_SIZE = env_int("STT_REFINE_BEAM_SIZE", 5)  # the pass can afford a beam (bench/accuracy.py --refine)
@@ -289,3 +295,5 @@ STT_MAX_CONNECTIONS_PER_USER = env_int("STT_MAX_CONNECTIONS_PER_USER", 10)
 STT_ENGINE_STALL_SECONDS = env_float("STT_ENGINE_STALL_SECONDS", 45.0)
 # On SIGTERM, running sessions get this long to finish their phrase, store it and say `ended`.
 STT_SHUTDOWN_SECONDS = env_float("STT_SHUTDOWN_SECONDS", 10.0)
+# /metrics (Prometheus): staff, or a scraper sending `Authorization: Bearer <token>` (empty: staff only).
+STT_METRICS_TOKEN = os.environ.get("STT_METRICS_TOKEN", "")

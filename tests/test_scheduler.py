@@ -163,3 +163,41 @@ async def test_a_session_is_ended_at_its_maximum_length_with_its_finals_kept(con
     await c.send_json_to({"type": "start", "lang": "en-US"})  # the next session starts at once
     assert (await c.receive_json_from(timeout=5))["event"] == "started"
     await c.disconnect()
+
+
+def test_finals_due_together_are_decoded_as_one_batch_and_a_doubtful_one_again_alone(settings, monkeypatch):
+    """The GPU path (STT_WHISPER_BATCH): finals waiting together go to one batched decode; an item the
+    batch could not settle (Whisper would fall back) is decoded alone; interims never join."""
+    from transcription.engines import scheduler as module
+    from transcription.engines.batch import BatchItem, BatchResult
+    from transcription.engines.scheduler import Batchable
+
+    settings.STT_WHISPER_BATCH_SIZE = 3
+    batches: list[list[str]] = []
+
+    def fake_decode_batch(model, items):
+        batches.append([item.prefix for item in items])
+        return [BatchResult(f"batched {item.prefix}", item.prefix == "doubtful", "ko") for item in items]
+
+    monkeypatch.setattr(module, "decode_batch", fake_decode_batch)
+    scheduler = DecodeScheduler(workers=1)
+    model = object()
+    gate = threading.Event()
+    results = {}
+    blocker = threading.Thread(target=lambda: scheduler.run(lambda: gate.wait(5), final=True, key="x"))
+    blocker.start()
+    time.sleep(0.05)
+
+    def submit(name):
+        batch = Batchable(model, BatchItem(None, "ko", prefix=name), lambda r: r.text)
+        results[name] = scheduler.run(lambda: f"alone {name}", final=True, key=name, batch=batch)
+
+    threads = [threading.Thread(target=submit, args=(name,)) for name in ("a", "doubtful", "b", "c")]
+    for t in threads:
+        t.start()
+        time.sleep(0.01)
+    gate.set()
+    for t in threads + [blocker]:
+        t.join(5)
+    assert batches == [["a", "doubtful", "b"]]  # (three at most; "c", alone, is decoded the usual way)
+    assert results == {"a": "batched a", "doubtful": "alone doubtful", "b": "batched b", "c": "alone c"}

@@ -113,3 +113,24 @@ async def test_resume_mid_phrase_with_whisper_loses_and_repeats_nothing(connect,
     finals = [e for e in seen if e["type"] == "final"]
     wer = jiwer.wer(normalise_en((DATA / "en/jfk.txt").read_text()), normalise_en(" ".join(f["text"] for f in finals)))
     assert wer <= 0.10, [f["text"] for f in finals]
+
+
+def test_the_batch_path_gives_the_same_text_as_single_decodes(whisper):
+    """The GPU path decodes several sessions' finals in one pass (engines/batch.py); on this CPU it must
+    give what a single decode gives: Korean and English phrases, one with the previous phrase as prefix."""
+    from faster_whisper.vad import get_vad_model
+
+    from transcription.engines.batch import BatchItem, decode_batch
+    from transcription.engines.whisper import PhraseStreamer, StreamingVad
+
+    clips = [("ko-KR", DATA / f"ko/kspon_00{n}.wav", None) for n in (1, 2, 3, 5)]
+    clips += [("en-US", DATA / "en/jfk.wav", None), ("en-US", DATA / "en/jfk.wav", "And so, my fellow Americans,")]
+    singles, items, model = [], [], whisper.model_for("ko-KR")
+    for lang, path, prefix in clips:
+        audio = np.frombuffer(read_wav(path), dtype="<i2").astype(np.float32) / 32768
+        streamer = PhraseStreamer(model, StreamingVad(get_vad_model()), StreamConfig(language=lang))
+        singles.append(streamer._transcribe(audio, final=True, prefix=prefix).text)
+        items.append(BatchItem(audio, streamer.language, prefix))
+    batched = decode_batch(model, items)
+    assert [r.text for r in batched] == singles
+    assert all(text for text in singles) and singles[5].startswith("And so, my fellow Americans,")

@@ -4,9 +4,11 @@ from django.contrib import admin
 from django.db.models import Count
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from . import metrics
 from .exports import EXPORT_FORMATS, export_response, export_session
 from .media import audio_response
 
@@ -42,8 +44,18 @@ class TranscriptionSessionAdmin(admin.ModelAdmin):
             path("<uuid:session_id>/audio.wav", self.admin_site.admin_view(self.audio_view), name="transcription_session_audio"),
             path("<uuid:session_id>/export.<str:fmt>", self.admin_site.admin_view(self.export_view),
                  name="transcription_session_export"),
+            path("load/", self.admin_site.admin_view(self.load_view), name="transcription_load"),
         ]
         return extra + super().get_urls()
+
+    def load_view(self, request):
+        """What /metrics exports, for staff, refreshed every 2 s (this process's numbers)."""
+        return TemplateResponse(request, "admin/transcription/load.html", {
+            **self.admin_site.each_context(request), "title": "Load", "rows": metrics.rows()})
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {**(extra_context or {}),
+                                                 "load_url": reverse("admin:transcription_load")})
 
     def audio_view(self, request, session_id):
         return audio_response(request, get_object_or_404(TranscriptionSession, pk=session_id))

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 
+from . import metrics
 from .models import Job, TranscriptionSession
 
 logger = logging.getLogger(__name__)
@@ -87,10 +88,12 @@ class JobRunner:
             HANDLERS[job.kind](job, progress)
         except Exception as exc:  # a boundary: the job fails with a message, the thread goes on
             logger.exception("job %s failed", job)
+            metrics.jobs.labels(kind=job.kind, status="failed").inc()
             Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED, error=str(exc)[:500] or repr(exc),
                                                  updated_at=timezone.now())
         else:
             Job.objects.filter(pk=job.pk).update(status=Job.Status.DONE, updated_at=timezone.now())
+            metrics.jobs.labels(kind=job.kind, status="done").inc()
 
 
 _runner: JobRunner | None = None

@@ -22,7 +22,7 @@ viewers = Gauge("stt_live_viewers", "Live-caption viewers connected to this proc
 finals = Counter("stt_finals", "Finals stored and sent", ["engine"], registry=registry)
 final_delay = Histogram("stt_final_delay_seconds", "From the arrival of a phrase's last audio to its final being sent",
                         ["engine"], buckets=DELAY_BUCKETS, registry=registry)
-decode_seconds = Histogram("stt_decode_seconds", "Whisper decodes by kind (final, interim, background)",
+decode_seconds = Histogram("stt_decode_seconds", "Whisper decodes by kind (finals, interims, background)",
                            ["kind"], buckets=DECODE_BUCKETS, registry=registry)
 translations = Counter("stt_translations", "Translations of finals", ["translator", "outcome"], registry=registry)
 storage_retries = Counter("stt_storage_retries", "Writes of finals and translations tried again", registry=registry)
@@ -38,14 +38,43 @@ def refresh() -> None:
     audio_backlog.set(sum(s.recognition.audio.backlog_seconds for s in running))
 
 
-def snapshot() -> dict[str, float]:
-    """name{labels} -> value, for the admin's Load page."""
+def rows() -> list[tuple[str, str, str]]:
+    """(metric, labels, value) for the admin's Load page: counters and gauges as they are, a histogram
+    as its count and mean (its buckets are for Prometheus)."""
     refresh()
-    values = {}
+    out = []
     for metric in registry.collect():
+        if metric.type == "histogram":
+            series: dict[str, dict] = {}
+            for sample in metric.samples:
+                labels = ", ".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k != "le")
+                series.setdefault(labels, {})[sample.name.rsplit("_", 1)[-1]] = sample.value
+            for labels, values in series.items():
+                count = values.get("count", 0)
+                mean = f"{values.get('sum', 0) / count:.2f} s mean" if count else "-"
+                out.append((metric.name, labels, f"{count:.0f} ({mean})"))
+            continue
         for sample in metric.samples:
             if sample.name.endswith("_created"):
                 continue
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return values
+            labels = ", ".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            out.append((sample.name, labels, f"{sample.value:g}"))
+    return out
+
+
+def metrics_view(request):
+    """Prometheus text format. Staff (a logged-in session) or `Authorization: Bearer $STT_METRICS_TOKEN`."""
+    import hmac
+
+    from django.conf import settings
+    from django.http import HttpResponse
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    token = settings.STT_METRICS_TOKEN
+    header = request.headers.get("Authorization", "")
+    by_token = bool(token) and hmac.compare_digest(header.encode(), f"Bearer {token}".encode())
+    if not by_token and not (request.user.is_authenticated and request.user.is_staff):
+        return HttpResponse("staff or the metrics token only\n", status=403 if header or request.user.is_authenticated else 401,
+                            content_type="text/plain")
+    refresh()
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

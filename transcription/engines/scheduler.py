@@ -7,6 +7,8 @@ threads submit decodes here and STT_DECODE_WORKERS threads run them:
   middle of a phrase: a final cannot fall due for at least the endpoint silence after speech starts,
   which outlasts one decode, so a final does not wait behind it. Work kept waiting for
   BACKGROUND_MAX_WAIT by continuous speech runs anyway (it is never starved);
+- finals that fall due together may be decoded as one batch (STT_WHISPER_BATCH, the GPU path:
+  engines/batch.py); a batch item that needs Whisper's fallback is decoded again alone at once;
 - interims last: each session has at most one waiting, a newer request replaces it, and one that
   could not start within INTERIM_MAX_WAIT is dropped (its session goes on at once and asks again
   later), so under load interims thin out and finals keep their pace.
@@ -22,9 +24,12 @@ import heapq
 import itertools
 import threading
 import time
-from typing import Callable, TypeVar
+from typing import Callable, NamedTuple, TypeVar
 
 from django.conf import settings
+
+from .. import metrics
+from .batch import BatchItem, BatchResult, decode_batch
 
 T = TypeVar("T")
 INTERIM_MAX_WAIT = 0.3  # seconds an interim may wait for a worker
@@ -33,11 +38,20 @@ LIVE_TRANSLATION = 0  # background priorities: a live session's translations fir
 AFTER_THE_FACT = 1  # then work on finished sessions and uploads
 
 
-class _Job:
-    __slots__ = ("fn", "key", "done", "result", "error", "queued_at")
+class Batchable(NamedTuple):
+    """How a final can join a batch: its model, its item, and what makes its result of the BatchResult
+    (None: the batch could not settle it, and `fn` decodes it alone)."""
 
-    def __init__(self, fn: Callable, key: object = None) -> None:
-        self.fn, self.key = fn, key
+    model: object
+    item: BatchItem
+    finish: Callable[[BatchResult], object]
+
+
+class _Job:
+    __slots__ = ("fn", "key", "done", "result", "error", "queued_at", "batch")
+
+    def __init__(self, fn: Callable, key: object = None, batch: Batchable | None = None) -> None:
+        self.fn, self.key, self.batch = fn, key, batch
         self.done = threading.Event()
         self.result = self.error = None
         self.queued_at = time.monotonic()
@@ -62,12 +76,13 @@ class DecodeScheduler:
         for thread in self.threads:
             thread.start()
 
-    def run(self, fn: Callable[[], T], *, final: bool, key: object) -> T | None:
+    def run(self, fn: Callable[[], T], *, final: bool, key: object, batch: Batchable | None = None) -> T | None:
         """Run `fn` on a decode worker and return its result; None if an interim was dropped.
 
         final: a final transcript (first, never dropped); otherwise an interim (droppable).
+        batch: a final that may be decoded together with others due at the same time.
         """
-        job = _Job(fn, key)
+        job = _Job(fn, key, batch if final else None)
         with self.cond:
             if final:
                 self.finals.append(job)
@@ -111,28 +126,53 @@ class DecodeScheduler:
         oldest = min(job.queued_at for _, _, job in self.background)
         return not self.in_phrase or time.monotonic() - oldest >= BACKGROUND_MAX_WAIT
 
-    def _next(self) -> tuple[str, _Job]:
-        """The next job to run (caller holds cond); waits for one."""
+    def _next(self) -> tuple[str, list[_Job]]:
+        """The next job(s) to run (caller holds cond); waits for one."""
         while True:
             if self.finals:
-                return "finals", self.finals.popleft()
+                group = [self.finals.popleft()]
+                while (group[0].batch and self.finals and len(group) < settings.STT_WHISPER_BATCH_SIZE
+                       and self.finals[0].batch and self.finals[0].batch.model is group[0].batch.model):
+                    group.append(self.finals.popleft())
+                return "finals", group
             if self._background_may_start():
-                return "background", heapq.heappop(self.background)[2]
+                return "background", [heapq.heappop(self.background)[2]]
             if self.interims:
                 key = next(iter(self.interims))
-                return "interims", self.interims.pop(key)
+                return "interims", [self.interims.pop(key)]
             self.cond.wait(timeout=1.0 if self.background else None)  # (re-check the background's wait)
 
     def _work(self) -> None:
         while True:
             with self.cond:
-                kind, job = self._next()
-            try:
-                job.result = job.fn()
-            except BaseException as exc:  # handed to the submitting thread, raised there
-                job.error = exc
-            self.stats[kind] += 1
-            job.done.set()
+                kind, group = self._next()
+            started = time.monotonic()
+            if len(group) > 1:
+                self._run_batch(group)
+            for job in group:
+                if not job.done.is_set():
+                    self._run(job)
+            metrics.decode_seconds.labels(kind=kind).observe(time.monotonic() - started)
+            self.stats[kind] += len(group)
+
+    def _run_batch(self, group: list[_Job]) -> None:
+        """One batched decode; jobs it settles are done, the rest are left for `_run`."""
+        try:
+            results = decode_batch(group[0].batch.model, [job.batch.item for job in group])
+        except Exception:  # e.g. out of device memory: each is decoded alone instead
+            return
+        self.stats["batches"] += 1
+        for job, result in zip(group, results):
+            if not result.needs_fallback:
+                job.result = job.batch.finish(result)
+                job.done.set()
+
+    def _run(self, job: _Job) -> None:
+        try:
+            job.result = job.fn()
+        except BaseException as exc:  # handed to the submitting thread, raised there
+            job.error = exc
+        job.done.set()
 
 
 _scheduler: DecodeScheduler | None = None

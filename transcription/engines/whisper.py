@@ -10,6 +10,7 @@ the clip length, because Whisper always encodes a 30 s window):
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -25,7 +26,8 @@ from django.conf import settings
 from .base import AUTO_LANGUAGE, FINALIZE, SAMPLE_RATE, Control, EngineError, Result, StreamConfig
 from . import vocabulary
 from .guards import cut_repetitions, is_silence_hallucination
-from .scheduler import get_scheduler
+from .batch import BatchItem
+from .scheduler import Batchable, get_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ SHORT_BURST_WAIT_WINDOWS = 47  # ...it waits ~1.5 s for more speech to join it (
 MIN_BURST_SAMPLES = 3 * VAD_WINDOW  # then is decoded alone if it had ~100 ms of speech ("그래")
 MIN_INTERIM_SAMPLES = SAMPLE_RATE // 2
 COMPRESSION_RATIO_MAX = 2.4  # Whisper's own threshold for "this is a loop"
+MAX_NEW_TOKENS = 224  # Whisper's own limit (half its 448-token context)
 # A short phrase decoded alone is often misheard ("ever failed" -> "have a great day"). So the
 # previous phrase's audio is decoded with it, its known text forced as the decoder's prefix and
 # removed from the output: one decode, with context, and no word timestamps needed.
@@ -111,20 +114,55 @@ def whisper_language(language: str) -> str | None:
     return language.split("-")[0].lower()
 
 
+@functools.lru_cache(maxsize=1)
+def cuda_devices() -> int:
+    import ctranslate2
+
+    return ctranslate2.get_cuda_device_count()
+
+
+def whisper_device() -> tuple[str, str]:
+    """(device, compute type) from STT_WHISPER_DEVICE and STT_WHISPER_COMPUTE_TYPE: "auto" takes
+    CUDA when CTranslate2 sees a GPU; int8 on CPU and float16 on CUDA unless a type is given."""
+    device = settings.STT_WHISPER_DEVICE
+    if device == "auto":
+        device = "cuda" if cuda_devices() > 0 else "cpu"
+    compute_type = settings.STT_WHISPER_COMPUTE_TYPE or ("float16" if device == "cuda" else "int8")
+    return device, compute_type
+
+
 def load_model(name: str):
     """A faster-whisper model, from a packaged name, a folder or a model name (never downloaded)."""
     from faster_whisper import WhisperModel
 
     started = time.monotonic()
+    device, compute_type = whisper_device()
     try:
-        model = WhisperModel(resolve_model(name), device="cpu", compute_type="int8",
+        model = WhisperModel(resolve_model(name), device=device, compute_type=compute_type,
                              cpu_threads=settings.STT_WHISPER_THREADS, local_files_only=True)
     except EngineError:
         raise
     except Exception as exc:
         raise EngineError(f"cannot load whisper model {name!r}: {exc}") from exc
-    logger.info("loaded whisper model %s in %.1f s", name, time.monotonic() - started)
+    logger.info("loaded whisper model %s (%s, %s) in %.1f s", name, device, compute_type, time.monotonic() - started)
     return model
+
+
+def batching() -> bool:
+    """STT_WHISPER_BATCH: finals of different sessions decoded together; "auto" = on a GPU only
+    (measured on this CPU: no gain at batch 1-8, engines/batch.py)."""
+    mode = settings.STT_WHISPER_BATCH
+    return whisper_device()[0] == "cuda" if mode == "auto" else mode in ("1", "true", "on")
+
+
+def fallback_temperatures() -> tuple[float, ...]:
+    return tuple(float(t) for t in settings.STT_WHISPER_FALLBACK.split(",") if t.strip())
+
+
+def max_tokens(samples: int) -> int:
+    """Tokens a decode may produce: far above what speech of that length needs (Korean runs at about
+    10 tokens a second), so only a repetition loop meets it, and a loop costs a short decode."""
+    return min(MAX_NEW_TOKENS, 24 + int(16 * samples / SAMPLE_RATE))
 
 
 def vocabulary_options(terms: tuple[str, ...]) -> dict:
@@ -405,24 +443,38 @@ class PhraseStreamer:
 
     def transcribe(self, audio: np.ndarray, *, final: bool, prefix: str | None, prompt: str | None = None) -> Decoded:
         """Decode on the process's decode scheduler (finals first); an empty text if an interim was dropped."""
+        batch = None
+        if final and not prompt and batching() and not vocabulary_options(self.config.vocabulary):
+            batch = Batchable(self.model, BatchItem(audio, self.language, prefix), self._from_batch)
         decoded = get_scheduler().run(lambda: self._transcribe(audio, final=final, prefix=prefix, prompt=prompt),
-                                      final=final, key=self)
+                                      final=final, key=self, batch=batch)
         return decoded if decoded is not None else Decoded("", None, None)
+
+    def _from_batch(self, result) -> Decoded:
+        return Decoded(cut_repetitions(result.text), None,
+                       result.language if self.language is None else self.config.language)
 
     def _transcribe(self, audio: np.ndarray, *, final: bool, prefix: str | None, prompt: str | None = None) -> Decoded:
         started = time.monotonic()
+        terms = {"initial_prompt": prompt} if prompt else vocabulary_options(self.config.vocabulary)
         try:
             segments, info = self.model.transcribe(
                 audio,
                 language=self.language,
                 beam_size=settings.STT_WHISPER_BEAM_SIZE,
-                # Greedy first; the fallback re-decodes only output that looks like a repetition loop.
-                temperature=(0.0, 0.2, 0.4, 0.6) if final else 0.0,
+                # Greedy first. Only a repetition loop is decoded again, at STT_WHISPER_FALLBACK's
+                # temperatures: an unsure (low log-prob) decode is sent as it is and the second pass
+                # repairs it. Re-decoding those inline made the tail (bench/latency.py: p95 5.8 s).
+                temperature=(0.0, *fallback_temperatures()) if final else 0.0,
+                log_prob_threshold=None,
+                no_speech_threshold=None,  # Whisper's no-speech rule is applied below, per segment
                 condition_on_previous_text=False,
                 prefix=prefix,
                 without_timestamps=True,
                 vad_filter=False,  # our own VAD already chose the audio
-                **({"initial_prompt": prompt} if prompt else vocabulary_options(self.config.vocabulary)),
+                **terms,
+                # (a prompt of terms may be long: then only Whisper's own limit of the context applies)
+                **({} if terms else {"max_new_tokens": max_tokens(len(audio))}),
             )
             texts, logprobs = [], []
             for segment in segments:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from .. import selectors, services
+from .. import metrics, selectors, services
 from ..engines import Recognizer, StreamConfig, get_engine
 from ..translation import Translator, get_translator
 from . import protocol, shutdown
@@ -49,19 +49,25 @@ async def check(*, message: protocol.Start, token_digest: str | None) -> Admissi
 
 async def open_session(admission: Admission, *, user) -> LiveSession:
     if shutdown.draining():
-        raise ProtocolError(protocol.BUSY, "this server is shutting down; connect again to continue elsewhere")
+        raise refused(protocol.BUSY, "this server is shutting down; connect again to continue elsewhere")
     limit = settings.STT_MAX_SESSIONS
     if limit and sessions.count() >= limit:  # full: refuse, so the client can go elsewhere
-        raise ProtocolError(protocol.BUSY, f"this server is running its maximum of {limit} sessions; try again later")
+        raise refused(protocol.BUSY, f"this server is running its maximum of {limit} sessions; try again later")
     per_user = settings.STT_MAX_SESSIONS_PER_USER
     if per_user and sessions.count(owner_id=user.pk) >= per_user:
-        raise ProtocolError(protocol.TOO_MANY_SESSIONS, f"you already have {per_user} sessions running")
+        raise refused(protocol.TOO_MANY_SESSIONS, f"you already have {per_user} sessions running")
     message = admission.message
     glossary = await database_sync_to_async(selectors.glossary_terms_for)(user=user, language=message.lang)
     vocabulary = tuple(dict.fromkeys(message.vocabulary + tuple(glossary)))[:protocol.MAX_VOCABULARY_TERMS]
     record = await database_sync_to_async(services.session_start)(
         owner=user, language=message.lang, engine=admission.engine.name, translate_to=message.translate_to or "",
         vocabulary=list(vocabulary))
+    metrics.sessions_started.labels(engine=admission.engine.name).inc()
     return LiveSession(record=record, engine=admission.engine,
                        config=StreamConfig(language=message.lang, vocabulary=vocabulary),
                        translator=admission.translator, translate_to=message.translate_to)
+
+
+def refused(code: str, message: str) -> ProtocolError:
+    metrics.sessions_refused.labels(reason=code).inc()
+    return ProtocolError(code, message)

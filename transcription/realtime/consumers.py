@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from .. import selectors
+from .. import metrics, selectors
 from ..models import TranscriptionSession
 from ..translation import get_translator
 from . import admission, control, protocol, shutdown
@@ -177,6 +177,7 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
         try:
             await self.channel_layer.group_add(live_group(self.session_id), self.channel_name)
             self.group = live_group(self.session_id)
+            metrics.viewers.inc()
         except Exception as exc:  # e.g. Redis down: tell the viewer, who reconnects later
             logger.warning("live viewer of %s: channel layer unavailable: %s", self.session_id, exc)
             await self.send_event(protocol.event_error(protocol.LIVE_UNAVAILABLE, "live captions are unavailable right now"))
@@ -212,6 +213,7 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         if self.group is not None:
+            metrics.viewers.dec()
             try:
                 await self.channel_layer.group_discard(self.group, self.channel_name)
             except Exception:

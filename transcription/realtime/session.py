@@ -15,12 +15,13 @@ what it missed and carries on with the same recognition state.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from .. import services
+from .. import metrics, services
 from ..engines import EngineError, Recognizer, Result, StreamConfig
 from ..engines.base import BYTES_PER_SECOND
 from ..jobs import refine_after
@@ -53,6 +54,7 @@ class LiveSession:
         self.revision = 0
         self.current_interim: dict | None = None
         self.audio_bytes = 0
+        self.arrivals: collections.deque[tuple[int, float]] = collections.deque(maxlen=3000)  # (audio ms, when)
         self._loop = asyncio.get_running_loop()
         self.last_activity = self._loop.time()
         self._ended = asyncio.Event()
@@ -166,6 +168,7 @@ class LiveSession:
         if not self.recognition.feed(data):
             return False
         self.audio_bytes += len(data)
+        self.arrivals.append((self.audio_bytes * 1000 // BYTES_PER_SECOND, self._loop.time()))
         self.monitor.check_length()
         return True
 
@@ -199,8 +202,18 @@ class LiveSession:
                 return
             self.next_index += 1
             await self.outbox.send(protocol.event_final_from_segment(segment), seq=seq)
+            self._count_final(result.end_ms)
             await self.translations.add(segment_id=segment.pk, text=result.text, audio=result.audio,
                                         language=result.language)
+
+    def _count_final(self, end_ms: int) -> None:
+        """The final's delay: from the arrival of the audio holding its end to now."""
+        metrics.finals.labels(engine=self.engine_name).inc()
+        if not self.arrivals or self.arrivals[0][0] > end_ms:
+            return  # its audio arrived before what is remembered
+        arrived = next((when for ms, when in self.arrivals if ms >= end_ms), None)
+        if arrived is not None:
+            metrics.final_delay.labels(engine=self.engine_name).observe(self._loop.time() - arrived)
 
     async def _on_control(self, message: dict) -> None:
         """A correction to announce, or a language a viewer wants (control.py)."""

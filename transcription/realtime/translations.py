@@ -16,7 +16,7 @@ from typing import Callable
 
 from channels.db import database_sync_to_async
 
-from .. import selectors
+from .. import metrics, selectors
 from ..recording import read_span_at
 from ..translation import Translator, get_translator
 from . import protocol
@@ -95,6 +95,8 @@ class TranslationPipeline:
                 translation = await self.writer.translation(
                     segment_id=segment_id, language=self.target, text="".join(pieces).strip(),
                     engine=self.translator.name, seq=seq)
+                metrics.translations.labels(translator=self.translator.name,
+                                            outcome="done" if translation is not None else "failed").inc()
                 if translation is not None:
                     await self.outbox.send(protocol.event_translation_done(translation), seq=seq,
                                            to_sink=self.for_speaker)
@@ -103,6 +105,7 @@ class TranslationPipeline:
                 await self.outbox.send(protocol.event_translation_failed(segment_id=segment_id, message=message),
                                        seq=seq, to_sink=self.for_speaker)
                 return
+        metrics.translations.labels(translator=self.translator.name, outcome="failed").inc()
         await self.outbox.emit(protocol.event_translation_failed(segment_id=segment_id, message=message),
                                to_sink=self.for_speaker)
 

@@ -12,7 +12,7 @@ from typing import Awaitable, Callable, TypeVar
 from channels.db import database_sync_to_async
 from django.db import DatabaseError
 
-from .. import services
+from .. import metrics, services
 from ..engines import Result
 from ..models import Segment, Translation
 
@@ -42,5 +42,7 @@ class TranscriptWriter:
                 return await write(**kwargs)
             except DatabaseError:
                 logger.exception("storing %s of session %s failed (attempt %d)", what, self.session_id, attempt)
+                if attempt < STORE_ATTEMPTS:
+                    metrics.storage_retries.inc()
                 await asyncio.sleep(0.2 * attempt)
         return None
