@@ -285,6 +285,9 @@ STT_MAX_SESSIONS = env_int("STT_MAX_SESSIONS", 2)  # what whisper base holds on 
 STT_MAX_SESSIONS_PER_USER = env_int("STT_MAX_SESSIONS_PER_USER", 2)
 # A session is ended (reason "max_length") after this much audio; the page starts the next one.
 STT_MAX_SESSION_SECONDS = env_float("STT_MAX_SESSION_SECONDS", 4 * 3600)
+# Uploaded recordings (the upload page, POST /api/sessions/, /v1/audio/transcriptions).
+STT_MAX_UPLOAD_MB = env_float("STT_MAX_UPLOAD_MB", 500)
+STT_MAX_UPLOAD_SECONDS = env_float("STT_MAX_UPLOAD_SECONDS", 4 * 3600)
 # A client may send audio at most this many times faster than real time, after a burst of
 # STT_AUDIO_BURST_SECONDS (reconnect buffers, `stream --speed`); beyond it frames get `rate` (0 = no limit).
 STT_MAX_AUDIO_RATE = env_float("STT_MAX_AUDIO_RATE", 3.0)

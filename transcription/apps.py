@@ -7,3 +7,4 @@ class TranscriptionConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers system checks)
+        from . import uploads  # noqa: F401  (registers the upload job)

@@ -46,23 +46,30 @@ def _cue_lines(segment: Segment) -> str:
 
 
 def export_srt(session: TranscriptionSession, segments: list[Segment]) -> str:
+    return srt_of([(s.start_ms, s.end_ms, _cue_lines(s)) for s in segments])
+
+
+def export_vtt(session: TranscriptionSession, segments: list[Segment]) -> str:
+    return vtt_of([(s.start_ms, s.end_ms, _cue_lines(s)) for s in segments])
+
+
+def srt_of(cues: list[tuple[int, int, str]]) -> str:
     """SubRip, written by the `srt` library. SRT has no escapes: a "-->" in the text would read as
     a timing line to some players, so it becomes "->"."""
     subtitles = [
-        srt.Subtitle(n, timedelta(milliseconds=s.start_ms), timedelta(milliseconds=max(s.end_ms, s.start_ms + 1)),
-                     _cue_lines(s).replace("-->", "->"))
-        for n, s in enumerate(segments, start=1)
+        srt.Subtitle(n, timedelta(milliseconds=start), timedelta(milliseconds=max(end, start + 1)),
+                     text.replace("-->", "->"))
+        for n, (start, end, text) in enumerate(cues, start=1)
     ]
     return srt.compose(subtitles, reindex=False)
 
 
-def export_vtt(session: TranscriptionSession, segments: list[Segment]) -> str:
+def vtt_of(cues: list[tuple[int, int, str]]) -> str:
     """WebVTT, written by webvtt-py, which refuses a cue containing "-->" or a blank line: the text is
     escaped first (&, < and > as the format requires), which also turns "-->" into "--&gt;"."""
     captions = [
-        webvtt.Caption(clock(s.start_ms, "."), clock(max(s.end_ms, s.start_ms + 1), "."),
-                       html.escape(_cue_lines(s), quote=False))
-        for s in segments
+        webvtt.Caption(clock(start, "."), clock(max(end, start + 1), "."), html.escape(text, quote=False))
+        for start, end, text in cues
     ]
     return webvtt.WebVTT(captions=captions).content
 

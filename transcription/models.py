@@ -9,6 +9,7 @@ from django.utils import timezone
 class TranscriptionSession(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
+        PROCESSING = "processing", "Processing (an uploaded recording)"
         ENDED = "ended", "Ended"
         INTERRUPTED = "interrupted", "Interrupted (client disconnected)"
         FAILED = "failed", "Failed"
@@ -25,6 +26,13 @@ class TranscriptionSession(models.Model):
     audio_ms = models.PositiveBigIntegerField(default=0, help_text="Audio received, in milliseconds")
     audio = models.FileField(upload_to="audio/", blank=True, help_text="The session's audio (STT_KEEP_AUDIO)")
     vocabulary = models.JSONField(default=list, blank=True, help_text="Terms the recognizer was given")
+
+    class Source(models.TextChoices):
+        LIVE = "live", "Live (microphone or socket)"
+        UPLOAD = "upload", "Uploaded recording"
+
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.LIVE)
+    filename = models.CharField(max_length=255, blank=True, help_text="The uploaded file's name")
 
     class Refinement(models.TextChoices):
         OFF = "off", "Off"
@@ -162,6 +170,7 @@ class Job(models.Model):
     class Kind(models.TextChoices):
         TRANSLATE = "translate", "Translate"
         REFINE = "refine", "Second pass"
+        TRANSCRIBE = "transcribe", "Transcribe an upload"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

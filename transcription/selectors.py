@@ -7,7 +7,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from knox.models import AuthToken
 
-from .models import GlossaryTerm, Segment, ShareLink, TranscriptionSession, Translation
+from .models import GlossaryTerm, Job, Segment, ShareLink, TranscriptionSession, Translation
 
 
 def session_list_for_user(*, user, search: str = "", language: str | None = None, since: date | None = None,
@@ -116,3 +116,17 @@ def segment_get_for_user(*, user, session_id, segment_id) -> Segment:
     """404 unless the segment belongs to a session of `user`."""
     return get_object_or_404(Segment.objects.select_related("session"), pk=segment_id, session_id=session_id,
                              session__owner=user)
+
+
+def upload_progress(*, session: TranscriptionSession) -> float:
+    """How far an uploaded recording's transcription has got, 0-1 (its `transcribe` job)."""
+    job = session.jobs.filter(kind=Job.Kind.TRANSCRIBE).order_by("-created_at").first()
+    return job.progress if job is not None else 0.0
+
+
+def upload_state(*, session_id, last_seq: int) -> tuple[str, list[Segment], float]:
+    """An upload being transcribed: its status, the phrases stored after `last_seq`, its progress."""
+    session = TranscriptionSession.objects.get(pk=session_id)
+    segments = list(Segment.objects.filter(session_id=session_id, seq__gt=last_seq).order_by("seq"))
+    done = session.status != TranscriptionSession.Status.PROCESSING
+    return session.status, segments, 1.0 if done else upload_progress(session=session)

@@ -7,6 +7,7 @@ app_name = "transcription"
 urlpatterns = [
     path("", views.recorder, name="recorder"),
     path("signup/", views.signup, name="signup"),
+    path("upload/", views.upload, name="upload"),
     path("sessions/", views.session_list, name="session_list"),
     path("sessions/<uuid:session_id>/", views.session_detail, name="session_detail"),
     path("sessions/<uuid:session_id>/delete/", views.session_delete, name="session_delete"),

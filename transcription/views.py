@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from . import selectors, services
+from . import selectors, services, uploads
 from .exports import EXPORT_FORMATS, export_response
 from .forms import GlossaryForm
 from .media import audio_response
@@ -52,7 +52,7 @@ def translate_targets() -> list[tuple[str, str]]:
 
 
 @login_required
-def recorder(request):
+def recorder(request, upload_error: str = "", status: int = 200):
     return render(
         request,
         "transcription/recorder.html",
@@ -60,8 +60,27 @@ def recorder(request):
             "languages": settings.STT_LANGUAGES,
             "default_language": settings.STT_DEFAULT_LANGUAGE,
             "translate_targets": translate_targets(),
+            "upload_error": upload_error,
+            "max_upload_mb": settings.STT_MAX_UPLOAD_MB,
+            "max_upload_hours": settings.STT_MAX_UPLOAD_SECONDS / 3600,
         },
+        status=status,
     )
+
+
+@login_required
+@require_POST
+def upload(request):
+    """The recorder page's "Upload a recording": queued, then followed on the live page."""
+    file = request.FILES.get("file")
+    if file is None:
+        return recorder(request, upload_error="Choose a file to upload.", status=400)
+    try:
+        session = uploads.accept_file(user=request.user, file=file, language=request.POST.get("language", ""),
+                                      translate_to=request.POST.get("translate_to", ""))
+    except uploads.UploadError as exc:
+        return recorder(request, upload_error=f"Not uploaded: {exc} ({exc.code}).", status=400)
+    return redirect("transcription:live_own", session_id=session.pk)
 
 
 @login_required

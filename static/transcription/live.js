@@ -1,5 +1,5 @@
 // Read-only live captions: a snapshot of what is stored, then the session's events as they happen.
-import { CLOSE, EVENT, SYSTEM, exposeForTests } from "./protocol.js";
+import { CLOSE, EVENT, REASON, SYSTEM, exposeForTests } from "./protocol.js";
 import { addFinal, addTranslation, applyCorrection, scrollToEnd } from "./transcript.js";
 
 const $ = (id) => document.getElementById(id);
@@ -10,6 +10,11 @@ let reconnects = 0;
 let over = false;
 
 function setState(text) { ui.state.textContent = text; root.dataset.state = text; }
+function showProgress(value) {  // an uploaded recording's transcription
+  $("upload-progress").hidden = false;
+  $("progress").value = value;
+  $("progress-text").textContent = `${Math.round(value * 100)} %`;
+}
 function showError(text) { ui.error.textContent = text; ui.error.hidden = !text; }
 
 function onEvent(ev) {
@@ -22,14 +27,21 @@ function onEvent(ev) {
       retries = 0;
       showError("");
       if (ev.status === "active") setState("live");
-      else { over = true; setState("ended"); }
+      else if (ev.status === "processing") { setState("processing"); showProgress(ev.progress || 0); }
+      else { over = true; setState(ev.status === "failed" ? "failed" : "ended"); }
       break;
     case EVENT.INTERIM: ui.interim.textContent = ev.text; break;
     case EVENT.FINAL: addFinal(ui.finals, ui.interim, ev); break;
     case EVENT.TRANSLATION: addTranslation(ui.finals, ev); break;
     case EVENT.CORRECTION: applyCorrection(ui.finals, ev); break;
     case EVENT.SYSTEM:
-      if (ev.event === SYSTEM.ENDED) { over = true; ui.interim.textContent = ""; setState("ended"); }
+      if (ev.event === SYSTEM.ENDED) {
+        over = true;
+        ui.interim.textContent = "";
+        if (!$("upload-progress").hidden && ev.reason === REASON.END) showProgress(1);
+        setState(ev.reason === REASON.ERROR ? "failed" : "ended");
+      }
+      if (ev.event === SYSTEM.PROGRESS) showProgress(ev.progress);
       break;
     case EVENT.ERROR:
       showError(`${ev.message} (${ev.code})`);

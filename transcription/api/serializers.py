@@ -43,13 +43,34 @@ class JobSerializer(serializers.ModelSerializer):
         fields = ["id", "kind", "language", "status", "progress", "done", "total", "error", "created_at"]
 
 
+class UploadSerializer(serializers.Serializer):
+    """POST /api/sessions/: a recording to transcribe in the background."""
+
+    file = serializers.FileField(help_text="Any format PyAV decodes: wav, mp3, m4a, ogg/opus, webm, flac, video")
+    language = serializers.CharField(max_length=16, help_text="BCP-47, e.g. 'ko-KR', or 'auto'")
+    translate_to = serializers.CharField(max_length=16, required=False, allow_blank=True, default="")
+    vocabulary = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="",
+                                       help_text="Comma-separated names and terms to expect")
+
+
 class SessionDetailSerializer(SessionSerializer):
     refinement = serializers.CharField(read_only=True, help_text="The second pass: pending, done, off or failed")
+    progress = serializers.SerializerMethodField(help_text="An upload's transcription, 0-1 (null for a live session)")
+
+    def get_progress(self, session) -> float | None:
+        if session.source != TranscriptionSession.Source.UPLOAD:
+            return None
+        if session.status != TranscriptionSession.Status.PROCESSING:
+            return 1.0
+        from ..selectors import upload_progress
+
+        return upload_progress(session=session)
     segments = SegmentSerializer(many=True, read_only=True)
     jobs = JobSerializer(many=True, read_only=True, help_text="Background work on this session, newest first")
 
     class Meta(SessionSerializer.Meta):
-        fields = SessionSerializer.Meta.fields + ["vocabulary", "refinement", "segments", "jobs"]
+        fields = SessionSerializer.Meta.fields + ["source", "filename", "progress", "vocabulary", "refinement",
+                                                  "segments", "jobs"]
 
 
 class SessionFilterSerializer(serializers.Serializer):

@@ -6,7 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from .. import selectors, services
+from .. import selectors, services, uploads
 from ..exports import EXPORT_FORMATS, export_response
 from ..jobs import job_start
 from ..models import Job
@@ -14,7 +14,7 @@ from ..realtime import protocol
 from ..translation import get_translator
 from ..realtime.control import announce_correction
 from .serializers import (CorrectionSerializer, JobSerializer, SegmentSerializer, SessionDetailSerializer,
-                          SessionFilterSerializer, SessionSerializer)
+                          SessionFilterSerializer, SessionSerializer, UploadSerializer)
 
 
 class TranslateRequestSerializer(serializers.Serializer):
@@ -38,6 +38,27 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         f = params.validated_data
         return selectors.session_list_for_user(user=user, search=f.get("q", ""), language=f.get("language"),
                                                since=f.get("since"), until=f.get("until"))
+
+    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={202: SessionDetailSerializer})
+    def create(self, request):
+        """Upload a recording: it becomes a session, transcribed in the background. Answers 202; the
+        detail then shows `"status": "processing"` with `progress` (0-1), and finally `"ended"`. A refused
+        file gets 400 with a `code` (not_audio, empty, too_large, too_long, unsupported_language,
+        translation_unsupported, too_many_sessions) and nothing is stored."""
+        params = UploadSerializer(data=request.data)
+        if not params.is_valid():
+            empty = any(getattr(e, "code", "") == "empty" for e in params.errors.get("file", []))
+            code = uploads.EMPTY if empty else protocol.BAD_REQUEST
+            return Response({"code": code, "detail": params.errors}, status=status.HTTP_400_BAD_REQUEST)
+        f = params.validated_data
+        try:
+            session = uploads.accept_file(user=request.user, file=f["file"], language=f["language"],
+                                          translate_to=f["translate_to"], prompt=f["vocabulary"])
+        except uploads.UploadError as exc:
+            return Response({"code": exc.code, "detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        session = selectors.sessions_with_transcript_for_user(user=request.user).get(pk=session.pk)
+        return Response(SessionDetailSerializer(session, context={"request": request}).data,
+                        status=status.HTTP_202_ACCEPTED)
 
     def perform_destroy(self, instance):
         services.session_delete(session=instance)

@@ -77,8 +77,10 @@ def speech_windows(audio: np.ndarray, seconds: float | None = None) -> list[Wind
 
 
 def transcribe_file(model, audio: np.ndarray, *, language: str, vocabulary: Sequence[str] = (),
-                    beam_size: int | None = None, progress: Callable[[int, int], None] | None = None) -> list[TimedWord]:
-    """Every word of `audio` (float32, 16 kHz) with its time in the file."""
+                    beam_size: int | None = None, progress: Callable[[int, int], None] | None = None,
+                    on_window: Callable[[list[TimedWord]], None] | None = None) -> list[TimedWord]:
+    """Every word of `audio` (float32, 16 kHz) with its time in the file; `on_window` gets each
+    window's words as soon as they are decoded (an upload's phrases are stored as they come)."""
     windows = speech_windows(audio)
     words: list[TimedWord] = []
     previous = ""
@@ -87,7 +89,10 @@ def transcribe_file(model, audio: np.ndarray, *, language: str, vocabulary: Sequ
         decoded = get_scheduler().run_background(
             lambda w=window, p=prompt: decode_window(model, w.audio(audio), language, p, beam_size),
             priority=AFTER_THE_FACT)
-        words += [TimedWord(w.text, window.file_ms(w.start_ms), window.file_ms(w.end_ms)) for w in decoded]
+        timed = [TimedWord(w.text, window.file_ms(w.start_ms), window.file_ms(w.end_ms)) for w in decoded]
+        words += timed
+        if on_window is not None:
+            on_window(timed)
         previous = "".join(w.text for w in decoded).strip() or previous
         if progress is not None:
             progress(number, len(windows))

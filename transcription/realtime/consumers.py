@@ -4,6 +4,7 @@ The rules for opening a session are in admission.py, the session itself in sessi
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from urllib.parse import parse_qs
@@ -23,6 +24,7 @@ from .registry import sessions
 from .session import LiveSession
 
 logger = logging.getLogger(__name__)
+UPLOAD_POLL_SECONDS = 0.5
 
 
 class TranscriptionConsumer(AsyncWebsocketConsumer):
@@ -145,11 +147,14 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
     """Read-only live captions of one session, for its owner or a holder of an active share link.
 
     A viewer first gets a `snapshot` (the finals and translations stored so far), then the session's
-    events as they happen, from the channel layer group, whichever process runs the session.
+    events as they happen, from the channel layer group, whichever process runs the session. An
+    uploaded recording being transcribed (a background job, in any process) is followed in the
+    database instead: its new phrases and progress, every UPLOAD_POLL_SECONDS.
     """
 
     link = None  # the ShareLink this viewer came in by (None for the owner)
     group = None
+    follower: asyncio.Task | None = None
     snapshot_seq = 0
     language = None  # the captions' translation this viewer wants (`?translate_to=`), else the speaker's
 
@@ -186,15 +191,40 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
         # Joined before the snapshot is read: nothing falls between; events it already holds are skipped.
         session, segments = await database_sync_to_async(selectors.transcript_of_session)(session_id=self.session_id)
         refused = self.choose_language(session)
-        snapshot = protocol.event_snapshot(session, segments, language=self.language)
+        progress = None
+        if session.status == TranscriptionSession.Status.PROCESSING:
+            progress = await database_sync_to_async(selectors.upload_progress)(session=session)
+        snapshot = protocol.event_snapshot(session, segments, language=self.language, progress=progress)
         self.snapshot_seq = snapshot["seq"]
         await self.send_event(snapshot)
         if refused is not None:
             await self.send_event(refused)
-        if snapshot["status"] != TranscriptionSession.Status.ACTIVE:
+        if snapshot["status"] == TranscriptionSession.Status.PROCESSING:
+            self.follower = asyncio.get_running_loop().create_task(self.follow_upload(progress))
+        elif snapshot["status"] != TranscriptionSession.Status.ACTIVE:
             await self.close()
         elif self.language and self.language != session.translate_to:  # made once per language, for all
             await control.tell(self.session_id, {"type": control.WANT_TRANSLATION, "language": self.language})
+
+    async def follow_upload(self, progress: float) -> None:
+        """An upload's phrases as they are stored, its progress, then `ended` (and close)."""
+        last_seq = self.snapshot_seq
+        while True:
+            await asyncio.sleep(UPLOAD_POLL_SECONDS)
+            status, segments, now = await database_sync_to_async(selectors.upload_state)(
+                session_id=self.session_id, last_seq=last_seq)
+            for segment in segments:
+                await self.send_event({**protocol.event_final_from_segment(segment), "seq": segment.seq})
+                last_seq = segment.seq
+            if now != progress:
+                progress = now
+                await self.send_event(protocol.event_progress(now))
+            if status != TranscriptionSession.Status.PROCESSING:
+                reason = protocol.REASON_END if status == TranscriptionSession.Status.ENDED else protocol.REASON_ERROR
+                await self.send_event({**protocol.event_ended(session_id=self.session_id, reason=reason),
+                                       "seq": last_seq + 1})
+                await self.close()
+                return
 
     def choose_language(self, session) -> dict | None:
         """`?translate_to=xx`: captions translated into xx. If the translator cannot, the viewer is told
@@ -212,6 +242,8 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
         return None
 
     async def disconnect(self, code: int) -> None:
+        if self.follower is not None:
+            self.follower.cancel()
         if self.group is not None:
             metrics.viewers.dec()
             try:
@@ -227,8 +259,8 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
         if self.link is not None and not self.link.is_active():
             await self.close(code=protocol.CLOSE_FORBIDDEN)  # the link expired while watching
             return
-        if event.get("seq", 0) <= self.snapshot_seq:
-            return  # already in the snapshot
+        if event.get("seq", 0) <= self.snapshot_seq and event.get("event") != protocol.PROGRESS:
+            return  # already in the snapshot (progress, of an upload, is not numbered)
         if event.get("type") == protocol.TRANSLATION and event.get("lang") != self.language:
             return  # another viewer's language
         await self.send_event(event)

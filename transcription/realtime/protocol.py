@@ -43,6 +43,7 @@ REASON_SHUTDOWN = "shutdown"  # the server is stopping (SIGTERM); reconnect to g
 SYSTEM, INTERIM, FINAL, TRANSLATION, ERROR, SNAPSHOT = "system", "interim", "final", "translation", "error", "snapshot"
 CORRECTION = "correction"
 STARTED, ENDED, RESUMED, LAG = "started", "ended", "resumed", "lag"
+PROGRESS = "progress"  # an uploaded recording's transcription, 0-1 (live viewers of an upload)
 
 # Error codes sent in {"type":"error","code":...}; the connection stays usable after each.
 BAD_JSON = "bad_json"  # text frame is not a JSON object
@@ -178,6 +179,10 @@ def event_ended(*, session_id, reason: str = REASON_END) -> dict:
     return {"type": SYSTEM, "event": ENDED, "session": str(session_id), "reason": reason, "message": "Session ended"}
 
 
+def event_progress(progress: float) -> dict:
+    return {"type": SYSTEM, "event": PROGRESS, "progress": round(min(1.0, max(0.0, progress)), 3)}
+
+
 def event_resumed(*, session_id, last_seq: int) -> dict:
     return {"type": SYSTEM, "event": RESUMED, "session": str(session_id), "last_seq": last_seq,
             "message": "Session resumed"}
@@ -241,7 +246,7 @@ def event_error(code: str, message: str) -> dict:
     return {"type": ERROR, "code": code, "message": message}
 
 
-def event_snapshot(session, segments, *, language: str | None = None) -> dict:
+def event_snapshot(session, segments, *, language: str | None = None, progress: float | None = None) -> dict:
     """What a viewer who joins late sees first: the session's stored finals (corrections included)
     and their translations into the viewer's language (`language`, else the speaker's)."""
     language = language or session.translate_to
@@ -254,6 +259,7 @@ def event_snapshot(session, segments, *, language: str | None = None) -> dict:
         "lang": session.language,
         "translate_to": language or None,
         "status": session.status,
+        **({"progress": progress} if progress is not None else {}),
         "finals": finals,
         "translations": translations,
         "seq": max((e["seq"] or 0 for e in finals + translations), default=0),

@@ -1,0 +1,263 @@
+"""Uploaded recordings: a file becomes a session like a live one, transcribed in the background.
+
+`accept` runs on the request: it checks what can be checked at once (size, language, the user's
+limit, that PyAV finds an audio track, its length), stores the file and queues a `transcribe` job;
+a refused upload leaves nothing behind. The job (`transcribe_upload`) decodes the file to 16 kHz
+mono, keeps it as the session's audio, and recognises it:
+- whisper: the whole-file decode of the second pass (engines/offline.py: faster-whisper's VAD,
+  windows of joined speech, beam search), at background priority on the decode scheduler, so a live
+  session's finals go first; each window's words become phrases at their pauses;
+- any other engine (google, openai): the audio streamed through the engine's own streaming
+  recognizer as fast as it takes it.
+Each phrase is stored as it is made, with the job's progress; the live page's viewer socket follows
+them in the database (realtime/consumers.py), from whichever process.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+
+from . import selectors, services
+from .engines import Result, StreamConfig, Word, get_engine
+from .engines.base import SAMPLE_RATE
+from .jobs import handles, job_start
+from .models import Job, TranscriptionSession
+from .realtime import protocol
+from .realtime.registry import sessions
+from .recording import audio_name
+from .translation import get_translator
+
+logger = logging.getLogger(__name__)
+
+NOT_AUDIO = "not_audio"
+EMPTY = "empty"
+TOO_LARGE = "too_large"
+TOO_LONG = "too_long"
+PHRASE_GAP_MS = 800  # a pause this long between words starts a new phrase
+PHRASE_MAX_MS = 12_000  # a phrase longer than this ends at its next sentence end, or here
+STREAM_CHUNK = 3200  # 100 ms of PCM16, what a live client sends
+
+
+class UploadError(Exception):
+    """A refused upload: a documented `code` and a message for the user (HTTP 400)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Probe:
+    seconds: float | None  # None when the container does not say
+
+
+def probe(path: Path) -> Probe:
+    """What PyAV finds in the file: an audio track and its length. Raises UploadError."""
+    import av
+
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise UploadError(NOT_AUDIO, "the file has no audio track")
+            stream = container.streams.audio[0]
+            if container.duration:
+                return Probe(container.duration / 1_000_000)
+            if stream.duration and stream.time_base:
+                return Probe(float(stream.duration * stream.time_base))
+            return Probe(None)
+    except UploadError:
+        raise
+    except Exception as exc:  # av.error.InvalidDataError and its kin: not something PyAV reads
+        raise UploadError(NOT_AUDIO, "the file is not audio that can be decoded (wav, mp3, m4a, ogg, "
+                                     "webm, flac or a video's audio track)") from exc
+
+
+def uploads_in_progress(user) -> int:
+    return TranscriptionSession.objects.filter(owner=user, status=TranscriptionSession.Status.PROCESSING).count()
+
+
+def check_request(*, user, language: str, translate_to: str = "", size: int) -> None:
+    """The checks that need no file: size, language, translation, the user's limit."""
+    if size <= 0:
+        raise UploadError(EMPTY, "the file is empty")
+    if size > settings.STT_MAX_UPLOAD_MB * 1024 * 1024:
+        raise UploadError(TOO_LARGE, f"the file is larger than {settings.STT_MAX_UPLOAD_MB} MB")
+    engine = get_engine()
+    if not language or not engine.supports_language(language):
+        raise UploadError(protocol.UNSUPPORTED_LANGUAGE, f"engine {engine.name!r} cannot recognise {language!r}")
+    if translate_to and not get_translator().supports(source=language, target=translate_to):
+        raise UploadError(protocol.TRANSLATION_UNSUPPORTED, f"cannot translate {language!r} into {translate_to!r}")
+    per_user = settings.STT_MAX_SESSIONS_PER_USER
+    if per_user and sessions.count(owner_id=user.pk) + uploads_in_progress(user) >= per_user:
+        raise UploadError(protocol.TOO_MANY_SESSIONS, f"you already have {per_user} sessions running or processing")
+
+
+def accept_file(*, user, file, language: str, translate_to: str = "", prompt: str = "") -> TranscriptionSession:
+    """`accept` for a Django UploadedFile (in memory or a temporary file)."""
+    check_request(user=user, language=language, translate_to=translate_to, size=file.size or 0)
+    if hasattr(file, "temporary_file_path"):
+        return accept(user=user, path=Path(file.temporary_file_path()), filename=file.name or "upload",
+                      size=file.size, language=language, translate_to=translate_to, prompt=prompt)
+    with tempfile.NamedTemporaryFile(prefix="stt-upload-") as copy:
+        for chunk in file.chunks():
+            copy.write(chunk)
+        copy.flush()
+        return accept(user=user, path=Path(copy.name), filename=file.name or "upload", size=file.size,
+                      language=language, translate_to=translate_to, prompt=prompt)
+
+
+def accept(*, user, path: Path, filename: str, size: int, language: str, translate_to: str = "",
+           prompt: str = "") -> TranscriptionSession:
+    """Check an uploaded file (at `path`, a temporary copy) and queue its transcription."""
+    check_request(user=user, language=language, translate_to=translate_to, size=size)
+    found = probe(path)
+    limit = settings.STT_MAX_UPLOAD_SECONDS
+    if found.seconds is not None and found.seconds > limit:
+        raise UploadError(TOO_LONG, f"the recording is longer than {limit / 3600:g} h")
+    terms = [t.strip() for t in prompt.split(",") if t.strip()] if prompt else []
+    vocabulary = list(dict.fromkeys(terms + selectors.glossary_terms_for(user=user, language=language)))
+    vocabulary = vocabulary[:protocol.MAX_VOCABULARY_TERMS]
+    with transaction.atomic(), removed_on_error() as written:
+        session = TranscriptionSession.objects.create(
+            owner=user, language=language, engine=get_engine().name, translate_to=translate_to,
+            vocabulary=vocabulary, status=TranscriptionSession.Status.PROCESSING,
+            source=TranscriptionSession.Source.UPLOAD, filename=filename[:255],
+            title=Path(filename).stem[:200])
+        source = written(upload_path(session))
+        source.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, source)
+        job_start(session=session, kind=Job.Kind.TRANSCRIBE)  # (runs once this commits)
+    return session
+
+
+@contextlib.contextmanager
+def removed_on_error():
+    """Files written inside the block are removed if it fails: a refused upload leaves nothing."""
+    paths: list[Path] = []
+    try:
+        yield lambda path: paths.append(path) or path
+    except BaseException:
+        for path in paths:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def upload_path(session) -> Path:
+    """The file as it was uploaded, until the job has decoded it."""
+    return Path(settings.MEDIA_ROOT) / "uploads" / str(session.pk)
+
+
+def decode(path: Path) -> np.ndarray:
+    """The file's first audio track as float32 16 kHz mono (PyAV, through faster-whisper)."""
+    from faster_whisper.audio import decode_audio
+
+    try:
+        return decode_audio(str(path), sampling_rate=SAMPLE_RATE)
+    except Exception as exc:
+        raise UploadError(NOT_AUDIO, f"the audio could not be decoded: {exc}") from exc
+
+
+def keep_audio(session, audio: np.ndarray) -> None:
+    """The decoded audio is the session's recording: playback, exports, a later second pass."""
+    path = Path(settings.MEDIA_ROOT) / audio_name(session.pk)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(SAMPLE_RATE)
+        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+# ---- the job ----
+
+@handles(Job.Kind.TRANSCRIBE)
+def transcribe_upload(job: Job, progress: Callable[[int, int], None]) -> None:
+    session = job.session
+    writer = PhraseWriter(session)
+    try:
+        audio = decode(upload_path(session))
+        if len(audio) < SAMPLE_RATE // 10:
+            raise UploadError(EMPTY, "the file holds no audio")
+        keep_audio(session, audio)
+        upload_path(session).unlink(missing_ok=True)
+        recognise(session, audio, progress, writer.write)
+    except Exception as exc:
+        services.session_finish(session_id=session.pk, status=TranscriptionSession.Status.FAILED,
+                                audio_ms=0, audio_kept=False)
+        upload_path(session).unlink(missing_ok=True)
+        raise
+    services.session_finish(session_id=session.pk, status=TranscriptionSession.Status.ENDED,
+                            audio_ms=len(audio) * 1000 // SAMPLE_RATE, audio_kept=True)
+    if session.translate_to:  # translated as a session page's "Translate" does, in the background
+        job_start(session=session, kind=Job.Kind.TRANSLATE, language=session.translate_to)
+
+
+class PhraseWriter:
+    """Stores each phrase as the session's next segment; the n-th has seq n (what viewers follow)."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+        self.index = 0
+
+    def write(self, result: Result) -> None:
+        services.segment_create(session_id=self.session.pk, index=self.index, seq=self.index + 1, result=result)
+        self.index += 1
+
+
+def recognise(session, audio: np.ndarray, progress: Callable[[int, int], None], emit: Callable[[Result], None]) -> None:
+    """Each phrase of `audio` to `emit`, as soon as it is recognised."""
+    engine = get_engine(session.engine)
+    if engine.name == "whisper":
+        from .engines.offline import transcribe_file
+
+        transcribe_file(engine.model_for(session.language), audio, language=session.language,
+                        vocabulary=session.vocabulary, progress=progress,
+                        on_window=lambda words: [emit(p) for p in phrases(words, session.language)])
+    else:
+        for result in recognise_streamed(engine, session, audio, progress):
+            emit(result)
+
+
+def phrases(words, language: str) -> list[Result]:
+    """Timed words as phrases: cut at pauses, and at a sentence's end once a phrase is long."""
+    out, current = [], []
+    for word in words:
+        if current and (word.start_ms - current[-1].end_ms >= PHRASE_GAP_MS
+                        or word.start_ms - current[0].start_ms >= PHRASE_MAX_MS):
+            out.append(current)
+            current = []
+        current.append(word)
+        if current[-1].end_ms - current[0].start_ms >= PHRASE_MAX_MS / 2 and word.text.rstrip()[-1:] in ".?!。？！":
+            out.append(current)
+            current = []
+    if current:
+        out.append(current)
+    return [Result(text="".join(w.text for w in p).strip(), is_final=True, start_ms=p[0].start_ms,
+                   end_ms=p[-1].end_ms, language=language,
+                   words=tuple(Word(w.text.strip(), w.start_ms, w.end_ms) for w in p))
+            for p in out if "".join(w.text for w in p).strip()]
+
+
+def recognise_streamed(engine, session, audio, progress) -> Iterable[Result]:
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    total = max(1, len(pcm) // STREAM_CHUNK)
+
+    def chunks():
+        for number, start in enumerate(range(0, len(pcm), STREAM_CHUNK), start=1):
+            yield pcm[start:start + STREAM_CHUNK]
+            if number % 50 == 0:
+                progress(number, total)
+
+    config = StreamConfig(language=session.language, interim_results=False, vocabulary=tuple(session.vocabulary))
+    for result in engine.stream(chunks(), config):
+        if result.is_final and result.text.strip():
+            yield result
+    progress(total, total)
