@@ -29,10 +29,12 @@ run: migrate
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) sttproject.asgi:application
 
 # Browser tests drive Debian's Chromium with Playwright (no browser download).
+# (fonts-noto-cjk: Korean text in the screenshots, not boxes)
 chromium:
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
-	  echo "chromium is not installed: browser tests will be skipped (apt-get install chromium)"
+	@{ command -v chromium >/dev/null && fc-list 2>/dev/null | grep -qi "noto sans cjk"; } || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; } || \
+	  echo "chromium is not installed: browser tests will be skipped (apt-get install chromium fonts-noto-cjk)"
 
 test: install-dev chromium
 	NO_GCE_CHECK=true $(PY) -m pytest $(PYTEST_ARGS)

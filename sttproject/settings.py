@@ -233,6 +233,8 @@ STT_ENDPOINT_SILENCE_MS = env_int("STT_ENDPOINT_SILENCE_MS", 500)
 STT_MAX_PHRASE_SECONDS = env_float("STT_MAX_PHRASE_SECONDS", 15.0)
 # Interim decodes: at most this often (seconds); the engine stretches it when decodes are slow.
 STT_INTERIM_INTERVAL = env_float("STT_INTERIM_INTERVAL", 1.0)
+# Above this busy share of the decode workers (last 10 s), interims are not decoded: finals only.
+STT_INTERIM_LOAD_MAX = env_float("STT_INTERIM_LOAD_MAX", 0.8)
 # Audio accepted but not yet recognised, in seconds; beyond it the client gets `busy`.
 STT_MAX_BACKLOG_SECONDS = env_float("STT_MAX_BACKLOG_SECONDS", 30.0)
 # How long a disconnect waits for the last phrase to be finalised and stored (< daphne's 10 s).
@@ -285,6 +287,8 @@ STT_MAX_SESSIONS = env_int("STT_MAX_SESSIONS", 2)  # what whisper base holds on 
 STT_MAX_SESSIONS_PER_USER = env_int("STT_MAX_SESSIONS_PER_USER", 2)
 # A session is ended (reason "max_length") after this much audio; the page starts the next one.
 STT_MAX_SESSION_SECONDS = env_float("STT_MAX_SESSION_SECONDS", 4 * 3600)
+# Speaker labels on finals (3D-Speaker CAM++, transcription/speakers/); `"speakers": false` per session.
+STT_SPEAKERS = env_bool("STT_SPEAKERS", True)
 # Uploaded recordings (the upload page, POST /api/sessions/, /v1/audio/transcriptions).
 STT_MAX_UPLOAD_MB = env_float("STT_MAX_UPLOAD_MB", 500)
 STT_MAX_UPLOAD_SECONDS = env_float("STT_MAX_UPLOAD_SECONDS", 4 * 3600)

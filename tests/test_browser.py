@@ -343,3 +343,77 @@ def test_the_transcript_as_a_working_document(tmp_path, browser_with_mic):
         owner.screenshot(path=str(ARTIFACTS / "working-document-live-version.png"), full_page=True)
     finally:
         server.stop()
+
+
+def test_uploading_a_recording_shows_progress_and_the_phrases_then_the_session(server, browser_with_mic, tmp_path):
+    """The recorder page's "Upload a recording": an ogg/opus file (a phone's voice memo), transcribed in
+    the background while the live page shows its progress and phrases; a text file is refused."""
+    from .conftest import read_wav
+    from .test_uploads import encoded
+
+    pcm = read_wav(DATA / "ko/kspon_006.wav") + bytes(32000) + read_wav(DATA / "ko/kspon_016.wav")
+    memo = tmp_path / "voice memo.ogg"
+    memo.write_bytes(encoded(pcm, "ogg", "libopus", 48000))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a recording")
+    page = browser_with_mic(None, microphone="missing")
+    log_in(page, server)
+    page.set_input_files("#upload-file", str(notes))
+    page.click("#upload button[type=submit]")
+    page.wait_for_selector("#upload-error")
+    assert "not_audio" in page.inner_text("#upload-error")
+
+    page.set_input_files("#upload-file", str(memo))
+    page.select_option("#upload-lang", "ko-KR")
+    page.click("#upload button[type=submit]")
+    page.wait_for_url(re.compile(r"/sessions/[0-9a-f-]+/live/$"))
+    page.wait_for_function("document.getElementById('live').dataset.state === 'ended'", timeout=120_000)
+    assert page.get_attribute("#progress", "value") == "1" and not page.is_hidden("#upload-progress")
+    phrases = page.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
+    assert len(phrases) >= 2 and "강남" in "".join(phrases), phrases
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "upload-done.png"), full_page=True)
+    page.click("text=session page")
+    page.wait_for_selector("#segments li")
+    assert page.eval_on_selector_all("#segments li .text", "els => els.length") == len(phrases)
+    assert page.query_selector("audio#player") is not None  # the recording kept for playback
+    page.screenshot(path=str(ARTIFACTS / "upload-session.png"), full_page=True)
+
+
+def test_speakers_show_as_colours_and_a_name_given_on_the_session_page_shows_everywhere(server, browser_with_mic):
+    """Three voices into the microphone (jfk, beckett, a Korean speaker, alternating): each final gets a
+    coloured speaker label; the owner names S1 on the session page and the name shows there, in the
+    live page and in the TXT export."""
+    from .speakers_truth import CONVERSATION
+
+    page = browser_with_mic(CONVERSATION)
+    log_in(page, server)
+    page.select_option("#lang", "auto")
+    page.click("#start")
+    page.wait_for_function("document.getElementById('state').textContent === 'listening'", timeout=30_000)
+    started = time.monotonic()
+    page.wait_for_function("document.querySelectorAll('#finals li .speaker').length >= 5", timeout=90_000)
+    page.wait_for_timeout(max(0, 41 - (time.monotonic() - started)) * 1000)  # the recording plays to its end
+    page.click("#stop")
+    page.wait_for_function("document.getElementById('state').textContent === 'ended'", timeout=60_000)
+    chips = page.eval_on_selector_all(
+        "#finals li .speaker", "els => els.map(e => [e.dataset.speaker, getComputedStyle(e).backgroundColor])")
+    labels = {label for label, _ in chips}
+    assert 3 <= len(labels) <= 4, chips
+    assert len({colour for _, colour in chips}) == len(labels)  # one colour per speaker
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "speakers-recorder.png"), full_page=True)
+
+    session_path = page.get_attribute("#session-link", "href")
+    page.goto(server + session_path)
+    page.fill("#name-S1", "민수")
+    page.click("#speakers button[type=submit]")
+    page.wait_for_selector("text=Speakers named.")
+    names = page.eval_on_selector_all("#segments li .speaker", "els => els.map(e => e.textContent)")
+    assert "민수" in names and "S1" not in names
+    page.screenshot(path=str(ARTIFACTS / "speakers-session.png"), full_page=True)
+    txt = page.request.get(server + session_path + "export.txt").text()
+    assert "민수: " in txt
+    page.goto(server + session_path + "live/")
+    page.wait_for_function("document.getElementById('live').dataset.state === 'ended'", timeout=20_000)
+    assert "민수" in page.eval_on_selector_all("#finals li .speaker", "els => els.map(e => e.textContent)")

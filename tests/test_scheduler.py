@@ -201,3 +201,23 @@ def test_finals_due_together_are_decoded_as_one_batch_and_a_doubtful_one_again_a
         t.join(5)
     assert batches == [["a", "doubtful", "b"]]  # (three at most; "c", alone, is decoded the usual way)
     assert results == {"a": "batched a", "doubtful": "alone doubtful", "b": "batched b", "c": "alone c"}
+
+
+def test_a_saturated_worker_decodes_finals_only_until_the_load_falls(settings, monkeypatch):
+    """Interims are shed at once while the workers have been busy most of the last seconds (each one
+    that starts would delay the next final by a whole decode), and decoded again once load falls."""
+    from transcription.engines import scheduler as module
+
+    settings.STT_INTERIM_LOAD_MAX = 0.5
+    monkeypatch.setattr(module, "LOAD_WINDOW", 1.0)
+    scheduler = DecodeScheduler(workers=1)
+    assert scheduler.run(lambda: "early", final=False, key="s") == "early"  # idle: interims run
+    for _ in range(8):  # 0.8 s of finals back to back
+        scheduler.run(lambda: time.sleep(0.1), final=True, key="f")
+    assert scheduler.load() > 0.5
+    assert scheduler.run(lambda: "shed", final=False, key="s") is None
+    assert scheduler.stats["interims_shed"] == 1
+    assert scheduler.run(lambda: "final", final=True, key="f") == "final"  # finals always run
+    time.sleep(1.1)  # the window passes with nothing to do
+    assert scheduler.load() < 0.1
+    assert scheduler.run(lambda: "again", final=False, key="s") == "again"

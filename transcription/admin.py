@@ -17,7 +17,7 @@ from .models import GlossaryTerm, Job, Segment, SegmentEdit, TranscriptionSessio
 
 class SegmentInline(admin.TabularInline):
     model = Segment
-    fields = ("index", "start_ms", "end_ms", "text", "corrected", "confidence")
+    fields = ("index", "start_ms", "end_ms", "speaker_name", "text", "corrected", "confidence")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -26,15 +26,15 @@ class SegmentInline(admin.TabularInline):
 
 @admin.register(TranscriptionSession)
 class TranscriptionSessionAdmin(admin.ModelAdmin):
-    list_display = ("started_at", "owner", "language", "engine", "status", "audio_seconds", "segment_total")
-    list_filter = ("status", "language", "engine", ("owner", admin.RelatedOnlyFieldListFilter), "started_at")
+    list_display = ("started_at", "owner", "language", "engine", "source", "status", "audio_seconds", "segment_total")
+    list_filter = ("status", "source", "language", "engine", ("owner", admin.RelatedOnlyFieldListFilter), "started_at")
     search_fields = ("segments__text", "title", "owner__username")
     list_select_related = ("owner",)
     date_hierarchy = "started_at"
-    readonly_fields = ("id", "owner", "language", "engine", "status", "started_at", "ended_at", "audio_ms",
+    readonly_fields = ("id", "owner", "language", "engine", "source", "filename", "status", "started_at", "ended_at", "audio_ms",
                        "vocabulary", "refinement", "audio_player", "exports")
-    fields = ("id", "title", "owner", "language", "engine", "status", "started_at", "ended_at", "audio_ms",
-              "vocabulary", "refinement", "audio_player", "exports")
+    fields = ("id", "title", "owner", "language", "engine", "source", "filename", "status", "started_at", "ended_at", "audio_ms",
+              "vocabulary", "speaker_names", "refinement", "audio_player", "exports")
     inlines = [SegmentInline]
     actions = ["export_json"]
 

@@ -32,10 +32,15 @@ def _lines(segment: Segment) -> list[str]:
     return [segment.text] + [t.text for t in segment.translations.all()]
 
 
+def _said(segment: Segment) -> str:
+    """The phrase with its speaker's name in front ("민수: …"), as TXT and SRT show it."""
+    return f"{segment.speaker_name}: {segment.text}" if segment.speaker else segment.text
+
+
 def export_txt(session: TranscriptionSession, segments: list[Segment]) -> str:
     out = []
     for s in segments:
-        out.append(f"[{clock(s.start_ms, '.')[:-4]}] {s.text}")
+        out.append(f"[{clock(s.start_ms, '.')[:-4]}] {_said(s)}")
         out += [f"    ({t.language}) {t.text}" for t in s.translations.all()]
     return "\n".join(out) + "\n"
 
@@ -46,11 +51,14 @@ def _cue_lines(segment: Segment) -> str:
 
 
 def export_srt(session: TranscriptionSession, segments: list[Segment]) -> str:
-    return srt_of([(s.start_ms, s.end_ms, _cue_lines(s)) for s in segments])
+    return srt_of([(s.start_ms, s.end_ms, (f"{s.speaker_name}: " if s.speaker else "") + _cue_lines(s))
+                   for s in segments])
 
 
 def export_vtt(session: TranscriptionSession, segments: list[Segment]) -> str:
-    return vtt_of([(s.start_ms, s.end_ms, _cue_lines(s)) for s in segments])
+    """A speaker's phrases in WebVTT voice spans: `<v 민수>…`."""
+    return vtt_of([(s.start_ms, s.end_ms, _cue_lines(s)) for s in segments],
+                  voices=[s.speaker_name for s in segments])
 
 
 def srt_of(cues: list[tuple[int, int, str]]) -> str:
@@ -64,12 +72,17 @@ def srt_of(cues: list[tuple[int, int, str]]) -> str:
     return srt.compose(subtitles, reindex=False)
 
 
-def vtt_of(cues: list[tuple[int, int, str]]) -> str:
+def vtt_of(cues: list[tuple[int, int, str]], voices: list[str] | None = None) -> str:
     """WebVTT, written by webvtt-py, which refuses a cue containing "-->" or a blank line: the text is
-    escaped first (&, < and > as the format requires), which also turns "-->" into "--&gt;"."""
+    escaped first (&, < and > as the format requires), which also turns "-->" into "--&gt;". A voice
+    (a speaker's name) opens the cue as `<v name>`."""
+    def voiced(text: str, voice: str) -> str:
+        escaped = html.escape(text, quote=False)
+        return f"<v {html.escape(voice, quote=False).replace('>', '')}>{escaped}" if voice else escaped
+
     captions = [
-        webvtt.Caption(clock(start, "."), clock(max(end, start + 1), "."), html.escape(text, quote=False))
-        for start, end, text in cues
+        webvtt.Caption(clock(start, "."), clock(max(end, start + 1), "."), voiced(text, voice))
+        for (start, end, text), voice in zip(cues, voices or [""] * len(cues))
     ]
     return webvtt.WebVTT(captions=captions).content
 
@@ -88,6 +101,8 @@ def export_json(session: TranscriptionSession, segments: list[Segment]) -> str:
                 "start_ms": s.start_ms,
                 "end_ms": s.end_ms,
                 "text": s.text,
+                "speaker": s.speaker_name or None,
+                "speaker_label": s.speaker or None,
                 "language": s.language,
                 "confidence": s.confidence,
                 "words": s.words,
@@ -109,7 +124,7 @@ EXPORTERS: dict[str, Callable[[TranscriptionSession, list[Segment]], str]] = {
 
 def export_session(session: TranscriptionSession, fmt: str) -> tuple[str, str, str]:
     """(body, content type, file name) of the session in `fmt`."""
-    segments = list(session.segments.prefetch_related("translations").order_by("index"))
+    segments = list(session.segments.select_related("session").prefetch_related("translations").order_by("index"))
     stem = f"session-{session.started_at:%Y%m%d-%H%M}-{str(session.pk)[:8]}"
     return EXPORTERS[fmt](session, segments), EXPORT_FORMATS[fmt], f"{stem}.{fmt}"
 

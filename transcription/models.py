@@ -32,6 +32,8 @@ class TranscriptionSession(models.Model):
         UPLOAD = "upload", "Uploaded recording"
 
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.LIVE)
+    speaker_names = models.JSONField(default=dict, blank=True,
+                                     help_text='Names the owner gave the speaker labels, e.g. {"S1": "민수"}')
     filename = models.CharField(max_length=255, blank=True, help_text="The uploaded file's name")
 
     class Refinement(models.TextChoices):
@@ -78,6 +80,7 @@ class Segment(models.Model):
     confidence = models.FloatField(null=True, blank=True)
     words = models.JSONField(default=list, blank=True)
     language = models.CharField(max_length=16, blank=True)
+    speaker = models.CharField(max_length=16, blank=True, help_text="Speaker label (S1, S2, ...), stable in a session")
     seq = models.PositiveIntegerField(null=True, blank=True, help_text="Sequence number of its 'final' event")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -87,6 +90,11 @@ class Segment(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.index} {self.text[:60]}"
+
+    @property
+    def speaker_name(self) -> str:
+        """The speaker as the owner named them, else the label ("" without one)."""
+        return (self.session.speaker_names or {}).get(self.speaker, self.speaker) if self.speaker else ""
 
 
 class SegmentEdit(models.Model):

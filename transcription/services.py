@@ -38,6 +38,7 @@ def segment_create(*, session_id, index: int, seq: int, result: Result) -> Segme
             for w in result.words
         ],
         language=result.language or "",
+        speaker=result.speaker or "",
     )
 
 
@@ -158,3 +159,25 @@ def session_refine(*, session: TranscriptionSession, refined: dict[int, str]) ->
         segment.save(update_fields=["refined_text", "text"])
     TranscriptionSession.objects.filter(pk=session.pk).update(refinement=TranscriptionSession.Refinement.DONE)
     return changed
+
+
+SPEAKER_NAME_CHARS = 40
+
+
+@transaction.atomic
+def session_name_speakers(*, session: TranscriptionSession, names: dict[str, str]) -> dict[str, str]:
+    """The owner names speaker labels ("S1" -> "민수"); an empty name gives the label back. Only labels
+    the session has can be named. Returns every name now set."""
+    labels = set(session.segments.exclude(speaker="").values_list("speaker", flat=True))
+    current = dict(session.speaker_names or {})
+    for label, name in names.items():
+        if label not in labels:
+            raise ValueError(f"this session has no speaker {label!r}")
+        name = " ".join(str(name).split())[:SPEAKER_NAME_CHARS]
+        if name and name != label:
+            current[label] = name
+        else:
+            current.pop(label, None)
+    session.speaker_names = current
+    session.save(update_fields=["speaker_names"])
+    return current

@@ -15,6 +15,7 @@ them in the database (realtime/consumers.py), from whichever process.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -27,7 +28,8 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from . import selectors, services
+from . import selectors, services, speakers
+from .speakers import SpeakerLabeller
 from .engines import Result, StreamConfig, Word, get_engine
 from .engines.base import SAMPLE_RATE
 from .jobs import handles, job_start
@@ -181,15 +183,15 @@ def keep_audio(session, audio: np.ndarray) -> None:
 @handles(Job.Kind.TRANSCRIBE)
 def transcribe_upload(job: Job, progress: Callable[[int, int], None]) -> None:
     session = job.session
-    writer = PhraseWriter(session)
     try:
         audio = decode(upload_path(session))
         if len(audio) < SAMPLE_RATE // 10:
             raise UploadError(EMPTY, "the file holds no audio")
         keep_audio(session, audio)
+        writer = PhraseWriter(session, audio)
         upload_path(session).unlink(missing_ok=True)
         recognise(session, audio, progress, writer.write)
-    except Exception as exc:
+    except Exception:  # the job fails with its message; the session says so
         services.session_finish(session_id=session.pk, status=TranscriptionSession.Status.FAILED,
                                 audio_ms=0, audio_kept=False)
         upload_path(session).unlink(missing_ok=True)
@@ -201,13 +203,20 @@ def transcribe_upload(job: Job, progress: Callable[[int, int], None]) -> None:
 
 
 class PhraseWriter:
-    """Stores each phrase as the session's next segment; the n-th has seq n (what viewers follow)."""
+    """Stores each phrase as the session's next segment, with its speaker (as a live session labels
+    its finals: STT_SPEAKERS); the n-th phrase has seq n (what viewers follow)."""
 
-    def __init__(self, session) -> None:
+    def __init__(self, session, audio: np.ndarray) -> None:
         self.session = session
         self.index = 0
+        self.audio = audio
+        self.labeller = SpeakerLabeller() if settings.STT_SPEAKERS and speakers.available() else None
 
     def write(self, result: Result) -> None:
+        if self.labeller is not None:
+            span = self.audio[result.start_ms * SAMPLE_RATE // 1000:result.end_ms * SAMPLE_RATE // 1000]
+            pcm = (np.clip(span, -1, 1) * 32767).astype("<i2").tobytes()
+            result = dataclasses.replace(result, speaker=self.labeller.label(pcm))
         services.segment_create(session_id=self.session.pk, index=self.index, seq=self.index + 1, result=result)
         self.index += 1
 

@@ -12,6 +12,7 @@ urlpatterns = [
     path("sessions/<uuid:session_id>/", views.session_detail, name="session_detail"),
     path("sessions/<uuid:session_id>/delete/", views.session_delete, name="session_delete"),
     path("sessions/<uuid:session_id>/rename/", views.session_rename, name="session_rename"),
+    path("sessions/<uuid:session_id>/speakers/", views.session_speakers, name="session_speakers"),
     path("sessions/<uuid:session_id>/translate/", views.session_translate, name="session_translate"),
     path("sessions/<uuid:session_id>/audio.wav", views.session_audio, name="session_audio"),
     path("sessions/<uuid:session_id>/export.<str:fmt>", views.session_export, name="session_export"),

@@ -19,6 +19,7 @@ from .exports import EXPORT_FORMATS, export_response
 from .forms import GlossaryForm
 from .media import audio_response
 from .realtime.broadcast import notify_revoked
+from .realtime.control import announce_speakers
 from .jobs import job_start
 from .models import Job
 from .translation import get_translator
@@ -108,9 +109,21 @@ def session_detail(request, session_id):
             "share_links": selectors.share_links_for_session(session=session),
             "jobs": selectors.jobs_for_session(session=session),
             "changed": any(s.original_text and s.text != s.original_text for s in segments),
+            "speakers": speaker_rows(session, segments),
             "share_expiry_choices": SHARE_EXPIRY_CHOICES,
         },
     )
+
+
+def speaker_rows(session, segments) -> list[tuple[str, str, int]]:
+    """(label, name, colour number) of each speaker in order of appearance, for the page."""
+    labels = list(dict.fromkeys(s.speaker for s in segments if s.speaker))
+    names = session.speaker_names or {}
+    return [(label, names.get(label, ""), speaker_colour(label)) for label in labels]
+
+
+def speaker_colour(label: str) -> int:
+    return (int(label[1:]) - 1) % 8 + 1 if label[1:].isdigit() else 0
 
 
 @login_required
@@ -148,6 +161,22 @@ def session_rename(request, session_id):
     session = selectors.session_get_for_user(user=request.user, session_id=session_id)
     services.session_rename(session=session, title=request.POST.get("title", ""))
     messages.success(request, "Session renamed.")
+    return redirect("transcription:session_detail", session_id=session.pk)
+
+
+@login_required
+@require_POST
+def session_speakers(request, session_id):
+    """Name the session's speakers: the form sends `name_S1`, `name_S2`, ..."""
+    session = selectors.session_get_for_user(user=request.user, session_id=session_id)
+    names = {key[5:]: value for key, value in request.POST.items() if key.startswith("name_")}
+    try:
+        services.session_name_speakers(session=session, names=names)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        announce_speakers(session)
+        messages.success(request, "Speakers named.")
     return redirect("transcription:session_detail", session_id=session.pk)
 
 

@@ -1,6 +1,6 @@
 // Read-only live captions: a snapshot of what is stored, then the session's events as they happen.
 import { CLOSE, EVENT, REASON, SYSTEM, exposeForTests } from "./protocol.js";
-import { addFinal, addTranslation, applyCorrection, scrollToEnd } from "./transcript.js";
+import { addFinal, addTranslation, applyCorrection, scrollToEnd, setSpeakerNames } from "./transcript.js";
 
 const $ = (id) => document.getElementById(id);
 const root = $("live");
@@ -22,6 +22,7 @@ function onEvent(ev) {
     case EVENT.SNAPSHOT:
       ui.finals.replaceChildren();
       ui.interim.textContent = "";
+      setSpeakerNames(ui.finals, ev.speakers || {});
       ev.finals.forEach((final) => addFinal(ui.finals, ui.interim, final));
       ev.translations.forEach((translation) => addTranslation(ui.finals, translation));
       retries = 0;
@@ -42,6 +43,7 @@ function onEvent(ev) {
         setState(ev.reason === REASON.ERROR ? "failed" : "ended");
       }
       if (ev.event === SYSTEM.PROGRESS) showProgress(ev.progress);
+      if (ev.event === SYSTEM.SPEAKERS) setSpeakerNames(ui.finals, ev.names);
       break;
     case EVENT.ERROR:
       showError(`${ev.message} (${ev.code})`);

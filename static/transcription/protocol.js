@@ -5,7 +5,7 @@ export const EVENT = {
   SYSTEM: "system", INTERIM: "interim", FINAL: "final", TRANSLATION: "translation", ERROR: "error", SNAPSHOT: "snapshot",
   CORRECTION: "correction",
 };
-export const SYSTEM = { STARTED: "started", ENDED: "ended", RESUMED: "resumed", LAG: "lag", PROGRESS: "progress" };
+export const SYSTEM = { STARTED: "started", ENDED: "ended", RESUMED: "resumed", LAG: "lag", PROGRESS: "progress", SPEAKERS: "speakers" };
 
 export const REASON = {
   END: "end", RESTART: "restart", IDLE: "idle", MAX_LENGTH: "max_length", ERROR: "error",

@@ -2,7 +2,7 @@
 // If the socket drops, it reconnects and resumes the same session (protocol v2 "resume"),
 // buffering up to MAX_PENDING_FRAMES of audio meanwhile; if the session is gone, it starts anew.
 import { CLOSE, CODE, EVENT, REASON, SYSTEM, exposeForTests } from "./protocol.js";
-import { addFinal, addTranslation, applyCorrection, fmt, scrollToEnd } from "./transcript.js";
+import { addFinal, addTranslation, applyCorrection, fmt, scrollToEnd, setSpeakerNames } from "./transcript.js";
 
 const MAX_PENDING_FRAMES = 50; // 5 s of 100 ms frames
 const root = document.getElementById("recorder");
@@ -73,6 +73,8 @@ function onEvent(ev) {
         setState("ended");
         sessionId = null;
         ws && ws.close(CLOSE.NORMAL);
+      } else if (ev.event === SYSTEM.SPEAKERS) {
+        setSpeakerNames(ui.finals, ev.names);
       } else if (ev.event === SYSTEM.LAG) {
         ui.lag.hidden = ev.seconds <= 0;
         ui.lag.textContent = `behind by ${ev.seconds.toFixed(1)} s`;

@@ -5,6 +5,23 @@ export function fmt(ms) {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
 }
 
+// Speakers: a colour per label (S1, S2, ...) and the names the owner gave them.
+let speakerNames = {};
+function speakerChip(label) {
+  const chip = document.createElement("span");
+  chip.className = "speaker";
+  chip.dataset.speaker = label;
+  chip.dataset.colour = String(((Number(label.slice(1)) || 1) - 1) % 8 + 1);
+  chip.textContent = speakerNames[label] || label;
+  return chip;
+}
+export function setSpeakerNames(finals, names) {
+  speakerNames = { ...names };
+  finals.querySelectorAll(".speaker[data-speaker]").forEach((chip) => {
+    chip.textContent = speakerNames[chip.dataset.speaker] || chip.dataset.speaker;
+  });
+}
+
 // A final becomes a line of the list (once: replays after resume or snapshot are skipped).
 export function addFinal(finals, interim, ev) {
   if (finals.querySelector(`li[data-segment="${ev.segment}"]`)) return;
@@ -15,7 +32,9 @@ export function addFinal(finals, interim, ev) {
   const text = document.createElement("span");
   text.className = ev.corrected ? "text corrected" : "text";
   text.textContent = ev.text;
-  li.append(time, " ", text);
+  li.append(time, " ");
+  if (ev.speaker) li.append(speakerChip(ev.speaker), " ");
+  li.append(text);
   finals.append(li);
   interim.textContent = "";
 }

@@ -14,10 +14,12 @@ class SegmentSerializer(serializers.ModelSerializer):
     text = serializers.CharField(read_only=True, help_text="The current text: a correction, else the second "
                                                            "pass's, else the live final")
     original_text = serializers.CharField(read_only=True, help_text="The live final as it was first sent")
+    speaker_name = serializers.CharField(read_only=True, help_text="The speaker's name, else the label")
 
     class Meta:
         model = Segment
-        fields = ["id", "index", "text", "original_text", "refined_text", "corrected", "start_ms", "end_ms",
+        fields = ["id", "index", "speaker", "speaker_name", "text", "original_text", "refined_text", "corrected",
+                  "start_ms", "end_ms",
                   "confidence", "language", "words", "translations"]
 
 
@@ -69,7 +71,8 @@ class SessionDetailSerializer(SessionSerializer):
     jobs = JobSerializer(many=True, read_only=True, help_text="Background work on this session, newest first")
 
     class Meta(SessionSerializer.Meta):
-        fields = SessionSerializer.Meta.fields + ["source", "filename", "progress", "vocabulary", "refinement",
+        fields = SessionSerializer.Meta.fields + ["source", "filename", "progress", "speaker_names", "vocabulary",
+                                                  "refinement",
                                                   "segments", "jobs"]
 
 

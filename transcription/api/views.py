@@ -12,7 +12,7 @@ from ..jobs import job_start
 from ..models import Job
 from ..realtime import protocol
 from ..translation import get_translator
-from ..realtime.control import announce_correction
+from ..realtime.control import announce_correction, announce_speakers
 from .serializers import (CorrectionSerializer, JobSerializer, SegmentSerializer, SessionDetailSerializer,
                           SessionFilterSerializer, SessionSerializer, UploadSerializer)
 
@@ -91,6 +91,23 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
                             status=status.HTTP_400_BAD_REQUEST)
         job, _ = job_start(session=session, kind=Job.Kind.TRANSLATE, language=target)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request={"application/json": {"type": "object", "additionalProperties": {"type": "string"}}},
+                   responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["post"])
+    def speakers(self, request, pk=None):
+        """Name speaker labels: `{"S1": "민수", "S2": "지영"}` (an empty name gives the label back).
+        Exports, viewers (a `speakers` event) and the admin show the names."""
+        session = self.get_object()
+        if not isinstance(request.data, dict) or not all(isinstance(v, str) for v in request.data.values()):
+            return Response({"code": protocol.BAD_REQUEST, "detail": 'send {"S1": "name", ...}'},
+                            status=status.HTTP_400_BAD_REQUEST)
+        try:
+            names = services.session_name_speakers(session=session, names=dict(request.data))
+        except ValueError as exc:
+            return Response({"code": protocol.BAD_REQUEST, "detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        announce_speakers(session)
+        return Response({"speaker_names": names})
 
     @extend_schema(request=CorrectionSerializer, responses={200: SegmentSerializer},
                    parameters=[OpenApiParameter("segment_id", OpenApiTypes.INT, OpenApiParameter.PATH)])

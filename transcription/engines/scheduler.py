@@ -11,7 +11,10 @@ threads submit decodes here and STT_DECODE_WORKERS threads run them:
   engines/batch.py); a batch item that needs Whisper's fallback is decoded again alone at once;
 - interims last: each session has at most one waiting, a newer request replaces it, and one that
   could not start within INTERIM_MAX_WAIT is dropped (its session goes on at once and asks again
-  later), so under load interims thin out and finals keep their pace.
+  later), so under load interims thin out and finals keep their pace. Once the workers have been
+  busy more than STT_INTERIM_LOAD_MAX of the last LOAD_WINDOW seconds, interims are not decoded at
+  all until the load falls: an interim that starts just before a final falls due delays that final
+  by a whole decode (bench/load.py --conversations).
 
 Why not a second worker for background work: measured here (bench/translation.py, kspon_long at
 real time), a niced second model copy decoding beside the live one raised final delay p95 by 25-40 %
@@ -33,6 +36,7 @@ from .batch import BatchItem, BatchResult, decode_batch
 
 T = TypeVar("T")
 INTERIM_MAX_WAIT = 0.3  # seconds an interim may wait for a worker
+LOAD_WINDOW = 10.0  # seconds over which the workers' busy share is measured
 BACKGROUND_MAX_WAIT = 10.0  # seconds background work waits for a pause in everyone's speech, at most
 LIVE_TRANSLATION = 0  # background priorities: a live session's translations first,
 AFTER_THE_FACT = 1  # then work on finished sessions and uploads
@@ -72,7 +76,11 @@ class DecodeScheduler:
         self.order = itertools.count()
         self.in_phrase: set[object] = set()  # sessions whose phrase is in progress: a final will follow
         self.stats = collections.Counter()
-        self.threads = [threading.Thread(target=self._work, name=f"stt-decode-{i}", daemon=True) for i in range(workers)]
+        self.workers = workers
+        self.busy: collections.deque[tuple[float, float]] = collections.deque()  # (start, end) of recent decodes
+        self.running: dict[int, float] = {}  # worker -> start of its decode
+        self.threads = [threading.Thread(target=self._work, args=(i,), name=f"stt-decode-{i}", daemon=True)
+                        for i in range(workers)]
         for thread in self.threads:
             thread.start()
 
@@ -84,6 +92,9 @@ class DecodeScheduler:
         """
         job = _Job(fn, key, batch if final else None)
         with self.cond:
+            if not final and self.load() > settings.STT_INTERIM_LOAD_MAX:
+                self.stats["interims_shed"] += 1  # saturated: finals only, until the load falls
+                return None
             if final:
                 self.finals.append(job)
             else:
@@ -116,6 +127,16 @@ class DecodeScheduler:
                 self.in_phrase.discard(key)
                 self.cond.notify()
 
+    def load(self) -> float:
+        """The workers' busy share over the last LOAD_WINDOW seconds, 0-1 (caller holds cond)."""
+        now = time.monotonic()
+        since = now - LOAD_WINDOW
+        while self.busy and self.busy[0][1] < since:
+            self.busy.popleft()
+        spans = list(self.busy) + [(start, now) for start in self.running.values()]
+        busy = sum(end - max(start, since) for start, end in spans if end > since)
+        return busy / (LOAD_WINDOW * self.workers)
+
     def _drop(self, job: _Job) -> None:
         self.stats["interims_dropped"] += 1
         job.done.set()
@@ -142,17 +163,21 @@ class DecodeScheduler:
                 return "interims", [self.interims.pop(key)]
             self.cond.wait(timeout=1.0 if self.background else None)  # (re-check the background's wait)
 
-    def _work(self) -> None:
+    def _work(self, worker: int) -> None:
         while True:
             with self.cond:
                 kind, group = self._next()
-            started = time.monotonic()
+                started = self.running[worker] = time.monotonic()
             if len(group) > 1:
                 self._run_batch(group)
             for job in group:
                 if not job.done.is_set():
                     self._run(job)
-            metrics.decode_seconds.labels(kind=kind).observe(time.monotonic() - started)
+            ended = time.monotonic()
+            with self.cond:
+                del self.running[worker]
+                self.busy.append((started, ended))
+            metrics.decode_seconds.labels(kind=kind).observe(ended - started)
             self.stats[kind] += len(group)
 
     def _run_batch(self, group: list[_Job]) -> None:

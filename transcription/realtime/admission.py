@@ -56,18 +56,27 @@ async def open_session(admission: Admission, *, user) -> LiveSession:
     per_user = settings.STT_MAX_SESSIONS_PER_USER
     if per_user and sessions.count(owner_id=user.pk) >= per_user:
         raise refused(protocol.TOO_MANY_SESSIONS, f"you already have {per_user} sessions running")
-    message = admission.message
-    glossary = await database_sync_to_async(selectors.glossary_terms_for)(user=user, language=message.lang)
-    vocabulary = tuple(dict.fromkeys(message.vocabulary + tuple(glossary)))[:protocol.MAX_VOCABULARY_TERMS]
-    record = await database_sync_to_async(services.session_start)(
-        owner=user, language=message.lang, engine=admission.engine.name, translate_to=message.translate_to or "",
-        vocabulary=list(vocabulary))
-    metrics.sessions_started.labels(engine=admission.engine.name).inc()
-    return LiveSession(record=record, engine=admission.engine,
-                       config=StreamConfig(language=message.lang, vocabulary=vocabulary),
-                       translator=admission.translator, translate_to=message.translate_to)
+    with sessions.opening(user.pk):  # (the LiveSession is added before anything else awaits)
+        message = admission.message
+        glossary = await database_sync_to_async(selectors.glossary_terms_for)(user=user, language=message.lang)
+        vocabulary = tuple(dict.fromkeys(message.vocabulary + tuple(glossary)))[:protocol.MAX_VOCABULARY_TERMS]
+        record = await database_sync_to_async(services.session_start)(
+            owner=user, language=message.lang, engine=admission.engine.name, translate_to=message.translate_to or "",
+            vocabulary=list(vocabulary))
+        metrics.sessions_started.labels(engine=admission.engine.name).inc()
+        return LiveSession(record=record, engine=admission.engine,
+                           config=StreamConfig(language=message.lang, vocabulary=vocabulary),
+                           translator=admission.translator, translate_to=message.translate_to,
+                           speakers=speakers_wanted(message.speakers))
 
 
 def refused(code: str, message: str) -> ProtocolError:
     metrics.sessions_refused.labels(reason=code).inc()
     return ProtocolError(code, message)
+
+
+def speakers_wanted(asked: bool) -> bool:
+    """Speaker labels: STT_SPEAKERS (on by default), unless this session's `start` said false."""
+    from .. import speakers
+
+    return asked and settings.STT_SPEAKERS and speakers.available()

@@ -18,6 +18,7 @@ from channels.layers import get_channel_layer
 logger = logging.getLogger(__name__)
 
 CORRECTION = "control.correction"  # {"segment": id, "text": ...}
+RENAME_SPEAKERS = "control.speakers"  # {"names": {"S1": "민수"}}
 WANT_TRANSLATION = "control.want_translation"  # {"language": "en"}
 RETRY_SECONDS = 2.0
 
@@ -47,6 +48,12 @@ def announce_correction(segment) -> None:
     """A stored correction reaches the session's speaker and viewers, if it is running (from a view)."""
     if segment.session.status == "active":
         tell_from_sync(segment.session_id, {"type": CORRECTION, "segment": segment.pk, "text": segment.text})
+
+
+def announce_speakers(session) -> None:
+    """The owner renamed speakers: the running session's speaker and viewers hear of it (from a view)."""
+    if session.status == "active":
+        tell_from_sync(session.pk, {"type": RENAME_SPEAKERS, "names": dict(session.speaker_names)})
 
 
 class ControlListener:

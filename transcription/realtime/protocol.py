@@ -44,6 +44,7 @@ SYSTEM, INTERIM, FINAL, TRANSLATION, ERROR, SNAPSHOT = "system", "interim", "fin
 CORRECTION = "correction"
 STARTED, ENDED, RESUMED, LAG = "started", "ended", "resumed", "lag"
 PROGRESS = "progress"  # an uploaded recording's transcription, 0-1 (live viewers of an upload)
+SPEAKERS = "speakers"  # the owner named the session's speakers: {"S1": "민수", ...}
 
 # Error codes sent in {"type":"error","code":...}; the connection stays usable after each.
 BAD_JSON = "bad_json"  # text frame is not a JSON object
@@ -81,6 +82,7 @@ class Start:
     lang: str
     translate_to: str | None = None
     vocabulary: tuple[str, ...] = ()
+    speakers: bool = True  # speaker labels on finals (where STT_SPEAKERS is on)
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,11 @@ def parse_text(text: str, *, default_language: str) -> ClientMessage:
         target = data.get("translate_to") or None
         if target is not None and (not isinstance(target, str) or not 2 <= len(target) <= 16):
             raise ProtocolError(BAD_REQUEST, "'translate_to' must be a language code such as 'en'")
-        return Start(lang=lang, translate_to=target, vocabulary=parse_vocabulary(data.get("vocabulary", [])))
+        speakers = data.get("speakers", True)
+        if not isinstance(speakers, bool):
+            raise ProtocolError(BAD_REQUEST, "'speakers' must be true or false")
+        return Start(lang=lang, translate_to=target, vocabulary=parse_vocabulary(data.get("vocabulary", [])),
+                     speakers=speakers)
     if kind == "end":
         return End()
     if kind == "finalize":
@@ -179,6 +185,10 @@ def event_ended(*, session_id, reason: str = REASON_END) -> dict:
     return {"type": SYSTEM, "event": ENDED, "session": str(session_id), "reason": reason, "message": "Session ended"}
 
 
+def event_speakers(names: dict[str, str]) -> dict:
+    return {"type": SYSTEM, "event": SPEAKERS, "names": dict(names)}
+
+
 def event_progress(progress: float) -> dict:
     return {"type": SYSTEM, "event": PROGRESS, "progress": round(min(1.0, max(0.0, progress)), 3)}
 
@@ -228,6 +238,8 @@ def event_final_from_segment(segment) -> dict:
         "language": segment.language,
         "seq": segment.seq,
     }
+    if segment.speaker:
+        event["speaker"] = segment.speaker
     if segment.corrected:
         event["corrected"] = True
     if segment.confidence is not None:
@@ -259,6 +271,7 @@ def event_snapshot(session, segments, *, language: str | None = None, progress: 
         "lang": session.language,
         "translate_to": language or None,
         "status": session.status,
+        "speakers": dict(session.speaker_names or {}),
         **({"progress": progress} if progress is not None else {}),
         "finals": finals,
         "translations": translations,

@@ -7,6 +7,7 @@ already waits. The session's kept audio is written in that thread too, never on 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -16,6 +17,7 @@ from typing import Awaitable, Callable, Iterator
 from ..engines import FINALIZE, Control, EngineError, Recognizer, Result, StreamConfig
 from ..engines.base import BYTES_PER_SECOND
 from ..recording import WavRecorder, tee_to_recorder
+from ..speakers import SpeakerLabeller
 from .bridge import ThreadStream
 
 logger = logging.getLogger(__name__)
@@ -103,6 +105,33 @@ class AudioQueue:
             yield item
 
 
+SPEAKER_MEMORY_SECONDS = 120  # audio kept for labelling: a final is never that far behind
+
+
+class RecentAudio:
+    """The last few minutes of a session's audio, as it passes to the engine (recognition thread)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.max_bytes = int(seconds * BYTES_PER_SECOND)
+        self.data = bytearray()
+        self.offset = 0  # byte position in the session's audio of data[0]
+
+    def tee(self, chunks: Iterator) -> Iterator:
+        for chunk in chunks:
+            if isinstance(chunk, bytes):
+                self.data += chunk
+                if len(self.data) > self.max_bytes:
+                    cut = len(self.data) - self.max_bytes
+                    del self.data[:cut]
+                    self.offset += cut
+            yield chunk
+
+    def span(self, start_ms: int, end_ms: int) -> bytes:
+        start = max(0, start_ms * BYTES_PER_SECOND // 1000 - self.offset) & ~1
+        end = max(0, end_ms * BYTES_PER_SECOND // 1000 - self.offset) & ~1
+        return bytes(self.data[start:end])
+
+
 ResultHandler = Callable[[Result], Awaitable[None]]
 ErrorHandler = Callable[[EngineError], Awaitable[None]]
 
@@ -111,13 +140,15 @@ class Recognition:
     """The audio queue, the engine's thread, and the pump that hands results to the session."""
 
     def __init__(self, *, engine: Recognizer, config: StreamConfig, on_result: ResultHandler, on_error: ErrorHandler,
-                 max_backlog_seconds: float, name: str, audio_path: Path | None = None) -> None:
+                 max_backlog_seconds: float, name: str, audio_path: Path | None = None,
+                 labeller: SpeakerLabeller | None = None) -> None:
         self.engine = engine
         self.config = config
         self.on_result = on_result
         self.on_error = on_error
         self.audio = AudioQueue(int(max_backlog_seconds * BYTES_PER_SECOND))
         self.audio_path = audio_path  # where the session's audio is kept (None: not kept)
+        self.labeller = labeller  # speaker labels for finals (None: off)
         self.failed = False
         self._stream: ThreadStream[Result] = ThreadStream(self._recognize, name=name)
         self._pump_task: asyncio.Task | None = None
@@ -148,7 +179,17 @@ class Recognition:
     def _recognize(self) -> Iterator[Result]:
         recorder = WavRecorder.open(self.audio_path) if self.audio_path is not None else None
         try:
-            yield from self.engine.stream(tee_to_recorder(iter(self.audio), recorder), self.config)
+            chunks = tee_to_recorder(iter(self.audio), recorder)
+            if self.labeller is None:
+                yield from self.engine.stream(chunks, self.config)
+                return
+            # Each final's speaker, from its own audio, here in the recognition thread (any engine).
+            recent = RecentAudio(SPEAKER_MEMORY_SECONDS)
+            for result in self.engine.stream(recent.tee(chunks), self.config):
+                if result.is_final:
+                    speaker = self.labeller.label(recent.span(result.start_ms, result.end_ms))
+                    result = dataclasses.replace(result, speaker=speaker)
+                yield result
         except EngineError:
             self.audio.cancel()  # at once, so frames still arriving are refused as "ended", not "busy"
             raise

@@ -5,6 +5,8 @@ must reach the same process (sticky routing, docs/operations.md).
 """
 from __future__ import annotations
 
+import collections
+import contextlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -14,6 +16,17 @@ if TYPE_CHECKING:
 class SessionRegistry:
     def __init__(self) -> None:
         self._sessions: dict[str, LiveSession] = {}
+        self._opening: collections.Counter[int] = collections.Counter()  # owner -> sessions being opened
+
+    @contextlib.contextmanager
+    def opening(self, owner_id: int):
+        """Count a session being opened (between the limit check and `add`, which awaits the
+        database) so that two starts at once cannot both pass the limits."""
+        self._opening[owner_id] += 1
+        try:
+            yield
+        finally:
+            self._opening[owner_id] -= 1
 
     def add(self, session: LiveSession) -> None:
         self._sessions[session.id] = session
@@ -30,7 +43,8 @@ class SessionRegistry:
         return [s for s in self._sessions.values() if not s.closing]
 
     def count(self, *, owner_id: int | None = None) -> int:
-        return sum(1 for s in self.running() if owner_id is None or s.owner_id == owner_id)
+        opening = sum(self._opening.values()) if owner_id is None else self._opening[owner_id]
+        return opening + sum(1 for s in self.running() if owner_id is None or s.owner_id == owner_id)
 
 
 sessions = SessionRegistry()

@@ -27,10 +27,11 @@ from ..engines.base import BYTES_PER_SECOND
 from ..jobs import refine_after
 from ..models import TranscriptionSession
 from ..recording import audio_path_for
+from ..speakers import SpeakerLabeller
 from ..translation import Translator
 from . import protocol
 from .broadcast import Broadcaster
-from .control import CORRECTION, WANT_TRANSLATION, ControlListener
+from .control import CORRECTION, RENAME_SPEAKERS, WANT_TRANSLATION, ControlListener
 from .events import EventLog, Outbox, Sink
 from .monitor import SessionMonitor
 from .recognition import Recognition
@@ -43,7 +44,8 @@ logger = logging.getLogger(__name__)
 
 class LiveSession:
     def __init__(self, *, record: TranscriptionSession, engine: Recognizer, config: StreamConfig,
-                 translator: Translator | None = None, translate_to: str | None = None) -> None:
+                 translator: Translator | None = None, translate_to: str | None = None,
+                 speakers: bool = False) -> None:
         self.id = str(record.pk)
         self.owner_id = record.owner_id
         self.language = config.language
@@ -65,7 +67,8 @@ class LiveSession:
         self.writer = TranscriptWriter(self.id)
         self.recognition = Recognition(engine=engine, config=config, on_result=self._on_result, on_error=self._on_error,
                                        max_backlog_seconds=settings.STT_MAX_BACKLOG_SECONDS, name=f"stt-{self.id}",
-                                       audio_path=audio_path_for(record.pk))
+                                       audio_path=audio_path_for(record.pk),
+                                       labeller=SpeakerLabeller() if speakers else None)
         self.translations = SessionTranslations(session_id=self.id, language=self.language, outbox=self.outbox,
                                                 writer=self.writer, context_size=settings.STT_TRANSLATION_CONTEXT,
                                                 audio_path=self.recognition.audio_path)
@@ -219,6 +222,8 @@ class LiveSession:
         """A correction to announce, or a language a viewer wants (control.py)."""
         if message["type"] == CORRECTION:
             await self.outbox.emit(protocol.event_correction(segment_id=message["segment"], text=message["text"]))
+        elif message["type"] == RENAME_SPEAKERS:
+            await self.outbox.emit(protocol.event_speakers(message["names"]))
         elif message["type"] == WANT_TRANSLATION and not self.closing:
             await self.translations.want(message["language"])
 

@@ -1,0 +1,163 @@
+"""Speaker labels (issue 17): on every final, stable, from the phrase's audio, for any engine; named
+by the owner in exports, viewers and the admin. Scored on a three-speaker conversation with known truth."""
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import Client
+from rest_framework.test import APIClient
+
+from transcription.models import Segment, TranscriptionSession
+
+from .conftest import frames, read_wav, receive_until, session_cookie, viewer_socket
+from .speakers_truth import CONVERSATION, purity, ranges
+
+
+def score(finals):
+    labels = {label for _, _, label in finals}
+    return purity(finals), labels
+
+
+@pytest.mark.model
+def test_the_labeller_tells_the_three_speakers_apart_phrase_by_phrase():
+    """Each of the six turns, cut into its VAD phrases, labelled in order as a session would."""
+    import numpy as np
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    from transcription.speakers import SpeakerLabeller
+
+    pcm = read_wav(CONVERSATION)
+    audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
+    labeller, finals = SpeakerLabeller(), []
+    for chunk in get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=500)):
+        start, end = chunk["start"] * 1000 // 16000, chunk["end"] * 1000 // 16000
+        finals.append((start, end, labeller.label(pcm[start * 32:end * 32])))
+    (p, inverse), labels = score(finals)
+    assert p >= 0.9 and inverse >= 0.9 and len(labels) <= 4, finals
+
+
+@pytest.mark.model
+@pytest.mark.django_db(transaction=True)
+async def test_every_final_carries_a_stable_speaker_and_a_viewer_sees_the_names(connect, make_user, settings):
+    """The whisper engine through the socket; the speaker's socket and a viewer get `speaker`, the
+    segment stores it, and a rename reaches the viewer as a `speakers` event."""
+    settings.STT_ENGINE = "whisper"
+    settings.STT_MAX_BACKLOG_SECONDS = 60
+    settings.STT_MAX_AUDIO_RATE = 0
+    user = await sync_to_async(make_user)()
+    speaker = await connect(user=user)
+    assert (await speaker.connect())[0]
+    await speaker.send_json_to({"type": "start", "lang": "auto"})
+    started = await speaker.receive_json_from(timeout=30)
+    viewer = viewer_socket(started["session"], cookie=await sync_to_async(session_cookie)(user))
+    assert (await viewer.connect())[0]
+    await viewer.receive_json_from(timeout=10)  # the snapshot
+    for frame in frames(read_wav(CONVERSATION)):
+        await speaker.send_to(bytes_data=frame)
+    await speaker.send_json_to({"type": "end"})
+    events = await receive_until(speaker, lambda e: e.get("event") == "ended", timeout=120)
+    finals = [e for e in events if e["type"] == "final"]
+    assert all(e.get("speaker") for e in finals), finals
+    (p, inverse), labels = score([(e["start_ms"], e["end_ms"], e["speaker"]) for e in finals])
+    assert p >= 0.9 and inverse >= 0.9 and len(labels) <= 4, [(e["speaker"], e["text"]) for e in finals]
+    stored = [s async for s in Segment.objects.filter(session_id=started["session"]).order_by("index")]
+    assert [s.speaker for s in stored] == [e["speaker"] for e in finals]
+    seen = await receive_until(viewer, lambda e: e.get("event") == "ended", timeout=30)
+    assert [e.get("speaker") for e in seen if e["type"] == "final"] == [e["speaker"] for e in finals]
+    await viewer.disconnect()
+    await speaker.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_speakers_false_in_start_leaves_finals_unlabelled(connect, make_user, scripted, settings):
+    from .conftest import loud_frame, quiet_frame
+
+    user = await sync_to_async(make_user)()
+    for asked, labelled in ((True, True), (False, False)):
+        socket = await connect(user=user)
+        assert (await socket.connect())[0]
+        await socket.send_json_to({"type": "start", "lang": "ko-KR", "speakers": asked})
+        await receive_until(socket, lambda e: e.get("event") == "started")
+        for _ in range(12):
+            await socket.send_to(bytes_data=loud_frame())
+        await socket.send_to(bytes_data=quiet_frame())
+        final = (await receive_until(socket, lambda e: e["type"] == "final"))[-1]
+        assert ("speaker" in final) is labelled, final
+        await socket.send_json_to({"type": "end"})
+        await receive_until(socket, lambda e: e.get("event") == "ended")
+        await socket.disconnect()
+    settings.STT_SPEAKERS = False  # the server-wide switch
+    socket = await connect(user=user)
+    assert (await socket.connect())[0]
+    await socket.send_json_to({"type": "start", "lang": "ko-KR"})
+    await receive_until(socket, lambda e: e.get("event") == "started")
+    for _ in range(12):
+        await socket.send_to(bytes_data=loud_frame())
+    await socket.send_to(bytes_data=quiet_frame())
+    assert "speaker" not in (await receive_until(socket, lambda e: e["type"] == "final"))[-1]
+    await socket.disconnect()
+
+
+@pytest.mark.django_db
+def test_a_renamed_speaker_shows_in_exports_the_detail_and_the_admin(make_user, django_user_model):
+    from knox.models import AuthToken
+
+    owner = make_user("alice")
+    session = TranscriptionSession.objects.create(owner=owner, language="ko-KR", engine="whisper", status="ended")
+    for index, (speaker, text) in enumerate([("S1", "안녕하세요"), ("S2", "네 반갑습니다"), ("S1", "회의를 시작할게요")]):
+        Segment.objects.create(session=session, index=index, text=text, original_text=text, speaker=speaker,
+                               start_ms=index * 2000, end_ms=index * 2000 + 1500, seq=index + 1)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {AuthToken.objects.create(owner)[1]}")
+    renamed = api.post(f"/api/sessions/{session.pk}/speakers/", {"S1": "민수", "S2": " 지영 "}, format="json")
+    assert renamed.status_code == 200 and renamed.json() == {"speaker_names": {"S1": "민수", "S2": "지영"}}
+    assert api.post(f"/api/sessions/{session.pk}/speakers/", {"S7": "x"}, format="json").status_code == 400
+
+    txt = api.get(f"/api/sessions/{session.pk}/export/txt/").content.decode()
+    assert "민수: 안녕하세요" in txt and "지영: 네 반갑습니다" in txt
+    vtt = api.get(f"/api/sessions/{session.pk}/export/vtt/").content.decode()
+    assert "<v 민수>안녕하세요" in vtt and "<v 지영>네 반갑습니다" in vtt
+    import webvtt
+    assert [c.voice for c in webvtt.from_string(vtt)] == ["민수", "지영", "민수"]
+    srt = api.get(f"/api/sessions/{session.pk}/export/srt/").content.decode()
+    assert "민수: 회의를 시작할게요" in srt
+    data = json.loads(api.get(f"/api/sessions/{session.pk}/export/json/").content)
+    assert [(s["speaker"], s["speaker_label"]) for s in data["segments"]] == [("민수", "S1"), ("지영", "S2"), ("민수", "S1")]
+    detail = api.get(f"/api/sessions/{session.pk}/").json()
+    assert detail["speaker_names"] == {"S1": "민수", "S2": "지영"}
+    assert [s["speaker_name"] for s in detail["segments"]] == ["민수", "지영", "민수"]
+
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Bearer {AuthToken.objects.create(make_user('mallory'))[1]}")
+    assert other.post(f"/api/sessions/{session.pk}/speakers/", {"S1": "x"}, format="json").status_code == 404
+
+    staff = django_user_model.objects.create_superuser("boss", password="a-long-test-password")
+    admin = Client()
+    admin.force_login(staff)
+    page = admin.get(f"/admin/transcription/transcriptionsession/{session.pk}/change/").content.decode()
+    assert "민수" in page and "지영" in page
+
+
+@pytest.mark.model
+@pytest.mark.django_db(transaction=True)
+def test_an_uploaded_conversation_is_labelled_the_same_way(make_user, settings):
+    import time
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from knox.models import AuthToken
+
+    settings.STT_ENGINE = "whisper"
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {AuthToken.objects.create(make_user())[1]}")
+    answer = api.post("/api/sessions/", {"file": SimpleUploadedFile("talk.wav", CONVERSATION.read_bytes()),
+                                         "language": "auto"}, format="multipart")
+    assert answer.status_code == 202
+    for _ in range(600):
+        detail = api.get(f"/api/sessions/{answer.json()['id']}/").json()
+        if detail["status"] != "processing":
+            break
+        time.sleep(0.2)
+    assert detail["status"] == "ended"
+    finals = [(s["start_ms"], s["end_ms"], s["speaker"]) for s in detail["segments"]]
+    (p, inverse), labels = score(finals)
+    assert p >= 0.9 and inverse >= 0.9 and len(labels) <= 4, finals
