@@ -52,6 +52,7 @@ def test_settings(settings, tmp_path):
     settings.STT_RESUME_SECONDS = 0
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.STT_REFINE = "0"  # the second pass runs where a test asks for it (test_working_document.py)
+    settings.STT_SPEAKERS = False  # speaker labels where a test asks for them (test_speakers.py)
 
 
 @pytest.fixture

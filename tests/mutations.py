@@ -166,7 +166,7 @@ MUTATIONS = [
     # issue 15: capacity, metrics, the GPU path
     m("metrics: finals not counted",
       "tests/test_metrics.py::test_a_session_shows_in_the_metrics_and_the_load_page",
-      ("transcription/realtime/session.py", "            self._count_final(result.end_ms)\n", "")),
+      ("transcription/realtime/session.py", "            self.delays.final(result.end_ms)\n", "")),
     m("metrics open to anyone",
       "tests/test_metrics.py::test_metrics_need_staff_or_the_token",
       ("transcription/metrics.py", "    if not by_token and not (request.user.is_authenticated and request.user.is_staff):",
@@ -202,7 +202,7 @@ MUTATIONS = [
        "                    pass")),
     m("speaker names missing from exports",
       "tests/test_speakers.py::test_a_renamed_speaker_shows_in_exports_the_detail_and_the_admin",
-      ("transcription/exports.py", '    return f"{segment.speaker_name}: {segment.text}" if segment.speaker else segment.text',
+      ("transcription/exports.py", '    return f"{segment.speaker_name}: {segment.text}" if shown and segment.speaker else segment.text',
        "    return segment.text")),
 ]
 

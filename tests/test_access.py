@@ -25,13 +25,17 @@ PUBLIC = {  # reachable without logging in
 OWN = {  # login required; only the user's own things, no session id in the URL
     "password_change", "password_change_done", "transcription:recorder", "transcription:session_list",
     "transcription:api_tokens", "transcription:api_token_revoke", "api:api-root", "api:session-list",
-    "transcription:glossary",
+    "transcription:glossary", "transcription:upload",
+}
+TOKEN = {  # a Bearer token (API token, or the metrics token) or staff: 401 without, never a login page
+    "metrics", "openai_transcriptions", "openai_translations",
 }
 SESSION = {  # about one session: 404 for anyone but its owner
     "transcription:session_detail", "transcription:session_delete", "transcription:session_rename",
     "transcription:session_translate", "transcription:session_audio", "transcription:session_export",
     "transcription:live_own", "transcription:share_create", "transcription:share_revoke",
     "api:session-detail", "api:session-export", "api:session-translate", "api:session-segment",
+    "api:session-speakers", "transcription:session_speakers",
 }
 
 
@@ -63,7 +67,7 @@ def url(name, args, values):
 @pytest.mark.django_db
 def test_every_route_is_classified(world):
     names = {name for name, _ in routes() if not name.startswith("admin:")}
-    assert names - PUBLIC - OWN - SESSION == set(), "classify the new route(s) in tests/test_access.py"
+    assert names - PUBLIC - OWN - SESSION - TOKEN == set(), "classify the new route(s) in tests/test_access.py"
 
 
 @pytest.mark.django_db
@@ -78,6 +82,8 @@ def test_anonymous_visitors_are_sent_to_log_in_or_refused(world):
             response = method(target)
             if name.startswith("api:"):
                 assert response.status_code in (401, 403), (name, target)
+            elif name in TOKEN:
+                assert response.status_code == 401, (name, target)
             else:
                 assert response.status_code == 302 and response["Location"].startswith("/accounts/login/"), (name, target)
 

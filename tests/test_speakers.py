@@ -42,6 +42,7 @@ async def test_every_final_carries_a_stable_speaker_and_a_viewer_sees_the_names(
     """The whisper engine through the socket; the speaker's socket and a viewer get `speaker`, the
     segment stores it, and a rename reaches the viewer as a `speakers` event."""
     settings.STT_ENGINE = "whisper"
+    settings.STT_SPEAKERS = True
     settings.STT_MAX_BACKLOG_SECONDS = 60
     settings.STT_MAX_AUDIO_RATE = 0
     user = await sync_to_async(make_user)()
@@ -72,6 +73,7 @@ async def test_every_final_carries_a_stable_speaker_and_a_viewer_sees_the_names(
 async def test_speakers_false_in_start_leaves_finals_unlabelled(connect, make_user, scripted, settings):
     from .conftest import loud_frame, quiet_frame
 
+    settings.STT_SPEAKERS = True
     user = await sync_to_async(make_user)()
     for asked, labelled in ((True, True), (False, False)):
         socket = await connect(user=user)
@@ -127,6 +129,11 @@ def test_a_renamed_speaker_shows_in_exports_the_detail_and_the_admin(make_user, 
     assert detail["speaker_names"] == {"S1": "민수", "S2": "지영"}
     assert [s["speaker_name"] for s in detail["segments"]] == ["민수", "지영", "민수"]
 
+    alone = TranscriptionSession.objects.create(owner=owner, language="ko-KR", engine="whisper", status="ended")
+    Segment.objects.create(session=alone, index=0, text="받아쓰기", original_text="받아쓰기", speaker="S1",
+                           start_ms=0, end_ms=900, seq=1)
+    assert "S1" not in api.get(f"/api/sessions/{alone.pk}/export/txt/").content.decode()  # one unnamed voice: no prefix
+
     other = APIClient()
     other.credentials(HTTP_AUTHORIZATION=f"Bearer {AuthToken.objects.create(make_user('mallory'))[1]}")
     assert other.post(f"/api/sessions/{session.pk}/speakers/", {"S1": "x"}, format="json").status_code == 404
@@ -147,6 +154,7 @@ def test_an_uploaded_conversation_is_labelled_the_same_way(make_user, settings):
     from knox.models import AuthToken
 
     settings.STT_ENGINE = "whisper"
+    settings.STT_SPEAKERS = True
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {AuthToken.objects.create(make_user())[1]}")
     answer = api.post("/api/sessions/", {"file": SimpleUploadedFile("talk.wav", CONVERSATION.read_bytes()),

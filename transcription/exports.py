@@ -32,15 +32,21 @@ def _lines(segment: Segment) -> list[str]:
     return [segment.text] + [t.text for t in segment.translations.all()]
 
 
-def _said(segment: Segment) -> str:
+def speakers_shown(session: TranscriptionSession, segments: list[Segment]) -> bool:
+    """Exports name speakers when there is more than one, or the owner named one: one unnamed voice
+    (dictation) gets no "S1:" on every line."""
+    return bool(session.speaker_names) or len({s.speaker for s in segments if s.speaker}) > 1
+
+
+def _said(segment: Segment, shown: bool) -> str:
     """The phrase with its speaker's name in front ("민수: …"), as TXT and SRT show it."""
-    return f"{segment.speaker_name}: {segment.text}" if segment.speaker else segment.text
+    return f"{segment.speaker_name}: {segment.text}" if shown and segment.speaker else segment.text
 
 
 def export_txt(session: TranscriptionSession, segments: list[Segment]) -> str:
-    out = []
+    out, shown = [], speakers_shown(session, segments)
     for s in segments:
-        out.append(f"[{clock(s.start_ms, '.')[:-4]}] {_said(s)}")
+        out.append(f"[{clock(s.start_ms, '.')[:-4]}] {_said(s, shown)}")
         out += [f"    ({t.language}) {t.text}" for t in s.translations.all()]
     return "\n".join(out) + "\n"
 
@@ -51,14 +57,16 @@ def _cue_lines(segment: Segment) -> str:
 
 
 def export_srt(session: TranscriptionSession, segments: list[Segment]) -> str:
-    return srt_of([(s.start_ms, s.end_ms, (f"{s.speaker_name}: " if s.speaker else "") + _cue_lines(s))
+    shown = speakers_shown(session, segments)
+    return srt_of([(s.start_ms, s.end_ms, (f"{s.speaker_name}: " if shown and s.speaker else "") + _cue_lines(s))
                    for s in segments])
 
 
 def export_vtt(session: TranscriptionSession, segments: list[Segment]) -> str:
     """A speaker's phrases in WebVTT voice spans: `<v 민수>…`."""
+    shown = speakers_shown(session, segments)
     return vtt_of([(s.start_ms, s.end_ms, _cue_lines(s)) for s in segments],
-                  voices=[s.speaker_name for s in segments])
+                  voices=[s.speaker_name if shown else "" for s in segments])
 
 
 def srt_of(cues: list[tuple[int, int, str]]) -> str:

@@ -6,6 +6,9 @@ running sessions; events (refusals, finals, translations, retries, decodes) are 
 """
 from __future__ import annotations
 
+import collections
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 registry = CollectorRegistry(auto_describe=True)
@@ -27,6 +30,26 @@ decode_seconds = Histogram("stt_decode_seconds", "Whisper decodes by kind (final
 translations = Counter("stt_translations", "Translations of finals", ["translator", "outcome"], registry=registry)
 storage_retries = Counter("stt_storage_retries", "Writes of finals and translations tried again", registry=registry)
 jobs = Counter("stt_jobs", "Background jobs finished", ["kind", "status"], registry=registry)
+
+
+class FinalDelays:
+    """A session's finals, counted, and their delay: from the arrival of the audio holding a final's
+    end to the final being sent (the same measure as bench/latency.py, taken by the server)."""
+
+    def __init__(self, engine: str) -> None:
+        self.engine = engine
+        self.arrivals: collections.deque[tuple[int, float]] = collections.deque(maxlen=3000)  # (audio ms, when)
+
+    def arrived(self, audio_ms: int) -> None:
+        self.arrivals.append((audio_ms, time.monotonic()))
+
+    def final(self, end_ms: int) -> None:
+        finals.labels(engine=self.engine).inc()
+        if not self.arrivals or self.arrivals[0][0] > end_ms:
+            return  # its audio arrived before what is remembered
+        arrived = next((when for ms, when in self.arrivals if ms >= end_ms), None)
+        if arrived is not None:
+            final_delay.labels(engine=self.engine).observe(time.monotonic() - arrived)
 
 
 def refresh() -> None:

@@ -42,14 +42,14 @@ async def translations(request):
 
 
 async def handle(request, *, translate: bool):
-    if request.method != "POST":
-        return error("use POST", code="method_not_allowed", status=405)
     header = request.headers.get("Authorization", "").split()
     user = None
     if len(header) == 2 and header[0].lower() == "bearer":
         user, _ = await user_for_token(header[1])
     if user is None or not user.is_authenticated:
         return error("a valid API token is required (Authorization: Bearer ...)", code="invalid_api_key", status=401)
+    if request.method != "POST":
+        return error("use POST", code="method_not_allowed", status=405)
 
     form, files = await sync_to_async(lambda: (request.POST, request.FILES))()  # parses the multipart body
     file = files.get("file")

@@ -43,6 +43,7 @@ MIN_BURST_SAMPLES = 3 * VAD_WINDOW  # then is decoded alone if it had ~100 ms of
 MIN_INTERIM_SAMPLES = SAMPLE_RATE // 2
 COMPRESSION_RATIO_MAX = 2.4  # Whisper's own threshold for "this is a loop"
 MAX_NEW_TOKENS = 224  # Whisper's own limit (half its 448-token context)
+UNSURE_LOG_PROB = -1.0  # Whisper's own "too unsure" threshold
 # A short phrase decoded alone is often misheard ("ever failed" -> "have a great day"). So the
 # previous phrase's audio is decoded with it, its known text forced as the decoder's prefix and
 # removed from the output: one decode, with context, and no word timestamps needed.
@@ -155,10 +156,6 @@ def batching() -> bool:
     return whisper_device()[0] == "cuda" if mode == "auto" else mode in ("1", "true", "on")
 
 
-def fallback_temperatures() -> tuple[float, ...]:
-    return tuple(float(t) for t in settings.STT_WHISPER_FALLBACK.split(",") if t.strip())
-
-
 def max_tokens(samples: int) -> int:
     """Tokens a decode may produce: far above what speech of that length needs (Korean runs at about
     10 tokens a second), so only a repetition loop meets it, and a loop costs a short decode."""
@@ -175,6 +172,12 @@ def vocabulary_options(terms: tuple[str, ...]) -> dict:
         return {}
     listed = ", ".join(terms)
     return {"hotwords": listed} if mode == "hotwords" else {"initial_prompt": listed + "."}
+
+
+class Attempt(NamedTuple):
+    decoded: "Decoded"
+    doubtful: bool  # looped, or unsure by Whisper's log-probability rule
+    score: float  # mean log-probability (a loop counts against it)
 
 
 class Decoded(NamedTuple):
@@ -455,18 +458,29 @@ class PhraseStreamer:
                        result.language if self.language is None else self.config.language)
 
     def _transcribe(self, audio: np.ndarray, *, final: bool, prefix: str | None, prompt: str | None = None) -> Decoded:
+        """Greedy, and for a final that came out doubtful (a loop, or unsure by Whisper's own rule) one
+        more decode with a beam of STT_WHISPER_RETRY_BEAM, keeping the surer of the two. At most two
+        decodes, each with its tokens bounded: Whisper's temperature fallback (up to five decodes,
+        sampling, a loop running to 448 tokens) made the tail (bench/latency.py: p95 4.7-5.8 s)."""
         started = time.monotonic()
         terms = {"initial_prompt": prompt} if prompt else vocabulary_options(self.config.vocabulary)
+        attempt = self._decode_once(audio, prefix, terms, beam_size=settings.STT_WHISPER_BEAM_SIZE)
+        retry_beam = settings.STT_WHISPER_RETRY_BEAM
+        if final and attempt.doubtful and retry_beam > settings.STT_WHISPER_BEAM_SIZE:
+            second = self._decode_once(audio, prefix, terms, beam_size=retry_beam)
+            if second.score > attempt.score:
+                attempt = second
+        self.last_decode_cost = time.monotonic() - started
+        return attempt.decoded
+
+    def _decode_once(self, audio: np.ndarray, prefix: str | None, terms: dict, *, beam_size: int) -> "Attempt":
         try:
             segments, info = self.model.transcribe(
                 audio,
                 language=self.language,
-                beam_size=settings.STT_WHISPER_BEAM_SIZE,
-                # Greedy first. Only a repetition loop is decoded again, at STT_WHISPER_FALLBACK's
-                # temperatures: an unsure (low log-prob) decode is sent as it is and the second pass
-                # repairs it. Re-decoding those inline made the tail (bench/latency.py: p95 5.8 s).
-                temperature=(0.0, *fallback_temperatures()) if final else 0.0,
-                log_prob_threshold=None,
+                beam_size=beam_size,
+                temperature=0.0,
+                log_prob_threshold=None,  # (no fallback here: see _transcribe)
                 no_speech_threshold=None,  # Whisper's no-speech rule is applied below, per segment
                 condition_on_previous_text=False,
                 prefix=prefix,
@@ -476,22 +490,24 @@ class PhraseStreamer:
                 # (a prompt of terms may be long: then only Whisper's own limit of the context applies)
                 **({} if terms else {"max_new_tokens": max_tokens(len(audio))}),
             )
-            texts, logprobs = [], []
+            texts, logprobs, looped, unsure = [], [], False, False
             for segment in segments:
                 # Whisper's own "no speech" rule: a silent-looking, unsure segment is skipped.
-                if segment.no_speech_prob > 0.6 and segment.avg_logprob < -1.0:
+                if segment.no_speech_prob > 0.6 and segment.avg_logprob < UNSURE_LOG_PROB:
                     continue
-                # A repetition loop that survived every fallback temperature is not a transcript.
-                if segment.compression_ratio > COMPRESSION_RATIO_MAX:
+                if segment.compression_ratio > COMPRESSION_RATIO_MAX:  # a repetition loop is not a transcript
                     logger.info("dropped a repetitive decode (compression ratio %.1f)", segment.compression_ratio)
+                    looped = True
                     continue
+                unsure = unsure or segment.avg_logprob < UNSURE_LOG_PROB
                 if segment.text.strip():
                     texts.append(segment.text.strip())
                     logprobs.append(segment.avg_logprob)
         except Exception as exc:
             logger.exception("whisper decode failed")
             raise EngineError(f"whisper decode failed: {exc}") from exc
-        self.last_decode_cost = time.monotonic() - started
         text = cut_repetitions(" ".join(texts))
-        confidence = float(np.exp(np.mean(logprobs))) if logprobs else None
-        return Decoded(text, confidence, info.language if self.language is None else self.config.language)
+        score = float(np.mean(logprobs)) if logprobs else -10.0
+        decoded = Decoded(text, float(np.exp(score)) if logprobs else None,
+                          info.language if self.language is None else self.config.language)
+        return Attempt(decoded, looped or unsure, score - (5.0 if looped else 0.0))

@@ -15,7 +15,6 @@ what it missed and carries on with the same recognition state.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 
 from channels.db import database_sync_to_async
@@ -56,7 +55,7 @@ class LiveSession:
         self.revision = 0
         self.current_interim: dict | None = None
         self.audio_bytes = 0
-        self.arrivals: collections.deque[tuple[int, float]] = collections.deque(maxlen=3000)  # (audio ms, when)
+        self.delays = metrics.FinalDelays(engine.name)
         self._loop = asyncio.get_running_loop()
         self.last_activity = self._loop.time()
         self._ended = asyncio.Event()
@@ -76,13 +75,8 @@ class LiveSession:
         self.monitor = SessionMonitor(self)
         self.control = ControlListener(self.id, self._on_control)
 
-    @property
-    def seq(self) -> int:
-        return self.outbox.log.seq
-
-    @property
-    def sink(self) -> Sink | None:
-        return self.outbox.sink
+    seq = property(lambda self: self.outbox.log.seq)
+    sink = property(lambda self: self.outbox.sink)  # the speaker's socket, None while it is away
 
     @property
     def audio_seconds(self) -> float:
@@ -171,7 +165,7 @@ class LiveSession:
         if not self.recognition.feed(data):
             return False
         self.audio_bytes += len(data)
-        self.arrivals.append((self.audio_bytes * 1000 // BYTES_PER_SECOND, self._loop.time()))
+        self.delays.arrived(self.audio_bytes * 1000 // BYTES_PER_SECOND)
         self.monitor.check_length()
         return True
 
@@ -205,25 +199,15 @@ class LiveSession:
                 return
             self.next_index += 1
             await self.outbox.send(protocol.event_final_from_segment(segment), seq=seq)
-            self._count_final(result.end_ms)
+            self.delays.final(result.end_ms)
             await self.translations.add(segment_id=segment.pk, text=result.text, audio=result.audio,
                                         language=result.language)
 
-    def _count_final(self, end_ms: int) -> None:
-        """The final's delay: from the arrival of the audio holding its end to now."""
-        metrics.finals.labels(engine=self.engine_name).inc()
-        if not self.arrivals or self.arrivals[0][0] > end_ms:
-            return  # its audio arrived before what is remembered
-        arrived = next((when for ms, when in self.arrivals if ms >= end_ms), None)
-        if arrived is not None:
-            metrics.final_delay.labels(engine=self.engine_name).observe(self._loop.time() - arrived)
-
     async def _on_control(self, message: dict) -> None:
-        """A correction to announce, or a language a viewer wants (control.py)."""
-        if message["type"] == CORRECTION:
-            await self.outbox.emit(protocol.event_correction(segment_id=message["segment"], text=message["text"]))
-        elif message["type"] == RENAME_SPEAKERS:
-            await self.outbox.emit(protocol.event_speakers(message["names"]))
+        """A correction or speakers' names to announce, or a language a viewer wants (control.py)."""
+        if message["type"] in (CORRECTION, RENAME_SPEAKERS):
+            await self.outbox.emit(protocol.event_correction(segment_id=message["segment"], text=message["text"])
+                                   if message["type"] == CORRECTION else protocol.event_speakers(message["names"]))
         elif message["type"] == WANT_TRANSLATION and not self.closing:
             await self.translations.want(message["language"])
 
