@@ -214,8 +214,10 @@ STT_WHISPER_MODEL = os.environ.get("STT_WHISPER_MODEL", "base")
 STT_WHISPER_MODEL_EN = os.environ.get("STT_WHISPER_MODEL_EN", "")
 STT_WHISPER_THREADS = env_int("STT_WHISPER_THREADS", 2)
 STT_WHISPER_BEAM_SIZE = env_int("STT_WHISPER_BEAM_SIZE", 1)
-# A final whose greedy decode loops or is unsure is decoded once more with this beam (0: never).
+# A final whose greedy decode loops is decoded once more with this beam (0: never); with
+# STT_WHISPER_RETRY_UNSURE also one that is unsure (better text, a longer tail: README, issue 15).
 STT_WHISPER_RETRY_BEAM = env_int("STT_WHISPER_RETRY_BEAM", 5)
+STT_WHISPER_RETRY_UNSURE = env_bool("STT_WHISPER_RETRY_UNSURE", False)
 STT_WHISPER_DEVICE = os.environ.get("STT_WHISPER_DEVICE", "auto")  # auto | cpu | cuda
 STT_WHISPER_COMPUTE_TYPE = os.environ.get("STT_WHISPER_COMPUTE_TYPE", "")  # empty: int8 on CPU, float16 on CUDA
 STT_WHISPER_BATCH = os.environ.get("STT_WHISPER_BATCH", "auto")  # finals decoded together: auto (CUDA) | 1 | 0
@@ -282,7 +284,7 @@ GOOGLE_SPEECH_BOOST = env_float("GOOGLE_SPEECH_BOOST", 10.0)
 # Decode workers shared by all Whisper sessions of the process (each uses STT_WHISPER_THREADS).
 STT_DECODE_WORKERS = env_int("STT_DECODE_WORKERS", 1)
 # Recognition sessions per process; beyond it `start` gets `busy` (0 = no limit).
-STT_MAX_SESSIONS = env_int("STT_MAX_SESSIONS", 3)  # what whisper base holds on 2 cores (bench/load.py --conversations)
+STT_MAX_SESSIONS = env_int("STT_MAX_SESSIONS", 2)  # what whisper base holds on 2 cores (bench/load.py --conversations)
 # Sessions one user may run at once, in this process (0 = no limit).
 STT_MAX_SESSIONS_PER_USER = env_int("STT_MAX_SESSIONS_PER_USER", 2)
 # A session is ended (reason "max_length") after this much audio; the page starts the next one.

@@ -176,7 +176,8 @@ def vocabulary_options(terms: tuple[str, ...]) -> dict:
 
 class Attempt(NamedTuple):
     decoded: "Decoded"
-    doubtful: bool  # looped, or unsure by Whisper's log-probability rule
+    looped: bool  # a segment was a repetition loop (and was dropped)
+    unsure: bool  # below Whisper's log-probability threshold
     score: float  # mean log-probability (a loop counts against it)
 
 
@@ -458,15 +459,17 @@ class PhraseStreamer:
                        result.language if self.language is None else self.config.language)
 
     def _transcribe(self, audio: np.ndarray, *, final: bool, prefix: str | None, prompt: str | None = None) -> Decoded:
-        """Greedy, and for a final that came out doubtful (a loop, or unsure by Whisper's own rule) one
-        more decode with a beam of STT_WHISPER_RETRY_BEAM, keeping the surer of the two. At most two
-        decodes, each with its tokens bounded: Whisper's temperature fallback (up to five decodes,
-        sampling, a loop running to 448 tokens) made the tail (bench/latency.py: p95 4.7-5.8 s)."""
+        """Greedy, and for a final that looped (or, with STT_WHISPER_RETRY_UNSURE, came out unsure by
+        Whisper's own rule) one more decode with a beam of STT_WHISPER_RETRY_BEAM, the surer of the two
+        kept. At most two decodes, each with its tokens bounded: Whisper's temperature fallback (up to
+        five decodes, sampling, a loop running to 448 tokens) made the tail (bench/latency.py: p95
+        4.7-5.8 s). An unsure final is left to the second pass."""
         started = time.monotonic()
         terms = {"initial_prompt": prompt} if prompt else vocabulary_options(self.config.vocabulary)
         attempt = self._decode_once(audio, prefix, terms, beam_size=settings.STT_WHISPER_BEAM_SIZE)
         retry_beam = settings.STT_WHISPER_RETRY_BEAM
-        if final and attempt.doubtful and retry_beam > settings.STT_WHISPER_BEAM_SIZE:
+        if final and (attempt.looped or attempt.unsure and settings.STT_WHISPER_RETRY_UNSURE) \
+                and retry_beam > settings.STT_WHISPER_BEAM_SIZE:
             second = self._decode_once(audio, prefix, terms, beam_size=retry_beam)
             if second.score > attempt.score:
                 attempt = second
@@ -510,4 +513,4 @@ class PhraseStreamer:
         score = float(np.mean(logprobs)) if logprobs else -10.0
         decoded = Decoded(text, float(np.exp(score)) if logprobs else None,
                           info.language if self.language is None else self.config.language)
-        return Attempt(decoded, looped or unsure, score - (5.0 if looped else 0.0))
+        return Attempt(decoded, looped, unsure, score - (5.0 if looped else 0.0))
