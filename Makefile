@@ -49,6 +49,10 @@ bench: install-dev
 	$(PY) bench/load.py --levels 1 2 4 8
 	$(PY) bench/load.py --model tiny.en --levels 1 4 8 16
 	STT_MAX_SESSIONS=0 $(PY) bench/load.py --scripted --levels 100 200 300
+	$(PY) bench/load.py --conversations --levels 2 3 4
+	$(PY) bench/speakers.py
+	$(PY) bench/upload.py
+	$(PY) bench/background.py
 
 # Every claim's test must fail with its feature switched off (tests/mutations.py, docs/reliability.md).
 mutations: install-dev
