@@ -124,6 +124,8 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
                                                "this frame was not accepted")
         if not live.feed(data):
             if not live.accepting:  # the engine failed or the session is ending
+                if not live.recognition.failed:
+                    return  # it failed in its thread a moment ago: its error and `ended`, which say why, come next
                 raise ProtocolError(protocol.NOT_STARTED, "this session has ended; send 'start' for a new one")
             raise ProtocolError(protocol.BUSY, "recognition is too far behind; this audio frame was not accepted")
 
