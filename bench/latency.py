@@ -92,6 +92,12 @@ def main() -> None:
     out = write_result(f"latency-{Path(args.wav).stem}", result)
     for key, value in result.items():
         print(f"{key:30} {value}")
+    if Path(args.wav).stem == "kspon_long":  # the goals of issue 15, each beside its number
+        d, cer = result["final_delay_s"], result.get("cer")
+        for name, value, goal in (("final delay p95", d["p95"], 2.0), ("final delay max", d["max"], 3.0),
+                                  ("CER", cer, 0.25)):
+            if value is not None:
+                print(f"goal {name} <= {goal}: {value:.3f} {'met' if value <= goal else 'NOT met'}")
     print(f"written to {out.relative_to(ROOT)}")
 
 

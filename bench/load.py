@@ -151,6 +151,8 @@ def main() -> None:
     held = [row["sessions"] for row in rows if row["final_delay_s"]["p95"] is not None
             and row["final_delay_s"]["p95"] <= 3.0 and row["finals_missing"] == 0 and row["audio_refused_s"] == 0]
     print(f"holds final p95 <= 3 s with nothing lost at N = {held or 'none'}")
+    if args.conversations:  # the goal of issue 15
+        print(f"goal: >= 4 sessions hold it: {'met' if held and max(held) >= 4 else 'NOT met'}")
     out = write_result(f"load-{label}", {"engine": label, "env": env, "audio_seconds": audio_seconds, "levels": rows})
     print(f"written to {out.relative_to(ROOT)}")
 
