@@ -183,7 +183,7 @@ MUTATIONS = [
       ("transcription/engines/scheduler.py", "            if not final and self.load() > settings.STT_INTERIM_LOAD_MAX:",
        "            if False:")),
     m("two starts at once both pass the per-user limit",
-      "tests/test_scheduler.py::test_one_user_cannot_hold_more_than_the_per_user_limit",
+      "tests/test_scheduler.py::test_two_starts_at_once_cannot_both_pass_the_per_user_limit",
       ("transcription/realtime/registry.py", "        self._opening[owner_id] += 1\n", ""),
       ("transcription/realtime/registry.py", "            self._opening[owner_id] -= 1", "            pass")),
     # issue 16: uploads

@@ -221,3 +221,30 @@ def test_a_saturated_worker_decodes_finals_only_until_the_load_falls(settings, m
     time.sleep(1.1)  # the window passes with nothing to do
     assert scheduler.load() < 0.1
     assert scheduler.run(lambda: "again", final=False, key="s") == "again"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_two_starts_at_once_cannot_both_pass_the_per_user_limit(connect, make_user, scripted, settings,
+                                                                        monkeypatch):
+    """The limit is checked before the database calls that open a session: a second `start` arriving
+    meanwhile must count the first (made certain here by a slow glossary lookup)."""
+    from transcription import selectors
+
+    settings.STT_MAX_SESSIONS, settings.STT_MAX_SESSIONS_PER_USER = 10, 1
+    lookup = selectors.glossary_terms_for
+
+    def slow_lookup(**kwargs):
+        time.sleep(0.5)
+        return lookup(**kwargs)
+
+    monkeypatch.setattr(selectors, "glossary_terms_for", slow_lookup)
+    alice = await sync_to_async(make_user)("alice")
+    first, second = await connect(user=alice), await connect(user=alice)
+    for c in (first, second):
+        await c.connect()
+    await first.send_json_to({"type": "start", "lang": "en-US"})
+    await second.send_json_to({"type": "start", "lang": "en-US"})  # while the first is still opening
+    answers = [await first.receive_json_from(timeout=10), await second.receive_json_from(timeout=10)]
+    assert sorted(a.get("event") or a.get("code") for a in answers) == ["started", "too_many_sessions"], answers
+    for c in (first, second):
+        await c.disconnect()
