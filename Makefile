@@ -26,7 +26,7 @@ migrate: install
 run: migrate
 	$(PY) manage.py prepare_models
 	$(PY) manage.py collectstatic --noinput -v0
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) sttproject.asgi:application
+	$(PY) -m sttproject.server -b $(HOST) -p $(PORT) sttproject.asgi:application
 
 # Browser tests drive Debian's Chromium with Playwright (no browser download).
 # (fonts-noto-cjk: Korean text in the screenshots, not boxes)

@@ -1,9 +1,11 @@
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sttproject.settings")
-# Set up Django (apps, settings) before anything imports models.
+
+from sttproject.request_body import get_asgi_application  # noqa: E402
+
+# Set up Django (apps, settings) before anything imports models. Its HTTP handler takes a body that
+# sttproject/server.py spooled to disk as it is, without a second copy.
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

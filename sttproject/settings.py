@@ -38,8 +38,12 @@ def _dev_secret_key() -> str:
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(50)
-        path.write_text(key)
-        path.chmod(0o600)
+        try:  # created private (0600): never readable by others, not even for a moment
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            return path.read_text().strip()
+        with os.fdopen(descriptor, "w") as file:
+            file.write(key)
         return key
 
 
@@ -261,6 +265,13 @@ STT_KEEP_AUDIO = env_bool("STT_KEEP_AUDIO", True)
 # Translation of each final: "whisper" (offline, speech to English), "openai", or a dotted path.
 STT_TRANSLATOR = os.environ.get("STT_TRANSLATOR", "whisper")
 STT_TRANSLATION_CONTEXT = env_int("STT_TRANSLATION_CONTEXT", 3)  # earlier finals given as context
+# Languages a text translator (openai) may be asked for, as ISO 639-1 codes ("en", or "en-GB": its "en").
+STT_TRANSLATION_LANGUAGES = [code.strip().lower() for code in os.environ.get(
+    "STT_TRANSLATION_LANGUAGES", "en,ko,ja,zh,es,fr,de,pt,it,ru,ar,hi,vi,th,id,nl,pl,tr,uk,sv").split(",")
+    if code.strip()]
+# Languages a session's live viewers may ask captions in, beside the speaker's own translation: each
+# costs a translation of every phrase, on the owner's account (share links reach anyone).
+STT_MAX_VIEWER_LANGUAGES = env_int("STT_MAX_VIEWER_LANGUAGES", 3)
 
 # OpenAI (and OpenAI-compatible servers): on only when configured.
 OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
@@ -285,8 +296,9 @@ GOOGLE_SPEECH_BOOST = env_float("GOOGLE_SPEECH_BOOST", 10.0)
 STT_DECODE_WORKERS = env_int("STT_DECODE_WORKERS", 1)
 # Recognition sessions per process; beyond it `start` gets `busy` (0 = no limit).
 STT_MAX_SESSIONS = env_int("STT_MAX_SESSIONS", 2)  # what whisper base holds on 2 cores (bench/load.py --conversations)
-# Sessions one user may run at once, in this process (0 = no limit).
-STT_MAX_SESSIONS_PER_USER = env_int("STT_MAX_SESSIONS_PER_USER", 2)
+# Sessions one user may run at once, live or uploads being transcribed (0 = no limit). Below the
+# process limit by default, so one user's dropped sockets, held for resume, never lock others out.
+STT_MAX_SESSIONS_PER_USER = env_int("STT_MAX_SESSIONS_PER_USER", max(1, STT_MAX_SESSIONS - 1))
 # A session is ended (reason "max_length") after this much audio; the page starts the next one.
 STT_MAX_SESSION_SECONDS = env_float("STT_MAX_SESSION_SECONDS", 4 * 3600)
 # Speaker labels on finals (3D-Speaker CAM++, transcription/speakers/); `"speakers": false` per session.

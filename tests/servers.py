@@ -85,7 +85,7 @@ class ServerProcess:
 
     def start(self) -> None:
         log = open(self.tmp / f"server-{self.port}.log", "a")
-        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p",
+        self.proc = subprocess.Popen([sys.executable, "-m", "sttproject.server", "-b", "127.0.0.1", "-p",
                                       str(self.port), "sttproject.asgi:application"],
                                      cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         for _ in range(300):

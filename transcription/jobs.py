@@ -147,14 +147,13 @@ def refine_session(job: Job, progress: Callable[[int, int], None]) -> None:
     its words aligned to the live phrases' times and stored as their refined text."""
     from . import services
     from .engines import get_engine
-    from .engines.offline import align, transcribe_file
-    from .recording import read_all
+    from .engines.offline import align, transcribe_recording
 
     session = job.session
     try:
         model = get_engine("whisper").model_for(session.language)
-        words = transcribe_file(model, read_all(session), language=session.language,
-                                vocabulary=session.vocabulary, progress=progress)
+        words = transcribe_recording(model, session.audio.path, language=session.language,
+                                     vocabulary=session.vocabulary, progress=progress)
         segments = list(session.segments.order_by("index"))
         texts = align(words, [(s.start_ms, s.end_ms) for s in segments])
         services.session_refine(session=session, refined={s.pk: t for s, t in zip(segments, texts)})

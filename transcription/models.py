@@ -44,6 +44,10 @@ class TranscriptionSession(models.Model):
 
     refinement = models.CharField(max_length=16, choices=Refinement.choices, default=Refinement.OFF,
                                   help_text="The second pass over the kept audio (STT_REFINE)")
+    failure_code = models.CharField(max_length=32, blank=True, help_text="Why it failed: a documented code")
+    failure_message = models.CharField(max_length=500, blank=True, help_text="Why it failed, for people")
+    viewer_languages = models.JSONField(default=list, blank=True, help_text="Languages live viewers asked for "
+                                        "captions in (STT_MAX_VIEWER_LANGUAGES at most)")
 
     class Meta:
         ordering = ["-started_at"]

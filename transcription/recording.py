@@ -93,10 +93,22 @@ def _read(f, start_ms: int, end_ms: int) -> bytes:
         return w.readframes(max(0, (end_ms - start_ms) * 16))
 
 
-def read_all(session) -> "np.ndarray":
-    """A finished session's kept audio as float32 samples (16 kHz mono)."""
-    import numpy as np
+class WavReader:
+    """Spans of a kept recording (16 kHz mono PCM16 WAV), read as they are needed."""
 
-    with session.audio.open("rb") as f, wave.open(f) as w:
-        pcm = w.readframes(w.getnframes())
-    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+    def __init__(self, path) -> None:
+        self.path = path
+        with wave.open(str(path), "rb") as w:
+            self.frames = w.getnframes()
+
+    def pcm(self, start: int, end: int) -> bytes:
+        """PCM16 of samples [start, end)."""
+        with wave.open(str(self.path), "rb") as w:
+            w.setpos(min(self.frames, max(0, start)))
+            return w.readframes(max(0, end - start))
+
+    def samples(self, start: int, end: int) -> "np.ndarray":
+        """The same as float32 in [-1, 1), what Whisper and the VAD take."""
+        import numpy as np
+
+        return np.frombuffer(self.pcm(start, end), dtype="<i2").astype(np.float32) / 32768.0

@@ -87,6 +87,12 @@ def viewer_access(*, user, session_id, share_ids):
     return False
 
 
+def share_link_active(*, link: ShareLink) -> bool:
+    """The link as stored now (revoked or expired since a viewer came in by it?)."""
+    current = ShareLink.objects.filter(pk=link.pk).first()
+    return current is not None and current.is_active()
+
+
 def transcript_of_session(*, session_id) -> tuple[TranscriptionSession, list[Segment]]:
     """A session and its stored segments (with translations), in order: a late viewer's snapshot."""
     session = TranscriptionSession.objects.get(pk=session_id)

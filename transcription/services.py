@@ -49,6 +49,28 @@ def session_finish(*, session_id, status: str, audio_ms: int, audio_kept: bool =
     )
 
 
+def session_fail(*, session_id, code: str, message: str) -> None:
+    """A session that could not be finished (an upload that could not be transcribed): why, kept."""
+    TranscriptionSession.objects.filter(pk=session_id).update(
+        status=TranscriptionSession.Status.FAILED, ended_at=timezone.now(), audio="", failure_code=code[:32],
+        failure_message=message[:500])
+
+
+@transaction.atomic
+def session_claim_viewer_language(*, session_id, language: str, limit: int) -> bool:
+    """A live viewer wants captions in `language`: True if the session already makes them or may
+    make one more language (at most `limit` for its viewers; each costs a translation of every
+    phrase, on the owner's account)."""
+    session = TranscriptionSession.objects.select_for_update().get(pk=session_id)
+    if language in session.viewer_languages:
+        return True
+    if len(session.viewer_languages) >= limit:
+        return False
+    session.viewer_languages = [*session.viewer_languages, language]
+    session.save(update_fields=["viewer_languages"])
+    return True
+
+
 @transaction.atomic
 def session_delete(*, session: TranscriptionSession) -> None:
     """Delete the session, its transcript and, once that is committed, its audio file."""

@@ -19,12 +19,10 @@ import dataclasses
 import logging
 import shutil
 import tempfile
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-import numpy as np
 from django.conf import settings
 from django.db import transaction
 
@@ -36,7 +34,8 @@ from .jobs import handles, job_start
 from .models import Job, TranscriptionSession
 from .realtime import protocol
 from .realtime.registry import sessions
-from .recording import audio_name
+from .recording import WavReader, WavRecorder, audio_name
+from .sources.decoding import DecodeError, pcm16_chunks
 from .translation import get_translator
 
 logger = logging.getLogger(__name__)
@@ -45,17 +44,46 @@ NOT_AUDIO = "not_audio"
 EMPTY = "empty"
 TOO_LARGE = "too_large"
 TOO_LONG = "too_long"
+REFUSED_WHEN_DECODED = (NOT_AUDIO, TOO_LONG, EMPTY)  # what decoding the whole file may still find
 PHRASE_GAP_MS = 800  # a pause this long between words starts a new phrase
 PHRASE_MAX_MS = 12_000  # a phrase longer than this ends at its next sentence end, or here
 STREAM_CHUNK = 3200  # 100 ms of PCM16, what a live client sends
 
 
 class UploadError(Exception):
-    """A refused upload: a documented `code` and a message for the user (HTTP 400)."""
+    """A refused upload: a documented `code`, a message for the user (HTTP 400), and the form field
+    it is about (`param`, as OpenAI's errors name it)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, param: str = "file") -> None:
         super().__init__(message)
         self.code = code
+        self.param = param
+
+
+@dataclass(frozen=True)
+class UploadFields:
+    """What comes with an upload's file, checked as the socket's `start` checks its fields."""
+
+    language: str
+    translate_to: str = ""
+    vocabulary: tuple[str, ...] = ()
+
+
+def upload_fields(*, language: str, translate_to: str = "", vocabulary: str = "") -> UploadFields:
+    """The form's fields (`vocabulary` comma-separated terms, OpenAI's `prompt`), or UploadError
+    `bad_request` naming the field: the same limits as a `start` (docs/protocol.md) on every route."""
+    language, translate_to = (language or "").strip(), (translate_to or "").strip()
+    if not 2 <= len(language) <= 16:
+        raise UploadError(protocol.BAD_REQUEST, "'language' must be a language code such as 'ko-KR', or 'auto'",
+                          param="language")
+    if translate_to and not 2 <= len(translate_to) <= 16:
+        raise UploadError(protocol.BAD_REQUEST, "'translate_to' must be a language code such as 'en'",
+                          param="translate_to")
+    terms = [term.strip() for term in (vocabulary or "").split(",") if term.strip()]
+    try:
+        return UploadFields(language, translate_to, protocol.parse_vocabulary(terms))
+    except protocol.ProtocolError as exc:
+        raise UploadError(protocol.BAD_REQUEST, f"{exc.message} (comma-separated)", param="vocabulary") from exc
 
 
 @dataclass(frozen=True)
@@ -96,39 +124,40 @@ def check_request(*, user, language: str, translate_to: str = "", size: int) -> 
         raise UploadError(TOO_LARGE, f"the file is larger than {settings.STT_MAX_UPLOAD_MB} MB")
     engine = get_engine()
     if not language or not engine.supports_language(language):
-        raise UploadError(protocol.UNSUPPORTED_LANGUAGE, f"engine {engine.name!r} cannot recognise {language!r}")
+        raise UploadError(protocol.UNSUPPORTED_LANGUAGE, f"engine {engine.name!r} cannot recognise {language!r}",
+                          param="language")
     if translate_to and not get_translator().supports(source=language, target=translate_to):
-        raise UploadError(protocol.TRANSLATION_UNSUPPORTED, f"cannot translate {language!r} into {translate_to!r}")
+        raise UploadError(protocol.TRANSLATION_UNSUPPORTED, f"cannot translate {language!r} into {translate_to!r}",
+                          param="translate_to")
     per_user = settings.STT_MAX_SESSIONS_PER_USER
     if per_user and sessions.count(owner_id=user.pk) + uploads_in_progress(user) >= per_user:
         raise UploadError(protocol.TOO_MANY_SESSIONS, f"you already have {per_user} sessions running or processing")
 
 
-def accept_file(*, user, file, language: str, translate_to: str = "", prompt: str = "") -> TranscriptionSession:
+def accept_file(*, user, file, fields: UploadFields) -> TranscriptionSession:
     """`accept` for a Django UploadedFile (in memory or a temporary file)."""
-    check_request(user=user, language=language, translate_to=translate_to, size=file.size or 0)
     if hasattr(file, "temporary_file_path"):
         return accept(user=user, path=Path(file.temporary_file_path()), filename=file.name or "upload",
-                      size=file.size, language=language, translate_to=translate_to, prompt=prompt)
-    with tempfile.NamedTemporaryFile(prefix="stt-upload-") as copy:
+                      size=file.size or 0, fields=fields)
+    with tempfile.NamedTemporaryFile(prefix="stt-upload-") as copy:  # (a small file, held in memory)
         for chunk in file.chunks():
             copy.write(chunk)
         copy.flush()
-        return accept(user=user, path=Path(copy.name), filename=file.name or "upload", size=file.size,
-                      language=language, translate_to=translate_to, prompt=prompt)
+        return accept(user=user, path=Path(copy.name), filename=file.name or "upload", size=file.size or 0,
+                      fields=fields)
 
 
-def accept(*, user, path: Path, filename: str, size: int, language: str, translate_to: str = "",
-           prompt: str = "") -> TranscriptionSession:
-    """Check an uploaded file (at `path`, a temporary copy) and queue its transcription."""
+def accept(*, user, path: Path, filename: str, size: int, fields: UploadFields) -> TranscriptionSession:
+    """Check an uploaded file (at `path`, a temporary copy) and queue its transcription. A length
+    its header declares is checked here; the real one is counted as it is decoded (the job)."""
+    language, translate_to = fields.language, fields.translate_to
     check_request(user=user, language=language, translate_to=translate_to, size=size)
     found = probe(path)
     limit = settings.STT_MAX_UPLOAD_SECONDS
     if found.seconds is not None and found.seconds > limit:
         raise UploadError(TOO_LONG, f"the recording is longer than {limit / 3600:g} h")
-    terms = [t.strip() for t in prompt.split(",") if t.strip()] if prompt else []
-    vocabulary = list(dict.fromkeys(terms + selectors.glossary_terms_for(user=user, language=language)))
-    vocabulary = vocabulary[:protocol.MAX_VOCABULARY_TERMS]
+    glossary = selectors.glossary_terms_for(user=user, language=language)
+    vocabulary = list(dict.fromkeys([*fields.vocabulary, *glossary]))[:protocol.MAX_VOCABULARY_TERMS]
     with transaction.atomic(), removed_on_error() as written:
         session = TranscriptionSession.objects.create(
             owner=user, language=language, engine=get_engine().name, translate_to=translate_to,
@@ -159,23 +188,23 @@ def upload_path(session) -> Path:
     return Path(settings.MEDIA_ROOT) / "uploads" / str(session.pk)
 
 
-def decode(path: Path) -> np.ndarray:
-    """The file's first audio track as float32 16 kHz mono (PyAV, through faster-whisper)."""
-    from faster_whisper.audio import decode_audio
-
+def decode_to_wav(source: Path, kept: Path) -> int:
+    """The file's first audio track, decoded as a stream into the session's kept WAV (16 kHz mono):
+    its length counted on the decoded samples (too_long past STT_MAX_UPLOAD_SECONDS, whatever the
+    header said). Memory stays that of one packet. Returns the number of samples."""
+    recorder = WavRecorder.open(kept)
+    if recorder is None:
+        raise OSError(f"the recording could not be written to {kept}")
+    frames = 0
     try:
-        return decode_audio(str(path), sampling_rate=SAMPLE_RATE)
-    except Exception as exc:
-        raise UploadError(NOT_AUDIO, f"the audio could not be decoded: {exc}") from exc
-
-
-def keep_audio(session, audio: np.ndarray) -> None:
-    """The decoded audio is the session's recording: playback, exports, a later second pass."""
-    path = Path(settings.MEDIA_ROOT) / audio_name(session.pk)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(SAMPLE_RATE)
-        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+        for chunk in pcm16_chunks(source, max_seconds=settings.STT_MAX_UPLOAD_SECONDS):
+            recorder.write(chunk)
+            frames += len(chunk) // 2
+    except DecodeError as exc:
+        raise UploadError(exc.code, str(exc)) from exc
+    finally:
+        recorder.close()
+    return frames
 
 
 # ---- the job ----
@@ -183,21 +212,22 @@ def keep_audio(session, audio: np.ndarray) -> None:
 @handles(Job.Kind.TRANSCRIBE)
 def transcribe_upload(job: Job, progress: Callable[[int, int], None]) -> None:
     session = job.session
+    kept = Path(settings.MEDIA_ROOT) / audio_name(session.pk)
     try:
-        audio = decode(upload_path(session))
-        if len(audio) < SAMPLE_RATE // 10:
+        frames = decode_to_wav(upload_path(session), kept)
+        if frames < SAMPLE_RATE // 10:
             raise UploadError(EMPTY, "the file holds no audio")
-        keep_audio(session, audio)
-        writer = PhraseWriter(session, audio)
         upload_path(session).unlink(missing_ok=True)
-        recognise(session, audio, progress, writer.write)
-    except Exception:  # the job fails with its message; the session says so
-        services.session_finish(session_id=session.pk, status=TranscriptionSession.Status.FAILED,
-                                audio_ms=0, audio_kept=False)
+        recording = WavReader(kept)
+        recognise(session, recording, progress, PhraseWriter(session, recording).write)
+    except Exception as exc:  # the job fails with its message; the session says why
+        services.session_fail(session_id=session.pk, code=getattr(exc, "code", "transcription_failed"),
+                              message=str(exc) or exc.__class__.__name__)
         upload_path(session).unlink(missing_ok=True)
+        kept.unlink(missing_ok=True)
         raise
     services.session_finish(session_id=session.pk, status=TranscriptionSession.Status.ENDED,
-                            audio_ms=len(audio) * 1000 // SAMPLE_RATE, audio_kept=True)
+                            audio_ms=frames * 1000 // SAMPLE_RATE, audio_kept=True)
     if session.translate_to:  # translated as a session page's "Translate" does, in the background
         job_start(session=session, kind=Job.Kind.TRANSLATE, language=session.translate_to)
 
@@ -206,32 +236,32 @@ class PhraseWriter:
     """Stores each phrase as the session's next segment, with its speaker (as a live session labels
     its finals: STT_SPEAKERS); the n-th phrase has seq n (what viewers follow)."""
 
-    def __init__(self, session, audio: np.ndarray) -> None:
+    def __init__(self, session, recording: WavReader) -> None:
         self.session = session
         self.index = 0
-        self.audio = audio
+        self.recording = recording
         self.labeller = SpeakerLabeller() if settings.STT_SPEAKERS and speakers.available() else None
 
     def write(self, result: Result) -> None:
         if self.labeller is not None:
-            span = self.audio[result.start_ms * SAMPLE_RATE // 1000:result.end_ms * SAMPLE_RATE // 1000]
-            pcm = (np.clip(span, -1, 1) * 32767).astype("<i2").tobytes()
+            pcm = self.recording.pcm(result.start_ms * SAMPLE_RATE // 1000, result.end_ms * SAMPLE_RATE // 1000)
             result = dataclasses.replace(result, speaker=self.labeller.label(pcm))
         services.segment_create(session_id=self.session.pk, index=self.index, seq=self.index + 1, result=result)
         self.index += 1
 
 
-def recognise(session, audio: np.ndarray, progress: Callable[[int, int], None], emit: Callable[[Result], None]) -> None:
-    """Each phrase of `audio` to `emit`, as soon as it is recognised."""
+def recognise(session, recording: WavReader, progress: Callable[[int, int], None],
+              emit: Callable[[Result], None]) -> None:
+    """Each phrase of the recording to `emit`, as soon as it is recognised."""
     engine = get_engine(session.engine)
     if engine.name == "whisper":
-        from .engines.offline import transcribe_file
+        from .engines.offline import transcribe_recording
 
-        transcribe_file(engine.model_for(session.language), audio, language=session.language,
-                        vocabulary=session.vocabulary, progress=progress,
-                        on_window=lambda words: [emit(p) for p in phrases(words, session.language)])
+        transcribe_recording(engine.model_for(session.language), recording.path, language=session.language,
+                             vocabulary=session.vocabulary, progress=progress,
+                             on_window=lambda words: [emit(p) for p in phrases(words, session.language)])
     else:
-        for result in recognise_streamed(engine, session, audio, progress):
+        for result in recognise_streamed(engine, session, recording, progress):
             emit(result)
 
 
@@ -255,13 +285,13 @@ def phrases(words, language: str) -> list[Result]:
             for p in out if "".join(w.text for w in p).strip()]
 
 
-def recognise_streamed(engine, session, audio, progress) -> Iterable[Result]:
-    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
-    total = max(1, len(pcm) // STREAM_CHUNK)
+def recognise_streamed(engine, session, recording: WavReader, progress) -> Iterable[Result]:
+    samples = STREAM_CHUNK // 2
+    total = max(1, -(-recording.frames // samples))
 
     def chunks():
-        for number, start in enumerate(range(0, len(pcm), STREAM_CHUNK), start=1):
-            yield pcm[start:start + STREAM_CHUNK]
+        for number, start in enumerate(range(0, recording.frames, samples), start=1):
+            yield recording.pcm(start, start + samples)
             if number % 50 == 0:
                 progress(number, total)
 

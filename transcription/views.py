@@ -77,8 +77,9 @@ def upload(request):
     if file is None:
         return recorder(request, upload_error="Choose a file to upload.", status=400)
     try:
-        session = uploads.accept_file(user=request.user, file=file, language=request.POST.get("language", ""),
-                                      translate_to=request.POST.get("translate_to", ""))
+        fields = uploads.upload_fields(language=request.POST.get("language", ""),
+                                       translate_to=request.POST.get("translate_to", ""))
+        session = uploads.accept_file(user=request.user, file=file, fields=fields)
     except uploads.UploadError as exc:
         return recorder(request, upload_error=f"Not uploaded: {exc} ({exc.code}).", status=400)
     return redirect("transcription:live_own", session_id=session.pk)

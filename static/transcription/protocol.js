@@ -20,6 +20,7 @@ export const CODE = {
   STORAGE: "storage", TOO_MANY_SESSIONS: "too_many_sessions", SESSION_EXPIRED: "session_expired",
   TRANSLATION_UNSUPPORTED: "translation_unsupported", UNAUTHENTICATED: "unauthenticated", READ_ONLY: "read_only",
   LIVE_UNAVAILABLE: "live_unavailable", TRANSLATION_FAILED: "translation_failed",
+  TOO_MANY_LANGUAGES: "too_many_languages",
 };
 
 export const CLOSE = {

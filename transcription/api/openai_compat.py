@@ -51,7 +51,9 @@ async def handle(request, *, translate: bool):
     if request.method != "POST":
         return error("use POST", code="method_not_allowed", status=405)
 
-    form, files = await sync_to_async(lambda: (request.POST, request.FILES))()  # parses the multipart body
+    # The multipart body (a file sttproject/server.py spooled) is parsed in a thread of its own: not on
+    # the event loop, and not on the one thread every synchronous view shares.
+    form, files = await sync_to_async(lambda: (request.POST, request.FILES), thread_sensitive=False)()
     file = files.get("file")
     if file is None:
         return error("the request has no `file`", code="bad_request", param="file")
@@ -59,16 +61,18 @@ async def handle(request, *, translate: bool):
     if response_format not in RESPONSE_FORMATS:
         return error(f"response_format must be one of {', '.join(RESPONSE_FORMATS)}", code="bad_response_format",
                      param="response_format")
-    language = form.get("language") or "auto"
     try:
-        session = await database_sync_to_async(uploads.accept_file)(
-            user=user, file=file, language=language, translate_to="en" if translate else "",
-            prompt=form.get("prompt") or "")
+        fields = uploads.upload_fields(language=form.get("language") or "auto",
+                                       translate_to="en" if translate else "", vocabulary=form.get("prompt") or "")
+        session = await database_sync_to_async(uploads.accept_file, thread_sensitive=False)(
+            user=user, file=file, fields=fields)
     except uploads.UploadError as exc:
-        return error(str(exc), code=exc.code, param="language" if "language" in exc.code else "file")
+        return error(str(exc), code=exc.code, param="prompt" if exc.param == "vocabulary" else exc.param)
 
     session = await wait_for(session.pk)
     if session.status != TranscriptionSession.Status.ENDED:
+        if session.failure_code in uploads.REFUSED_WHEN_DECODED:  # the file, not the server, is at fault
+            return error(session.failure_message, code=session.failure_code, param="file")
         return error("the recording could not be transcribed", code="transcription_failed", status=500)
     if translate:
         job = await database_sync_to_async(lambda: session.jobs.filter(kind=Job.Kind.TRANSLATE).first())()

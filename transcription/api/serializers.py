@@ -58,6 +58,12 @@ class UploadSerializer(serializers.Serializer):
 class SessionDetailSerializer(SessionSerializer):
     refinement = serializers.CharField(read_only=True, help_text="The second pass: pending, done, off or failed")
     progress = serializers.SerializerMethodField(help_text="An upload's transcription, 0-1 (null for a live session)")
+    failure = serializers.SerializerMethodField(help_text='Why a failed session failed: {"code", "message"}, else null')
+
+    def get_failure(self, session) -> dict | None:
+        if not session.failure_code:
+            return None
+        return {"code": session.failure_code, "message": session.failure_message}
 
     def get_progress(self, session) -> float | None:
         if session.source != TranscriptionSession.Source.UPLOAD:
@@ -71,7 +77,8 @@ class SessionDetailSerializer(SessionSerializer):
     jobs = JobSerializer(many=True, read_only=True, help_text="Background work on this session, newest first")
 
     class Meta(SessionSerializer.Meta):
-        fields = SessionSerializer.Meta.fields + ["source", "filename", "progress", "speaker_names", "vocabulary",
+        fields = SessionSerializer.Meta.fields + ["source", "filename", "progress", "failure", "speaker_names",
+                                                  "vocabulary",
                                                   "refinement",
                                                   "segments", "jobs"]
 

@@ -52,10 +52,12 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
             return Response({"code": code, "detail": params.errors}, status=status.HTTP_400_BAD_REQUEST)
         f = params.validated_data
         try:
-            session = uploads.accept_file(user=request.user, file=f["file"], language=f["language"],
-                                          translate_to=f["translate_to"], prompt=f["vocabulary"])
+            fields = uploads.upload_fields(language=f["language"], translate_to=f["translate_to"],
+                                           vocabulary=f["vocabulary"])
+            session = uploads.accept_file(user=request.user, file=f["file"], fields=fields)
         except uploads.UploadError as exc:
-            return Response({"code": exc.code, "detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            return Response({"code": exc.code, "detail": str(exc), "field": exc.param},
+                            status=status.HTTP_400_BAD_REQUEST)
         session = selectors.sessions_with_transcript_for_user(user=request.user).get(pk=session.pk)
         return Response(SessionDetailSerializer(session, context={"request": request}).data,
                         status=status.HTTP_202_ACCEPTED)

@@ -39,8 +39,9 @@ class Window:
 
     chunks: tuple[tuple[int, int], ...]  # [start, end) samples in the file
 
-    def audio(self, audio: np.ndarray) -> np.ndarray:
-        return np.concatenate([audio[start:end] for start, end in self.chunks])
+    def audio(self, read: Callable[[int, int], np.ndarray]) -> np.ndarray:
+        """The window's audio, from `read(start, end)` (float32 samples of the recording)."""
+        return np.concatenate([read(start, end) for start, end in self.chunks])
 
     def file_ms(self, window_ms: int) -> int:
         """A time in the joined audio, as a time in the file."""
@@ -52,17 +53,35 @@ class Window:
         return self.chunks[-1][1] * 1000 // SAMPLE_RATE
 
 
-def speech_windows(audio: np.ndarray, seconds: float | None = None) -> list[Window]:
-    """The file's speech (faster-whisper's VAD, its whole-file defaults) in windows of at most
-    `seconds` (STT_REFINE_WINDOW_SECONDS): each is one background job, and a live final that falls
-    due while one runs waits for it (engines/scheduler.py), so a job must stay short."""
+VAD_BLOCK_SECONDS = 300  # the VAD reads the recording this much at a time: memory does not grow with it
+JOIN_SAMPLES = SAMPLE_RATE  # speech cut by a block's edge, within this of it, is one chunk again
+
+
+def speech_chunks(read: Callable[[int, int], np.ndarray], total: int) -> list[tuple[int, int]]:
+    """The recording's speech, [start, end) samples: faster-whisper's VAD with its whole-file
+    defaults, run over VAD_BLOCK_SECONDS of audio at a time (about 60 MB, whatever the length)."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
+    block = VAD_BLOCK_SECONDS * SAMPLE_RATE
+    chunks: list[tuple[int, int]] = []
+    for offset in range(0, total, block):
+        for found in get_speech_timestamps(read(offset, min(total, offset + block)), VadOptions()):
+            start, end = offset + found["start"], offset + found["end"]
+            if chunks and chunks[-1][1] >= offset - JOIN_SAMPLES and start <= offset + JOIN_SAMPLES:
+                chunks[-1] = (chunks[-1][0], end)  # one stretch of speech across the block's edge
+            else:
+                chunks.append((start, end))
+    return chunks
+
+
+def speech_windows(chunks: Sequence[tuple[int, int]], seconds: float | None = None) -> list[Window]:
+    """Speech chunks in windows of at most `seconds` (STT_REFINE_WINDOW_SECONDS) of speech: each is
+    one background job, and a live final that falls due while one runs waits for it
+    (engines/scheduler.py), so a job must stay short."""
     window_samples = int((seconds or settings.STT_REFINE_WINDOW_SECONDS) * SAMPLE_RATE)
     windows: list[list[tuple[int, int]]] = []
     length = 0
-    for chunk in get_speech_timestamps(audio, VadOptions()):
-        start, end = chunk["start"], chunk["end"]
+    for start, end in chunks:
         while end - start > window_samples:  # one long stretch of speech: cut
             windows.append([(start, start + window_samples)])
             start += window_samples
@@ -76,18 +95,22 @@ def speech_windows(audio: np.ndarray, seconds: float | None = None) -> list[Wind
     return [Window(tuple(chunks)) for chunks in windows]
 
 
-def transcribe_file(model, audio: np.ndarray, *, language: str, vocabulary: Sequence[str] = (),
-                    beam_size: int | None = None, progress: Callable[[int, int], None] | None = None,
-                    on_window: Callable[[list[TimedWord]], None] | None = None) -> list[TimedWord]:
-    """Every word of `audio` (float32, 16 kHz) with its time in the file; `on_window` gets each
-    window's words as soon as they are decoded (an upload's phrases are stored as they come)."""
-    windows = speech_windows(audio)
+def transcribe_recording(model, path, *, language: str, vocabulary: Sequence[str] = (),
+                         beam_size: int | None = None, progress: Callable[[int, int], None] | None = None,
+                         on_window: Callable[[list[TimedWord]], None] | None = None) -> list[TimedWord]:
+    """Every word of the WAV at `path` (16 kHz mono) with its time in the file; `on_window` gets each
+    window's words as soon as they are decoded (an upload's phrases are stored as they come). The
+    recording is read a window at a time: memory does not grow with its length."""
+    from ..recording import WavReader
+
+    reader = WavReader(path)
+    windows = speech_windows(speech_chunks(reader.samples, reader.frames))
     words: list[TimedWord] = []
     previous = ""
     for number, window in enumerate(windows, start=1):
         prompt = ", ".join(vocabulary) + (". " if vocabulary else "") + previous[-PROMPT_CHARS:]
         decoded = get_scheduler().run_background(
-            lambda w=window, p=prompt: decode_window(model, w.audio(audio), language, p, beam_size),
+            lambda w=window, p=prompt: decode_window(model, w.audio(reader.samples), language, p, beam_size),
             priority=AFTER_THE_FACT)
         timed = [TimedWord(w.text, window.file_ms(w.start_ms), window.file_ms(w.end_ms)) for w in decoded]
         words += timed

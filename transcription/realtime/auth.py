@@ -50,32 +50,34 @@ def token_is_valid(digest: str) -> bool:
 
 
 class TokenAuthMiddleware:
-    """Sets scope["user"] (and scope["auth_token"], the digest) from a Bearer token, if one is sent."""
+    """A handshake with a Bearer token: scope["user"] (and scope["auth_token"], the digest) from the
+    token alone. The browser's cookie session is not read at all (no `session` in the scope): a
+    program's socket never acts as, or with the share links of, whoever's cookie came along."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
         token = bearer_token(scope)
-        if token is not None:
-            user, digest = await user_for_token(token) if token else (AnonymousUser(), None)
-            scope = dict(scope, user=user, auth_token=digest)
-        return await self.inner(scope, receive, send)
+        user, digest = await user_for_token(token) if token else (AnonymousUser(), None)
+        scope = {key: value for key, value in scope.items() if key != "session"}
+        return await self.inner(dict(scope, user=user, auth_token=digest), receive, send)
 
 
-class OriginCheckUnlessToken:
-    """AllowedHostsOriginValidator for cookie-authenticated sockets; token handshakes pass to auth."""
+class TokenOrCookie:
+    """Token handshakes go to TokenAuthMiddleware; the others are a browser's: the Origin check
+    (against cross-site use of its cookie), then the cookie session."""
 
     def __init__(self, inner) -> None:
-        self.inner = inner
-        self.checked = AllowedHostsOriginValidator(inner)
+        self.token = TokenAuthMiddleware(inner)
+        self.cookie = AllowedHostsOriginValidator(AuthMiddlewareStack(inner))
 
     async def __call__(self, scope, receive, send):
         if bearer_token(scope) is not None:
-            return await self.inner(scope, receive, send)
-        return await self.checked(scope, receive, send)
+            return await self.token(scope, receive, send)
+        return await self.cookie(scope, receive, send)
 
 
 def websocket_auth(inner):
     """The stack every WebSocket route sits behind."""
-    return OriginCheckUnlessToken(AuthMiddlewareStack(TokenAuthMiddleware(inner)))
+    return TokenOrCookie(inner)

@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from .. import metrics, selectors
+from .. import metrics, selectors, services
 from ..models import TranscriptionSession
 from ..translation import get_translator
 from . import admission, control, protocol, shutdown
@@ -192,7 +192,7 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
             return
         # Joined before the snapshot is read: nothing falls between; events it already holds are skipped.
         session, segments = await database_sync_to_async(selectors.transcript_of_session)(session_id=self.session_id)
-        refused = self.choose_language(session)
+        refused = await self.choose_language(session)
         progress = None
         if session.status == TranscriptionSession.Status.PROCESSING:
             progress = await database_sync_to_async(selectors.upload_progress)(session=session)
@@ -213,6 +213,9 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
         last_seq = self.snapshot_seq
         while True:
             await asyncio.sleep(UPLOAD_POLL_SECONDS)
+            if self.link is not None and not await database_sync_to_async(selectors.share_link_active)(link=self.link):
+                await self.close(code=protocol.CLOSE_FORBIDDEN)  # the link expired or was revoked meanwhile
+                return
             status, segments, now = await database_sync_to_async(selectors.upload_state)(
                 session_id=self.session_id, last_seq=last_seq)
             for segment in segments:
@@ -228,18 +231,26 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
                 await self.close()
                 return
 
-    def choose_language(self, session) -> dict | None:
-        """`?translate_to=xx`: captions translated into xx. If the translator cannot, the viewer is told
-        (the error returned: `translation_unsupported`) and watches with the speaker's translation."""
+    async def choose_language(self, session) -> dict | None:
+        """`?translate_to=xx`: captions translated into xx. If the translator cannot
+        (`translation_unsupported`), or the session's viewers already have captions in
+        STT_MAX_VIEWER_LANGUAGES other languages (`too_many_languages`: anyone with a share link could
+        otherwise have every phrase translated, on the owner's account, into any number of languages),
+        the viewer is told (the error returned) and watches with the speaker's translation."""
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         wanted = (query.get("translate_to") or [""])[0].strip()
         self.language = session.translate_to or None
         if not wanted or wanted == self.language:
             return None
         translator = get_translator()
-        if len(wanted) > 16 or not translator.supports(source=session.language, target=wanted):
+        if not 2 <= len(wanted) <= 16 or not translator.supports(source=session.language, target=wanted):
             return protocol.event_error(protocol.TRANSLATION_UNSUPPORTED,
                                         f"translator {translator.name!r} cannot translate into {wanted[:16]!r}")
+        limit = settings.STT_MAX_VIEWER_LANGUAGES
+        if not await database_sync_to_async(services.session_claim_viewer_language)(
+                session_id=self.session_id, language=wanted, limit=limit):
+            return protocol.event_error(protocol.TOO_MANY_LANGUAGES,
+                                        f"this session's viewers already have captions in {limit} languages")
         self.language = wanted
         return None
 

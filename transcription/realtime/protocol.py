@@ -68,6 +68,7 @@ UNAUTHENTICATED = "unauthenticated"  # the API token of this connection was revo
 READ_ONLY = "read_only"  # a live viewer sent something: viewers only receive
 LIVE_UNAVAILABLE = "live_unavailable"  # live captions cannot be delivered now (channel layer down)
 TRANSLATION_FAILED = "translation_failed"  # one phrase's translation failed twice; the session goes on
+TOO_MANY_LANGUAGES = "too_many_languages"  # viewers already have captions in STT_MAX_VIEWER_LANGUAGES languages
 
 
 class ProtocolError(Exception):

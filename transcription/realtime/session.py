@@ -70,7 +70,8 @@ class LiveSession:
                                        labeller=SpeakerLabeller() if speakers else None)
         self.translations = SessionTranslations(session_id=self.id, language=self.language, outbox=self.outbox,
                                                 writer=self.writer, context_size=settings.STT_TRANSLATION_CONTEXT,
-                                                audio_path=self.recognition.audio_path)
+                                                audio_path=self.recognition.audio_path,
+                                                max_viewer_languages=settings.STT_MAX_VIEWER_LANGUAGES)
         self._translator = translator
         self.monitor = SessionMonitor(self)
         self.control = ControlListener(self.id, self._on_control)

@@ -114,8 +114,9 @@ class SessionTranslations:
     """Every language a session is translated into, each by one pipeline."""
 
     def __init__(self, *, session_id: str, language: str, outbox: Outbox, writer: TranscriptWriter,
-                 context_size: int, audio_path: Path | None) -> None:
+                 context_size: int, audio_path: Path | None, max_viewer_languages: int) -> None:
         self.session_id = session_id
+        self.max_viewer_languages = max_viewer_languages
         self.language = language
         self.outbox = outbox
         self.writer = writer
@@ -139,6 +140,8 @@ class SessionTranslations:
         translator = get_translator()
         if not translator.supports(source=self.language, target=target):
             return  # (the viewer was told at connect)
+        if sum(not p.for_speaker for p in self.pipelines.values()) >= self.max_viewer_languages:
+            return  # (checked at connect too, across processes: a viewer asking for more was told)
         pipeline = self.start(translator, target, for_speaker=False)
         missing = await database_sync_to_async(selectors.segments_without_translation)(
             session_id=self.session_id, language=target)

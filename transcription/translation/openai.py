@@ -21,7 +21,8 @@ class OpenAITranslator:
     name = "openai"
 
     def supports(self, *, source: str, target: str) -> bool:
-        return True
+        """Only the languages of STT_TRANSLATION_LANGUAGES: a model would answer for any code at all."""
+        return target.split("-")[0].lower() in settings.STT_TRANSLATION_LANGUAGES
 
     def translate(
         self, text: str, *, source: str, target: str, audio: bytes = b"", context: Sequence[str] = ()
