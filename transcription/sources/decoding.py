@@ -44,16 +44,26 @@ def pcm16_chunks(path: Path, *, max_seconds: float | None = None) -> Iterator[by
     with container:
         if not container.streams.audio:
             raise DecodeError(NOT_AUDIO, "the file has no audio track")
-        stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-        for frame in _frames(container, stream):
+        resampler, source_format = None, None
+        for frame in _frames(container, container.streams.audio[0]):
+            if (frame.format.name, frame.layout.name, frame.sample_rate) != source_format:
+                # A stream may change its rate or channels midway (joined files): a new resampler.
+                yield from _drained(resampler)
+                source_format = (frame.format.name, frame.layout.name, frame.sample_rate)
+                resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
             for out in resampler.resample(frame):
                 chunk = out.to_ndarray().tobytes()
                 decoded += len(chunk)
                 if limit is not None and decoded > limit:
                     raise DecodeError(TOO_LONG, f"the recording is longer than {_hours(max_seconds)}")
                 yield chunk
-        for out in resampler.resample(None):  # what the resampler still holds
+        yield from _drained(resampler)
+
+
+def _drained(resampler) -> Iterator[bytes]:
+    """What a resampler still holds."""
+    if resampler is not None:
+        for out in resampler.resample(None):
             yield out.to_ndarray().tobytes()
 
 
