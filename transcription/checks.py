@@ -47,6 +47,11 @@ def check_engine(app_configs, **kwargs):
                 id="transcription.W002",
             ))
     errors += check_redis_timeouts()
+    process, per_user = settings.STT_MAX_SESSIONS, settings.STT_MAX_SESSIONS_PER_USER
+    if process and (not per_user or per_user >= process):
+        errors.append(Warning(
+            f"STT_MAX_SESSIONS_PER_USER ({per_user}) is not below STT_MAX_SESSIONS ({process}): one user's "
+            "sessions (dropped sockets held for resume, too) can lock everyone else out", id="transcription.W003"))
     if settings.STT_DEFAULT_LANGUAGE not in dict(settings.STT_LANGUAGES):
         errors.append(Error("STT_DEFAULT_LANGUAGE is not one of STT_LANGUAGES", id="transcription.E002"))
     return errors

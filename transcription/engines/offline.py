@@ -53,13 +53,14 @@ class Window:
         return self.chunks[-1][1] * 1000 // SAMPLE_RATE
 
 
-VAD_BLOCK_SECONDS = 300  # the VAD reads the recording this much at a time: memory does not grow with it
+VAD_BLOCK_SECONDS = 60  # the VAD reads the recording this much at a time: memory does not grow with it
 JOIN_SAMPLES = SAMPLE_RATE  # speech cut by a block's edge, within this of it, is one chunk again
 
 
 def speech_chunks(read: Callable[[int, int], np.ndarray], total: int) -> list[tuple[int, int]]:
     """The recording's speech, [start, end) samples: faster-whisper's VAD with its whole-file
-    defaults, run over VAD_BLOCK_SECONDS of audio at a time (about 60 MB, whatever the length)."""
+    defaults, run over VAD_BLOCK_SECONDS of audio at a time (peak +73 MB, whatever the length:
+    bench/hostile.py --long-hours 4; 300 s blocks took +210 MB)."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     block = VAD_BLOCK_SECONDS * SAMPLE_RATE
