@@ -10,6 +10,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from transcription import workers  # noqa: E402
 from transcription.realtime import shutdown  # noqa: E402
 from transcription.realtime.auth import websocket_auth  # noqa: E402
 from transcription.realtime.routing import websocket_urlpatterns  # noqa: E402
@@ -22,3 +23,4 @@ application = ProtocolTypeRouter(
 )
 
 shutdown.install()  # on SIGTERM, running sessions end cleanly before daphne stops
+workers.start_in_process()  # background jobs: a worker (by default) and the watchdog that resumes jobs

@@ -64,6 +64,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "knox",
     "drf_spectacular",
+    "django_tasks",
+    "django_tasks_db",
     "transcription",
 ]
 
@@ -153,6 +155,36 @@ WHITENOISE_USE_FINDERS = True  # serve from app/static dirs without collectstati
 
 MEDIA_URL = "media/"  # not served publicly: audio goes through login-checked views
 MEDIA_ROOT = Path(os.environ.get("STT_MEDIA_ROOT") or DATA_DIR / "media")
+
+# Recordings (kept audio, uploads) go through Django's storage API: the local file system (MEDIA_ROOT)
+# by default; STT_STORAGE=s3 for an S3-compatible store shared by every node and worker
+# (django-storages; AWS_STORAGE_BUCKET_NAME, AWS_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...: docs/operations.md).
+STT_STORAGE = os.environ.get("STT_STORAGE", "local")
+STORAGES = {
+    "default": {"BACKEND": "storages.backends.s3.S3Storage" if STT_STORAGE == "s3"
+                else "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if STT_STORAGE == "s3":
+    STORAGES["default"]["OPTIONS"] = {"file_overwrite": True, "querystring_auth": True,
+                                      "default_acl": None}  # (the rest from AWS_* variables)
+
+# Background jobs (uploads, the second pass, translating a finished session) on Django's tasks API
+# (django-tasks): "database" (django-tasks-db: SQLite or PostgreSQL, any worker on the same
+# database) or "rq" (django-tasks-rq on Redis, workers run `manage.py rqworker default`).
+STT_TASKS_BACKEND = os.environ.get("STT_TASKS_BACKEND", "database")
+if STT_TASKS_BACKEND == "rq":
+    INSTALLED_APPS.append("django_rq")
+    TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
+    RQ_QUEUES = {"default": {"URL": os.environ.get("STT_TASKS_REDIS_URL") or REDIS_URL or "redis://127.0.0.1:6379/0",
+                             "DEFAULT_TIMEOUT": 24 * 3600}}
+else:
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# Run a worker inside each server process (with the database backend): `make run` needs nothing else.
+STT_EMBEDDED_WORKER = env_bool("STT_EMBEDDED_WORKER", True)
+# A job whose worker has not shown a sign of life for this long is resumed by another (it beats 4x as often).
+STT_JOB_STALE_SECONDS = env_float("STT_JOB_STALE_SECONDS", 30.0)
+STT_JOB_ATTEMPTS = env_int("STT_JOB_ATTEMPTS", 3)  # attempts before a job whose workers keep dying fails
 
 # Production behind TLS (DJANGO_HTTPS=true): secure cookies, HSTS, http->https redirect. The proxy
 # must set X-Forwarded-Proto. `manage.py check --deploy` is clean with it (tests/test_access.py).

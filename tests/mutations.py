@@ -31,10 +31,11 @@ class Mutation:
     name: str
     edits: tuple[tuple[str, str, str], ...]  # (file, text to find, replacement); each found exactly once
     tests: tuple[str, ...]  # pytest node ids; killed when any fails
+    timeout: int = MUTANT_TIMEOUT  # seconds: longer for a test that runs real servers a while
 
 
-def m(name: str, tests: str | tuple[str, ...], *edits: tuple[str, str, str]) -> Mutation:
-    return Mutation(name, edits, (tests,) if isinstance(tests, str) else tests)
+def m(name: str, tests: str | tuple[str, ...], *edits: tuple[str, str, str], timeout: int = MUTANT_TIMEOUT) -> Mutation:
+    return Mutation(name, edits, (tests,) if isinstance(tests, str) else tests, timeout)
 
 
 MUTATIONS = [
@@ -154,8 +155,8 @@ MUTATIONS = [
     m("translation inside the request (after the fact)",
       ("tests/test_history.py::test_translating_after_the_fact_runs_in_the_background_once_with_progress",
        "tests/test_history.py::test_a_translation_after_the_fact_never_delays_a_live_sessions_finals"),
-      ("transcription/jobs.py", "        transaction.on_commit(lambda: runner().submit(job.pk))",
-       "        transaction.on_commit(lambda: runner()._run(job.pk))")),
+      ("transcription/jobs.py", "        transaction.on_commit(lambda: enqueue(job.pk))",
+       "        transaction.on_commit(lambda: run_job.call(job.pk))")),
     m("background work starts mid-phrase (a final waits behind it)",
       "tests/test_scheduler.py::test_background_work_waits_for_a_pause_in_speech_and_never_holds_up_a_final",
       ("transcription/engines/scheduler.py", "        return not self.in_phrase or time.monotonic() - oldest >= BACKGROUND_MAX_WAIT",
@@ -260,6 +261,14 @@ MUTATIONS = [
       "tests/test_hostile.py::test_the_generated_secret_key_file_is_created_private",
       ("sttproject/settings.py", "            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)",
        "            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)")),
+    # issue 21: durable background jobs
+    m("a job whose worker died is never resumed",
+      "tests/test_durable_jobs.py::test_an_upload_whose_server_is_killed_resumes_after_restart_with_every_phrase_stored_once",
+      ("transcription/jobs.py", "    requeue = requeue or enqueue\n", "    return []\n"), timeout=150),
+    m("a resumed upload starts over (its phrases stored again)",
+      "tests/test_durable_jobs.py::test_an_upload_whose_server_is_killed_resumes_after_restart_with_every_phrase_stored_once",
+      ("transcription/uploads.py", "vocabulary=session.vocabulary, start=run.done,", "vocabulary=session.vocabulary, start=0,"),
+      timeout=150),
 ]
 
 # CI runs the list in well under 5 minutes (measured and stated in docs/reliability.md); none skipped.
@@ -340,7 +349,7 @@ def main() -> None:
         tree = scratch_copy()
         try:
             apply(mutation, tree)
-            passed, seconds, _ = run_tests(tree, mutation.tests, per_test=MUTANT_TIMEOUT)
+            passed, seconds, _ = run_tests(tree, mutation.tests, per_test=mutation.timeout)
         finally:
             shutil.rmtree(tree, ignore_errors=True)
         print(f"{mutation.name[:66]:66} {'killed' if not passed else 'SURVIVED':8} {seconds:7.0f}", flush=True)

@@ -98,6 +98,12 @@ class ServerProcess:
                 time.sleep(0.1)
         raise RuntimeError(f"daphne did not start: see {log.name}")
 
+    def start_worker(self) -> subprocess.Popen:
+        """`manage.py stt_worker` with this server's settings: background jobs in a process of their own."""
+        log = open(self.tmp / "worker.log", "a")
+        return subprocess.Popen([sys.executable, "manage.py", "stt_worker"], cwd=ROOT, env=self.env, stdout=log,
+                                stderr=subprocess.STDOUT)
+
     def log(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.tmp.glob("server-*.log"))
 

@@ -140,10 +140,12 @@ class GlossaryTermAdmin(admin.ModelAdmin):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("session", "kind", "language", "status", "done", "total", "updated_at")
+    list_display = ("session", "kind", "language", "status", "done", "total", "attempts", "worker", "heartbeat_at")
     list_filter = ("kind", "status")
     list_select_related = ("session", "session__owner")
-    readonly_fields = ("session", "kind", "language", "status", "done", "total", "error", "created_at", "updated_at")
+    readonly_fields = ("session", "kind", "language", "status", "done", "total", "error", "attempts", "worker",
+                       "heartbeat_at", "task_id", "created_at", "updated_at")
+    exclude = ("plan", "state")
 
 
 @admin.register(Translation)

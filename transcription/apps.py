@@ -7,4 +7,4 @@ class TranscriptionConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers system checks)
-        from . import uploads  # noqa: F401  (registers the upload job)
+        from . import refine  # noqa: F401  (the second pass listens for finished sessions)

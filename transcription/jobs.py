@@ -1,162 +1,212 @@
-"""Background jobs on finished sessions, run off the request by one thread per process.
+"""Background jobs on sessions (transcribing an upload, the second pass, translating after the fact),
+run by a task queue library: Django's tasks API (the django-tasks backport), whose backend is set in
+TASKS: django-tasks-db by default (any worker on the same database), django-tasks-rq for Redis.
 
-A job's state lives in the database (the `Job` row: status, done/total, a heartbeat), so any process
-can show its progress and refuse to start the same work twice. The thread that runs it belongs to
-the process that accepted the request: if that process stops, the row's heartbeat goes stale and a
-new request starts the work again (each job skips what is already done). Decodes inside a job go to
-the background lane (engines/scheduler.py), so a job never delays a live session's finals.
+The `Job` row is ours: what the pages, REST and viewers show (status, progress), and what makes a job
+durable whatever the backend. A worker that runs a job beats its heart in the row; a job whose heart
+stopped (its process was killed) is put back on the queue by the watchdog (`recover_stale`, running
+in every server and worker process: no request from anyone needed), and the next attempt resumes
+from what the last one stored. A job that fails of itself fails for good, and says why.
 """
 from __future__ import annotations
 
 import logging
-import queue
+import os
+import socket
 import threading
 from datetime import timedelta
-from typing import Callable
+from typing import Any, Callable
 
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, transaction
+from django.db.models import F
 from django.utils import timezone
+from django.utils.module_loading import import_string
+from django_tasks import task
 
 from . import metrics
 from .models import Job, TranscriptionSession
 
 logger = logging.getLogger(__name__)
 
-STALE_AFTER = timedelta(minutes=2)  # a running job without progress this long lost its process
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # who runs a job (a host and a process)
 
-Handler = Callable[[Job, Callable[[int, int], None]], None]
-HANDLERS: dict[str, Handler] = {}
+# What each kind of job runs: a function (job, JobRun) -> None, by path, imported where it runs.
+HANDLERS = {
+    Job.Kind.TRANSCRIBE: "transcription.uploads.transcribe_upload",
+    Job.Kind.REFINE: "transcription.refine.refine_session",
+    Job.Kind.TRANSLATE: "transcription.refine.translate_session",
+}
 
 
-def handles(kind: str):
-    """Register the function that does the work of one kind of job."""
-    def register(fn: Handler) -> Handler:
-        HANDLERS[kind] = fn
-        return fn
-    return register
+class JobTakenOver(Exception):
+    """This attempt lost the job (the watchdog gave it to another worker): stop, store nothing."""
 
 
 def job_start(*, session: TranscriptionSession, kind: str, language: str = "") -> tuple[Job, bool]:
-    """Queue the work unless the same work is already running: (the job, whether it was started)."""
+    """Queue the work unless the same work is already queued or running: (the job, whether it was
+    started). A job whose worker died is not started again here: the watchdog resumes it."""
     with transaction.atomic():
-        active = (Job.objects.select_for_update()
-                  .filter(session=session, kind=kind, language=language, status__in=Job.ACTIVE).first())
-        if active is not None and active.updated_at > timezone.now() - STALE_AFTER:
+        active = Job.objects.filter(session=session, kind=kind, language=language, status__in=Job.ACTIVE).first()
+        if active is not None:
             return active, False
-        if active is not None:  # its process stopped: mark it, start afresh
-            Job.objects.filter(pk=active.pk).update(status=Job.Status.FAILED, error="interrupted")
         try:
             with transaction.atomic():
-                job = Job.objects.create(session=session, kind=kind, language=language)
-        except IntegrityError:  # another request started it a moment ago
+                job = Job.objects.create(session=session, kind=kind, language=language, heartbeat_at=timezone.now())
+        except IntegrityError:  # the same work was queued a moment ago
             return Job.objects.get(session=session, kind=kind, language=language, status__in=Job.ACTIVE), False
-        transaction.on_commit(lambda: runner().submit(job.pk))
+        transaction.on_commit(lambda: enqueue(job.pk))
     return job, True
 
 
-class JobRunner:
-    """One thread per process running queued jobs in order."""
+def enqueue(job_id: int) -> None:
+    """Hand the job to the task queue (and make sure this process has its worker, if it runs one)."""
+    from . import workers
 
-    def __init__(self) -> None:
-        self.queue: queue.Queue[int] = queue.Queue()
-        self.thread = threading.Thread(target=self._work, name="stt-jobs", daemon=True)
-        self.thread.start()
+    result = run_job.enqueue(job_id)
+    Job.objects.filter(pk=job_id).update(task_id=str(result.id))
+    workers.start_in_process()
 
-    def submit(self, job_id: int) -> None:
-        self.queue.put(job_id)
 
-    def _work(self) -> None:
-        while True:
-            job_id = self.queue.get()
-            try:
-                self._run(job_id)
-            finally:
-                close_old_connections()  # this thread is not a request: tidy its connection itself
-                self.queue.task_done()
+@task()
+def run_job(job_id: int) -> None:
+    """The one task every job runs as, in whichever worker the queue gives it to."""
+    attempt = JobRun.claim(job_id)
+    if attempt is not None:  # (None: done already, or being run by another worker)
+        attempt.run()
 
-    def _run(self, job_id: int) -> None:
-        job = Job.objects.select_related("session").filter(pk=job_id, status=Job.Status.QUEUED).first()
-        if job is None:  # deleted with its session, or taken over
-            return
-        Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING, updated_at=timezone.now())
 
-        def progress(done: int, total: int) -> None:
-            Job.objects.filter(pk=job.pk).update(done=done, total=total, updated_at=timezone.now())
+class JobRun:
+    """One attempt at a job, in this worker: its heartbeat, its progress, its end."""
 
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.state: dict[str, Any] = dict(job.state or {})
+        self.plan: list | None = job.plan
+        self.done = job.done
+        self._stop = threading.Event()
+        self._lost = threading.Event()
+
+    @classmethod
+    def claim(cls, job_id: int) -> JobRun | None:
+        claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
+            status=Job.Status.RUNNING, worker=WORKER_ID, attempts=F("attempts") + 1, heartbeat_at=timezone.now())
+        return cls(Job.objects.select_related("session").get(pk=job_id)) if claimed else None
+
+    def run(self) -> None:
+        beating = threading.Thread(target=self._beat, name=f"stt-job-{self.job.pk}", daemon=True)
+        beating.start()
         try:
-            HANDLERS[job.kind](job, progress)
-        except Exception as exc:  # a boundary: the job fails with a message, the thread goes on
-            logger.exception("job %s failed", job)
-            metrics.jobs.labels(kind=job.kind, status="failed").inc()
-            Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED, error=str(exc)[:500] or repr(exc),
-                                                 updated_at=timezone.now())
+            import_string(HANDLERS[self.job.kind])(self.job, self)
+        except JobTakenOver:
+            logger.warning("job %s was taken over by another worker: this attempt stops", self.job)
+            return
+        except Exception as exc:  # a boundary: the job fails with its message, the worker goes on
+            logger.exception("job %s failed", self.job)
+            fail(self.job, code=getattr(exc, "code", "job_failed"), message=str(exc) or repr(exc))
         else:
-            Job.objects.filter(pk=job.pk).update(status=Job.Status.DONE, updated_at=timezone.now())
-            metrics.jobs.labels(kind=job.kind, status="done").inc()
+            self._finish()
+        finally:
+            self._stop.set()
+            beating.join(5)
+
+    # -- what a handler calls --
+    def save(self, *, done: int | None = None, total: int | None = None, state: dict | None = None,
+             plan: list | None = None) -> None:
+        """Progress, and what to resume from (`state`, merged; `plan`, the work's fixed list of
+        parts): stored only while this attempt still owns the job, else JobTakenOver."""
+        fields: dict[str, Any] = {"heartbeat_at": timezone.now()}
+        if plan is not None:
+            self.plan = fields["plan"] = plan
+        if done is not None:
+            self.done = fields["done"] = done
+        if total is not None:
+            fields["total"] = total
+        if state is not None:
+            self.state.update(state)
+            fields["state"] = self.state
+        if self._lost.is_set() or not self._owned().update(**fields):
+            raise JobTakenOver()
+
+    def planned(self, make: Callable[[], list]) -> list:
+        """The work's parts (JSON): made by the first attempt, the same for every later one."""
+        if self.plan is None:
+            parts = make()
+            self.save(done=0, total=len(parts), plan=parts)
+        return self.plan
+
+    def progress(self, done: int, total: int) -> None:
+        self.save(done=done, total=total)
+
+    def _owned(self):
+        return Job.objects.filter(pk=self.job.pk, status=Job.Status.RUNNING, worker=WORKER_ID)
+
+    def _finish(self) -> None:
+        if self._owned().update(status=Job.Status.DONE, heartbeat_at=timezone.now()):
+            metrics.jobs.labels(kind=self.job.kind, status="done").inc()
+
+    def _beat(self) -> None:
+        """The heartbeat: while the handler works (a decode may wait long behind live finals)."""
+        interval = max(0.2, settings.STT_JOB_STALE_SECONDS / 4)
+        while not self._stop.wait(interval):
+            try:
+                if not self._owned().update(heartbeat_at=timezone.now()):
+                    self._lost.set()
+                    return
+            except Exception:  # the database is away: the next beat tries again
+                logger.warning("job %s: heartbeat not stored", self.job.pk, exc_info=True)
+        close_old_connections()
 
 
-_runner: JobRunner | None = None
-_lock = threading.Lock()
+def fail(job: Job, *, code: str, message: str) -> None:
+    """A job that failed for good: its row and, for an upload, its session say why."""
+    from . import services
+
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED, error=f"{code}: {message}"[:500],
+                                         heartbeat_at=timezone.now())
+    metrics.jobs.labels(kind=job.kind, status="failed").inc()
+    if job.kind == Job.Kind.TRANSCRIBE:
+        services.session_fail(session_id=job.session_id, code=code, message=message)
+    elif job.kind == Job.Kind.REFINE:
+        TranscriptionSession.objects.filter(pk=job.session_id).update(
+            refinement=TranscriptionSession.Refinement.FAILED)
 
 
-def runner() -> JobRunner:
-    global _runner
-    with _lock:
-        if _runner is None:
-            _runner = JobRunner()
-        return _runner
+def recover_stale(*, requeue: Callable[[int], None] = None) -> list[int]:
+    """Jobs whose worker stopped beating (killed, lost its machine) go back on the queue, to resume
+    from what they stored; after STT_JOB_ATTEMPTS attempts one fails for good. Returns their ids."""
+    requeue = requeue or enqueue
+    stale = timezone.now() - timedelta(seconds=settings.STT_JOB_STALE_SECONDS)
+    recovered = []
+    for job in Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=stale).select_related("session"):
+        if job.attempts >= settings.STT_JOB_ATTEMPTS:
+            fail(job, code="interrupted", message=f"its worker stopped {job.attempts} times")
+            continue
+        if Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, heartbeat_at__lt=stale).update(
+                status=Job.Status.QUEUED, worker="", heartbeat_at=timezone.now()):
+            logger.warning("job %s: its worker %s stopped; queued again (attempt %d next)", job, job.worker,
+                           job.attempts + 1)
+            requeue(job.pk)
+            recovered.append(job.pk)
+    return recovered
+
+
+@metrics.on_refresh
+def count_jobs() -> None:
+    from django.db.models import Count
+
+    metrics.jobs_in_state.clear()
+    for row in Job.objects.values("kind", "status").annotate(n=Count("id")):
+        metrics.jobs_in_state.labels(kind=row["kind"], status=row["status"]).set(row["n"])
 
 
 def wait_idle(timeout: float = 30.0) -> bool:
-    """Tests and management commands: wait until every queued job has run."""
-    done = threading.Event()
-    threading.Thread(target=lambda: (runner().queue.join(), done.set()), daemon=True).start()
-    return done.wait(timeout)
+    """Tests and commands: wait until no job is queued or running."""
+    import time
 
-
-@handles(Job.Kind.TRANSLATE)
-def translate_session(job: Job, progress: Callable[[int, int], None]) -> None:
-    from . import services
-    from .translation import get_translator
-
-    services.session_translate(session=job.session, target=job.language, translator=get_translator(),
-                               progress=progress)
-
-
-def refine_wanted(engine: str) -> bool:
-    """STT_REFINE: "auto" (the default) refines whisper sessions; "1" every session; "0" none."""
-    mode = str(settings.STT_REFINE).lower()
-    return mode in ("1", "true", "yes", "on") or (mode == "auto" and engine == "whisper")
-
-
-def refine_after(*, session_id) -> bool:
-    """A session with kept audio ended: queue its second pass (if wanted). True if queued."""
-    session = TranscriptionSession.objects.get(pk=session_id)
-    if not refine_wanted(session.engine) or not session.audio or not session.segments.exists():
-        return False
-    _, started = job_start(session=session, kind=Job.Kind.REFINE)
-    if started:
-        TranscriptionSession.objects.filter(pk=session_id).update(refinement=TranscriptionSession.Refinement.PENDING)
-    return started
-
-
-@handles(Job.Kind.REFINE)
-def refine_session(job: Job, progress: Callable[[int, int], None]) -> None:
-    """The second pass: the whole kept recording decoded with whole-file context (engines/offline.py),
-    its words aligned to the live phrases' times and stored as their refined text."""
-    from . import services
-    from .engines import get_engine
-    from .engines.offline import align, transcribe_recording
-
-    session = job.session
-    try:
-        model = get_engine("whisper").model_for(session.language)
-        words = transcribe_recording(model, session.audio.path, language=session.language,
-                                     vocabulary=session.vocabulary, progress=progress)
-        segments = list(session.segments.order_by("index"))
-        texts = align(words, [(s.start_ms, s.end_ms) for s in segments])
-        services.session_refine(session=session, refined={s.pk: t for s, t in zip(segments, texts)})
-    except Exception:
-        TranscriptionSession.objects.filter(pk=session.pk).update(refinement=TranscriptionSession.Refinement.FAILED)
-        raise
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not Job.objects.filter(status__in=Job.ACTIVE).exists():
+            return True
+        time.sleep(0.1)
+    return False

@@ -1,13 +1,16 @@
 """What an operator watches, for Prometheus (prometheus-client) and the admin's Load page.
 
 Each server process counts its own (Prometheus scrapes every process). Values that are the state
-of the moment (sessions running, audio waiting, viewers) are read when scraped, from the registry of
-running sessions; events (refusals, finals, translations, retries, decodes) are counted as they happen.
+of the moment (sessions running, audio waiting, jobs by state) are read when scraped, by the refreshers
+the parts that know them register (`on_refresh`: the realtime package, the jobs); events (refusals,
+finals, translations, retries, decodes) are counted as they happen. This module imports nothing of
+the project: every layer may count.
 """
 from __future__ import annotations
 
 import collections
 import time
+from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -30,6 +33,16 @@ decode_seconds = Histogram("stt_decode_seconds", "Whisper decodes by kind (final
 translations = Counter("stt_translations", "Translations of finals", ["translator", "outcome"], registry=registry)
 storage_retries = Counter("stt_storage_retries", "Writes of finals and translations tried again", registry=registry)
 jobs = Counter("stt_jobs", "Background jobs finished", ["kind", "status"], registry=registry)
+jobs_in_state = Gauge("stt_jobs_in_state", "Background jobs in the database by state (all processes)",
+                      ["kind", "status"], registry=registry)
+
+_refreshers: list[Callable[[], None]] = []
+
+
+def on_refresh(refresher: Callable[[], None]) -> Callable[[], None]:
+    """Register a function that sets gauges of the moment; run before each scrape."""
+    _refreshers.append(refresher)
+    return refresher
 
 
 class FinalDelays:
@@ -53,12 +66,9 @@ class FinalDelays:
 
 
 def refresh() -> None:
-    """The state of the moment, read from the running sessions (called before each scrape)."""
-    from .realtime.registry import sessions
-
-    running = sessions.running()
-    sessions_active.set(len(running))
-    audio_backlog.set(sum(s.recognition.audio.backlog_seconds for s in running))
+    """The state of the moment (called before each scrape)."""
+    for refresher in _refreshers:
+        refresher()
 
 
 def rows() -> list[tuple[str, str, str]]:

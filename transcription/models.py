@@ -176,8 +176,10 @@ class ShareLink(models.Model):
 
 
 class Job(models.Model):
-    """Background work on a session (translating it after the fact), with its progress: pages show
-    it, and a second request for the same work while it runs does not start it again."""
+    """Background work on a session (an upload's transcription, the second pass, translating it after
+    the fact), run by the task queue (transcription/jobs.py), with its progress: pages show it, a
+    second request for the same work while it runs does not start it again, and a job whose worker
+    died is resumed from its `plan`, `done` and `state`."""
 
     class Kind(models.TextChoices):
         TRANSLATE = "translate", "Translate"
@@ -200,7 +202,13 @@ class Job(models.Model):
     total = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True, help_text="Last progress: a heartbeat while it runs")
+    updated_at = models.DateTimeField(auto_now=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Attempts started (a worker that died counts)")
+    worker = models.CharField(max_length=100, blank=True, help_text="host:pid of the worker running it")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Its worker's last sign of life")
+    task_id = models.CharField(max_length=64, blank=True, help_text="The task queue's id of its last attempt")
+    plan = models.JSONField(null=True, blank=True, help_text="The work's parts (speech windows), fixed once")
+    state = models.JSONField(default=dict, blank=True, help_text="What the next attempt resumes from")
 
     class Meta:
         ordering = ["-created_at"]
@@ -208,7 +216,7 @@ class Job(models.Model):
             fields=["session", "kind", "language"], condition=models.Q(status__in=["queued", "running"]),
             name="job_one_active_per_work",
         )]
-        indexes = [models.Index(fields=["status"])]
+        indexes = [models.Index(fields=["status"]), models.Index(fields=["status", "heartbeat_at"])]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.language} of {self.session_id} ({self.status})"

@@ -10,7 +10,8 @@ from knox.models import AuthToken
 
 from .engines import Result
 from .models import GlossaryTerm, Segment, SegmentEdit, ShareLink, TranscriptionSession, Translation
-from .recording import audio_name, read_span
+from .recording import audio_name, read_span, recording_publish
+from .signals import session_finished
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +45,14 @@ def segment_create(*, session_id, index: int, seq: int, result: Result) -> Segme
 
 @transaction.atomic
 def session_finish(*, session_id, status: str, audio_ms: int, audio_kept: bool = False) -> None:
+    """A session is over: its status and length, and its recording kept in storage (STORAGES) where
+    any worker and any server can read it. Then `session_finished` (the second pass listens)."""
+    if audio_kept:
+        recording_publish(session_id)
     TranscriptionSession.objects.filter(pk=session_id).update(
         status=status, ended_at=timezone.now(), audio_ms=audio_ms, audio=audio_name(session_id) if audio_kept else ""
     )
+    session_finished.send(sender=TranscriptionSession, session_id=session_id, status=status)
 
 
 def session_fail(*, session_id, code: str, message: str) -> None:

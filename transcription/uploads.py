@@ -14,27 +14,26 @@ them in the database (realtime/consumers.py), from whichever process.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import transaction
 
 from . import selectors, services, speakers
 from .speakers import SpeakerLabeller
 from .engines import Result, StreamConfig, Word, get_engine
 from .engines.base import SAMPLE_RATE
-from .jobs import handles, job_start
+from .engines.offline import Window, decode_windows, plan_windows
+from .jobs import JobRun, JobTakenOver, job_start
 from .models import Job, TranscriptionSession
 from .realtime import protocol
 from .realtime.registry import sessions
-from .recording import WavReader, WavRecorder, audio_name
+from .recording import WavReader, WavRecorder, audio_name, local_copy, local_target, store
 from .sources.decoding import DecodeError, pcm16_chunks
 from .translation import get_translator
 
@@ -158,34 +157,24 @@ def accept(*, user, path: Path, filename: str, size: int, fields: UploadFields) 
         raise UploadError(TOO_LONG, f"the recording is longer than {limit / 3600:g} h")
     glossary = selectors.glossary_terms_for(user=user, language=language)
     vocabulary = list(dict.fromkeys([*fields.vocabulary, *glossary]))[:protocol.MAX_VOCABULARY_TERMS]
-    with transaction.atomic(), removed_on_error() as written:
+    with transaction.atomic():
         session = TranscriptionSession.objects.create(
             owner=user, language=language, engine=get_engine().name, translate_to=translate_to,
             vocabulary=vocabulary, status=TranscriptionSession.Status.PROCESSING,
             source=TranscriptionSession.Source.UPLOAD, filename=filename[:255],
             title=Path(filename).stem[:200])
-        source = written(upload_path(session))
-        source.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, source)
-        job_start(session=session, kind=Job.Kind.TRANSCRIBE)  # (runs once this commits)
+        try:  # into the storage, where the worker that takes the job reads it (on any machine)
+            store(path, upload_name(session))
+        except BaseException:
+            default_storage.delete(upload_name(session))  # a refused upload leaves nothing behind
+            raise
+        job_start(session=session, kind=Job.Kind.TRANSCRIBE)  # (queued once this commits)
     return session
 
 
-@contextlib.contextmanager
-def removed_on_error():
-    """Files written inside the block are removed if it fails: a refused upload leaves nothing."""
-    paths: list[Path] = []
-    try:
-        yield lambda path: paths.append(path) or path
-    except BaseException:
-        for path in paths:
-            path.unlink(missing_ok=True)
-        raise
-
-
-def upload_path(session) -> Path:
-    """The file as it was uploaded, until the job has decoded it."""
-    return Path(settings.MEDIA_ROOT) / "uploads" / str(session.pk)
+def upload_name(session) -> str:
+    """The file as it was uploaded, in the storage, until the job has decoded it."""
+    return f"uploads/{session.pk}"
 
 
 def decode_to_wav(source: Path, kept: Path) -> int:
@@ -209,36 +198,42 @@ def decode_to_wav(source: Path, kept: Path) -> int:
 
 # ---- the job ----
 
-@handles(Job.Kind.TRANSCRIBE)
-def transcribe_upload(job: Job, progress: Callable[[int, int], None]) -> None:
+def transcribe_upload(job: Job, run: JobRun) -> None:
+    """Decode the upload into the session's kept WAV (stored), then recognise it, storing each part's
+    phrases with the job's progress in one transaction: an attempt after a crash decodes no part
+    whose phrases are stored, and stores none twice."""
     session = job.session
-    kept = Path(settings.MEDIA_ROOT) / audio_name(session.pk)
     try:
-        frames = decode_to_wav(upload_path(session), kept)
-        if frames < SAMPLE_RATE // 10:
-            raise UploadError(EMPTY, "the file holds no audio")
-        upload_path(session).unlink(missing_ok=True)
-        recording = WavReader(kept)
-        recognise(session, recording, progress, PhraseWriter(session, recording).write)
-    except Exception as exc:  # the job fails with its message; the session says why
-        services.session_fail(session_id=session.pk, code=getattr(exc, "code", "transcription_failed"),
-                              message=str(exc) or exc.__class__.__name__)
-        upload_path(session).unlink(missing_ok=True)
-        kept.unlink(missing_ok=True)
+        if "frames" not in run.state:
+            with local_copy(upload_name(session)) as source, local_target(audio_name(session.pk)) as kept:
+                frames = decode_to_wav(source, kept)
+            if frames < SAMPLE_RATE // 10:
+                raise UploadError(EMPTY, "the file holds no audio")
+            run.save(state={"frames": frames})
+            default_storage.delete(upload_name(session))
+        with local_copy(audio_name(session.pk)) as kept:
+            recording = WavReader(kept)
+            recognise(session, recording, run)
+    except JobTakenOver:
+        raise
+    except Exception:  # failed for good (jobs.fail says why): nothing of the file is kept
+        default_storage.delete(upload_name(session))
+        default_storage.delete(audio_name(session.pk))
         raise
     services.session_finish(session_id=session.pk, status=TranscriptionSession.Status.ENDED,
-                            audio_ms=frames * 1000 // SAMPLE_RATE, audio_kept=True)
+                            audio_ms=run.state["frames"] * 1000 // SAMPLE_RATE, audio_kept=True)
     if session.translate_to:  # translated as a session page's "Translate" does, in the background
         job_start(session=session, kind=Job.Kind.TRANSLATE, language=session.translate_to)
 
 
 class PhraseWriter:
     """Stores each phrase as the session's next segment, with its speaker (as a live session labels
-    its finals: STT_SPEAKERS); the n-th phrase has seq n (what viewers follow)."""
+    its finals: STT_SPEAKERS); the n-th phrase has seq n (what viewers follow). An attempt that
+    resumes a job goes on after the phrases stored before."""
 
     def __init__(self, session, recording: WavReader) -> None:
         self.session = session
-        self.index = 0
+        self.index = session.segments.count()
         self.recording = recording
         self.labeller = SpeakerLabeller() if settings.STT_SPEAKERS and speakers.available() else None
 
@@ -250,19 +245,25 @@ class PhraseWriter:
         self.index += 1
 
 
-def recognise(session, recording: WavReader, progress: Callable[[int, int], None],
-              emit: Callable[[Result], None]) -> None:
-    """Each phrase of the recording to `emit`, as soon as it is recognised."""
+def recognise(session, recording: WavReader, run: JobRun) -> None:
+    """Each phrase of the recording stored as soon as it is recognised, from where `run` resumes."""
+    writer = PhraseWriter(session, recording)
     engine = get_engine(session.engine)
-    if engine.name == "whisper":
-        from .engines.offline import transcribe_recording
+    if engine.name != "whisper":
+        recognise_streamed(engine, session, recording, run, writer)
+        return
+    windows = [Window.from_json(chunks)
+               for chunks in run.planned(lambda: [w.to_json() for w in plan_windows(recording)])]
 
-        transcribe_recording(engine.model_for(session.language), recording.path, language=session.language,
-                             vocabulary=session.vocabulary, progress=progress,
-                             on_window=lambda words: [emit(p) for p in phrases(words, session.language)])
-    else:
-        for result in recognise_streamed(engine, session, recording, progress):
-            emit(result)
+    def stored(number: int, words, previous: str) -> None:
+        with transaction.atomic():  # the window's phrases and the progress past it, or neither
+            for phrase in phrases(words, session.language):
+                writer.write(phrase)
+            run.save(done=number, state={"previous": previous})
+
+    decode_windows(engine.model_for(session.language), recording, windows, language=session.language,
+                   vocabulary=session.vocabulary, start=run.done, previous=run.state.get("previous", ""),
+                   on_window=stored)
 
 
 def phrases(words, language: str) -> list[Result]:
@@ -285,18 +286,31 @@ def phrases(words, language: str) -> list[Result]:
             for p in out if "".join(w.text for w in p).strip()]
 
 
-def recognise_streamed(engine, session, recording: WavReader, progress) -> Iterable[Result]:
+def recognise_streamed(engine, session, recording: WavReader, run: JobRun, writer: PhraseWriter) -> None:
+    """Any engine but whisper: the recording streamed through its streaming recognizer as fast as it
+    takes it, from the end of the last phrase stored (an attempt after a crash)."""
     samples = STREAM_CHUNK // 2
+    last = session.segments.order_by("-index").first()
+    offset_ms = last.end_ms if last is not None else 0
+    first = offset_ms * SAMPLE_RATE // 1000
     total = max(1, -(-recording.frames // samples))
+    sent = [first // samples]
 
     def chunks():
-        for number, start in enumerate(range(0, recording.frames, samples), start=1):
+        for start in range(first, recording.frames, samples):
             yield recording.pcm(start, start + samples)
-            if number % 50 == 0:
-                progress(number, total)
+            sent[0] += 1
+            if sent[0] % 50 == 0:
+                run.progress(sent[0], total)
 
     config = StreamConfig(language=session.language, interim_results=False, vocabulary=tuple(session.vocabulary))
     for result in engine.stream(chunks(), config):
         if result.is_final and result.text.strip():
-            yield result
-    progress(total, total)
+            result = dataclasses.replace(result, start_ms=result.start_ms + offset_ms, end_ms=result.end_ms + offset_ms,
+                                         words=tuple(dataclasses.replace(w, start_ms=w.start_ms + offset_ms,
+                                                                         end_ms=w.end_ms + offset_ms)
+                                                     for w in result.words or ()))
+            with transaction.atomic():
+                writer.write(result)
+                run.save(done=sent[0], total=total)
+    run.progress(total, total)

@@ -42,7 +42,7 @@ class JobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Job
-        fields = ["id", "kind", "language", "status", "progress", "done", "total", "error", "created_at"]
+        fields = ["id", "kind", "language", "status", "progress", "done", "total", "attempts", "error", "created_at"]
 
 
 class UploadSerializer(serializers.Serializer):

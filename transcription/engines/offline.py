@@ -21,7 +21,7 @@ from .base import SAMPLE_RATE
 from .scheduler import AFTER_THE_FACT, get_scheduler
 from .whisper import COMPRESSION_RATIO_MAX, whisper_language
 
-BACKGROUND_TEMPERATURES = (0.0, 0.4)  # a window that loops gets one more try, not five: a bounded job
+BACKGROUND_TEMPERATURES = (0.0,)  # no sampling: the same file gives the same text every time (a resumed job too)
 PROMPT_CHARS = 120  # the end of the previous window's text, as the next one's prompt
 
 
@@ -38,6 +38,13 @@ class Window:
     faster-whisper's vad_filter does: Whisper invents words in long pauses), at most 30 s of it."""
 
     chunks: tuple[tuple[int, int], ...]  # [start, end) samples in the file
+
+    @classmethod
+    def from_json(cls, chunks) -> Window:
+        return cls(tuple((start, end) for start, end in chunks))
+
+    def to_json(self) -> list[list[int]]:
+        return [[start, end] for start, end in self.chunks]
 
     def audio(self, read: Callable[[int, int], np.ndarray]) -> np.ndarray:
         """The window's audio, from `read(start, end)` (float32 samples of the recording)."""
@@ -96,31 +103,27 @@ def speech_windows(chunks: Sequence[tuple[int, int]], seconds: float | None = No
     return [Window(tuple(chunks)) for chunks in windows]
 
 
-def transcribe_recording(model, path, *, language: str, vocabulary: Sequence[str] = (),
-                         beam_size: int | None = None, progress: Callable[[int, int], None] | None = None,
-                         on_window: Callable[[list[TimedWord]], None] | None = None) -> list[TimedWord]:
-    """Every word of the WAV at `path` (16 kHz mono) with its time in the file; `on_window` gets each
-    window's words as soon as they are decoded (an upload's phrases are stored as they come). The
-    recording is read a window at a time: memory does not grow with its length."""
-    from ..recording import WavReader
+def plan_windows(reader) -> list[Window]:
+    """A recording's speech windows (`reader`: recording.WavReader), in order."""
+    return speech_windows(speech_chunks(reader.samples, reader.frames))
 
-    reader = WavReader(path)
-    windows = speech_windows(speech_chunks(reader.samples, reader.frames))
-    words: list[TimedWord] = []
-    previous = ""
-    for number, window in enumerate(windows, start=1):
+
+def decode_windows(model, reader, windows: Sequence[Window], *, language: str, vocabulary: Sequence[str] = (),
+                   start: int = 0, previous: str = "", beam_size: int | None = None,
+                   on_window: Callable[[int, list[TimedWord], str], None]) -> None:
+    """Decode `windows[start:]` in order, each a job of background priority on the decode scheduler;
+    `on_window(number, words, previous)` gets each (numbered from 1) with its words in file time and
+    the text the next window is prompted with: enough to store it, and to resume after it later.
+    The recording is read a window at a time: memory does not grow with its length."""
+    for number in range(start + 1, len(windows) + 1):
+        window = windows[number - 1]
         prompt = ", ".join(vocabulary) + (". " if vocabulary else "") + previous[-PROMPT_CHARS:]
         decoded = get_scheduler().run_background(
             lambda w=window, p=prompt: decode_window(model, w.audio(reader.samples), language, p, beam_size),
             priority=AFTER_THE_FACT)
-        timed = [TimedWord(w.text, window.file_ms(w.start_ms), window.file_ms(w.end_ms)) for w in decoded]
-        words += timed
-        if on_window is not None:
-            on_window(timed)
         previous = "".join(w.text for w in decoded).strip() or previous
-        if progress is not None:
-            progress(number, len(windows))
-    return words
+        on_window(number, [TimedWord(w.text, window.file_ms(w.start_ms), window.file_ms(w.end_ms)) for w in decoded],
+                  previous)
 
 
 def decode_window(model, audio: np.ndarray, language: str, prompt: str, beam_size: int | None) -> list[TimedWord]:

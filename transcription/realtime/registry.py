@@ -9,6 +9,8 @@ import collections
 import contextlib
 from typing import TYPE_CHECKING
 
+from .. import metrics
+
 if TYPE_CHECKING:
     from .session import LiveSession
 
@@ -48,3 +50,10 @@ class SessionRegistry:
 
 
 sessions = SessionRegistry()
+
+
+@metrics.on_refresh
+def count_running() -> None:
+    running = sessions.running()
+    metrics.sessions_active.set(len(running))
+    metrics.audio_backlog.set(sum(s.recognition.audio.backlog_seconds for s in running))

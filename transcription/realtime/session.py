@@ -23,7 +23,6 @@ from django.conf import settings
 from .. import metrics, services
 from ..engines import EngineError, Recognizer, Result, StreamConfig
 from ..engines.base import BYTES_PER_SECOND
-from ..jobs import refine_after
 from ..models import TranscriptionSession
 from ..recording import audio_path_for
 from ..speakers import SpeakerLabeller
@@ -141,7 +140,6 @@ class LiveSession:
         await database_sync_to_async(services.session_finish)(
             session_id=self.id, status=status, audio_ms=self.audio_bytes * 1000 // BYTES_PER_SECOND,
             audio_kept=self.recognition.audio_path is not None)
-        await database_sync_to_async(refine_after)(session_id=self.id)  # the second pass, in the background
         async with self.outbox.lock:  # (the speaker's socket may be gone: viewers are still told)
             await self.outbox.send(protocol.event_ended(session_id=self.id, reason=reason), to_sink=notify)
         await self.viewers.close()
