@@ -1,8 +1,22 @@
-"""The layout stays as docs describe it: no import cycle in transcription/, small classes in the core."""
+"""The layout stays as docs describe it: layers that only import downwards (so no import cycle, counting
+imports inside functions and those for type checking), and no class over 200 lines."""
 import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "transcription"
+
+# Lowest first. A module may import its own layer's modules and those of the layers below, never above.
+LAYERS = [
+    ("vocabulary", ["protocol", "metrics", "signals", "audio"]),
+    ("data", ["models", "backends"]),
+    ("plug-ins", ["engines", "speakers", "translation"]),
+    ("data services", ["recording", "services", "selectors", "exports", "media", "forms", "sources.decoding"]),
+    ("background", ["jobs", "refine", "intake", "admission"]),
+    ("session core", ["realtime"]),
+    ("sources", ["sources", "compat"]),
+    ("edges", ["views", "api", "admin", "urls", "management", "templatetags", "workers", "checks", "apps", "client",
+               "migrations"]),
+]
 
 
 def module_name(path: Path) -> str:
@@ -10,34 +24,54 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports_at_load(path: Path) -> set[str]:
-    """Project modules imported when `path` is loaded (not inside functions, not for type checking)."""
+def layer_of(module: str) -> int:
+    inside = module.removeprefix("transcription.")
+    best = None
+    for number, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if inside == prefix or inside.startswith(prefix + "."):
+                if best is None or len(prefix) > best[1]:
+                    best = (number, len(prefix))
+    assert best is not None or module == "transcription", f"{module} belongs to no layer: add it to LAYERS"
+    return best[0] if best else len(LAYERS)
+
+
+def imports_of(path: Path, modules: set[str]) -> set[str]:
+    """Project modules `path` imports anywhere: at load, inside functions, for type checking."""
     tree = ast.parse(path.read_text())
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = set()
-    for node in tree.body:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            continue
-        for sub in ast.walk(node) if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else []:
-            if isinstance(sub, ast.ImportFrom):
-                base = sub.module or ""
-                if sub.level:
-                    base = ".".join(package.split(".")[: len(package.split(".")) - sub.level + 1] + ([base] if base else []))
-                if base.startswith("transcription"):
-                    found.add(base)
-                    found.update(f"{base}.{alias.name}" for alias in sub.names)
-            elif isinstance(sub, ast.Import):
-                found.update(a.name for a in sub.names if a.name.startswith("transcription"))
-    return found
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            for alias in node.names:  # `from x import y`: the module x.y if there is one, else x
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {m for m in found if m in modules and m != name}
 
 
-def test_transcription_has_no_import_cycle():
-    modules = {module_name(p): p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts}
-    graph = {name: {i for i in imports_at_load(path) if i in modules and i != name} for name, path in modules.items()}
-    # A package's __init__ importing its own modules is how packages work: not a cycle between layers.
-    for name in graph:
-        graph[name] = {i for i in graph[name] if not (name.startswith(i + ".") and modules[i].name == "__init__.py")}
+def project_modules() -> dict[str, Path]:
+    return {module_name(p): p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts}
+
+
+def test_layers_only_import_downwards():
+    modules = project_modules()
+    upward = [(name, imported) for name, path in modules.items() for imported in imports_of(path, set(modules))
+              if layer_of(imported) > layer_of(name)]
+    assert upward == [], "imports that reach up a layer: " + ", ".join(f"{a} -> {b}" for a, b in upward)
+
+
+def test_there_is_no_import_cycle_counting_every_import():
+    modules = project_modules()
+    graph = {name: imports_of(path, set(modules)) for name, path in modules.items()}
+    for name, path in modules.items():  # a package's __init__ gathering its own modules is not a cycle
+        if path.name == "__init__.py":
+            graph[name] = {i for i in graph[name] if not i.startswith(name + ".")}
     seen, stack, cycles = set(), [], []
 
     def visit(node):
@@ -55,6 +89,15 @@ def test_transcription_has_no_import_cycle():
     for name in sorted(graph):
         visit(name)
     assert cycles == []
+
+
+def test_no_class_is_over_200_lines():
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > 200:
+                long.append((str(path.relative_to(PACKAGE)), node.name, node.end_lineno - node.lineno + 1))
+    assert long == []
 
 
 def test_the_session_core_is_made_of_small_parts():
