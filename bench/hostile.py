@@ -138,7 +138,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sttproject.settings")
 import django; django.setup()
 from django.conf import settings
 settings.STT_MAX_UPLOAD_SECONDS = 5 * 3600
-from transcription.uploads import decode_to_wav
+from transcription.sources.uploads import decode_to_wav
 from transcription.recording import WavReader
 from transcription.engines.offline import speech_chunks, speech_windows
 import faster_whisper.vad

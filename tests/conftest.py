@@ -45,6 +45,14 @@ def normalise_ko(text: str) -> str:
     return "".join(ch for ch in text if not unicodedata.category(ch).startswith(("P", "Z", "S")) and not ch.isspace())
 
 
+@pytest.fixture(autouse=True, scope="session")
+def job_worker():
+    """Background jobs run as in a server: a worker thread in this process (transcription/workers.py)."""
+    from transcription import workers
+
+    workers.start_in_process()
+
+
 @pytest.fixture(autouse=True)
 def test_settings(settings, tmp_path):
     """A dropped socket ends its session at once, unless a test asks for a resume window;

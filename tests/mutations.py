@@ -44,7 +44,7 @@ MUTATIONS = [
       ("transcription/services.py", "    return Segment.objects.create(\n", "    return Segment(\n")),
     m("a final that cannot be stored is still shown",
       "tests/test_protocol.py::test_a_final_that_cannot_be_stored_is_retried_then_reported_not_shown",
-      ("transcription/realtime/session.py", "            if segment is None:\n", "            if False:\n")),
+      ("transcription/realtime/results.py", "        if segment is None:\n", "        if False:\n")),
     m("resume replays nothing it missed",
       "tests/test_resume_and_control.py::test_resume_after_a_drop_replays_what_was_missed_and_keeps_recognising",
       ("transcription/realtime/events.py", '            return [event for event in self._recent if event["seq"] > last_seq]',
@@ -80,7 +80,7 @@ MUTATIONS = [
        "        if session.audio_seconds >= settings.STT_MAX_SESSION_SECONDS and not session.closing:", "        if False:")),
     m("audio frames of any size",
       "tests/test_protocol.py::test_bad_input_mid_session_loses_nothing_already_accepted",
-      ("transcription/realtime/protocol.py", "    if len(data) > MAX_AUDIO_FRAME_BYTES:", "    if False:")),
+      ("transcription/protocol.py", "    if len(data) > MAX_AUDIO_FRAME_BYTES:", "    if False:")),
     m("live viewers let in without ownership or a link",
       "tests/test_live.py::test_strangers_expired_links_and_links_to_other_sessions_are_refused",
       ("transcription/selectors.py", "    for link in ShareLink.objects.filter(session_id=session_id, pk__in=list(share_ids)):",
@@ -112,7 +112,7 @@ MUTATIONS = [
        '    if False:\n        raise refused(protocol.BUSY')),
     m("Redis outage isolation: speaker sockets on the channel layer",
       "tests/test_limits_and_faults.py::test_redis_down_at_start_speaker_transcribes_viewers_are_told",
-      ("transcription/realtime/consumers.py", '    channel_layer_alias = "speaker-sockets-use-no-channel-layer"\n', "")),
+      ("transcription/realtime/consumers.py", "    channel_layer_alias = NO_CHANNEL_LAYER\n", "")),
     m("viewer fix: Redis socket timeout back to redis-py's 5 s default",
       "tests/test_limits_and_faults.py::test_a_quiet_session_keeps_its_viewers_on_redis",
       ("sttproject/settings.py", '    host = {"address": url, "socket_timeout": socket_timeout, "socket_connect_timeout": 5}',
@@ -143,7 +143,7 @@ MUTATIONS = [
     m("OpenAI: a refusal is retried instead of reported",
       "tests/test_openai.py::test_an_invalid_request_before_any_audio_is_engine_rejected",
       ("transcription/engines/openai.py",
-       '            raise EngineError(f"OpenAI refused the request: {message}", code=protocol.ENGINE_REJECTED)',
+       '            raise EngineError(f"OpenAI refused the request: {message}", kind=EngineError.REJECTED)',
        "            raise _Transient(message)")),
     m("OpenAI: silent end after the last audio (the old bug)",
       "tests/test_openai.py::test_a_service_failing_after_the_last_audio_ends_with_engine_unavailable_not_silence",
@@ -167,7 +167,7 @@ MUTATIONS = [
     # issue 15: capacity, metrics, the GPU path
     m("metrics: finals not counted",
       "tests/test_metrics.py::test_a_session_shows_in_the_metrics_and_the_load_page",
-      ("transcription/realtime/session.py", "            self.delays.final(result.end_ms)\n", "")),
+      ("transcription/realtime/results.py", "        self.delays.final(result.end_ms)\n", "")),
     m("metrics open to anyone",
       "tests/test_metrics.py::test_metrics_need_staff_or_the_token",
       ("transcription/metrics.py", "    if not by_token and not (request.user.is_authenticated and request.user.is_staff):",
@@ -190,7 +190,7 @@ MUTATIONS = [
     # issue 16: uploads
     m("uploads not probed (not audio, too long accepted)",
       "tests/test_uploads.py::test_bad_uploads_are_refused_with_a_code_and_nothing_is_stored",
-      ("transcription/uploads.py", "    found = probe(path)", "    found = Probe(None)")),
+      ("transcription/sources/uploads.py", "    found = probe(path)", "    found = Probe(None)")),
     m("a viewer of an upload is not followed",
       "tests/test_uploads.py::test_a_viewer_of_an_upload_sees_progress_and_each_phrase_as_it_is_stored",
       ("transcription/realtime/consumers.py",
@@ -223,13 +223,13 @@ MUTATIONS = [
        "super().__init__(*args, **kwargs)")),
     m("an upload's length taken from its header",
       "tests/test_hostile.py::test_an_upload_longer_than_the_limit_is_refused_whatever_its_header_says",
-      ("transcription/uploads.py", "pcm16_chunks(source, max_seconds=settings.STT_MAX_UPLOAD_SECONDS)",
+      ("transcription/sources/uploads.py", "pcm16_chunks(source, max_seconds=settings.STT_MAX_UPLOAD_SECONDS)",
        "pcm16_chunks(source)")),
     m("/v1 fields unchecked",
       "tests/test_hostile.py::test_openai_route_fields_have_the_sockets_limits",
       ("transcription/api/openai_compat.py", "        fields = uploads.upload_fields(language=",
        "        fields = uploads.unchecked_upload_fields(language="),
-      ("transcription/uploads.py", "def upload_fields(", "def unchecked_upload_fields(*, language, translate_to='', "
+      ("transcription/sources/uploads.py", "def upload_fields(", "def unchecked_upload_fields(*, language, translate_to='', "
        "vocabulary=''):\n    return UploadFields(language, translate_to, tuple(vocabulary.split(',')))\n\n\n"
        "def upload_fields(")),
     m("viewers may ask for any number of languages",
@@ -267,7 +267,7 @@ MUTATIONS = [
       ("transcription/jobs.py", "    requeue = requeue or enqueue\n", "    return []\n"), timeout=150),
     m("a resumed upload starts over (its phrases stored again)",
       "tests/test_durable_jobs.py::test_an_upload_whose_server_is_killed_resumes_after_restart_with_every_phrase_stored_once",
-      ("transcription/uploads.py", "vocabulary=session.vocabulary, start=run.done,", "vocabulary=session.vocabulary, start=0,"),
+      ("transcription/sources/uploads.py", "vocabulary=session.vocabulary, start=run.done,", "vocabulary=session.vocabulary, start=0,"),
       timeout=150),
 ]
 

@@ -10,7 +10,7 @@ LAYERS = [
     ("vocabulary", ["protocol", "metrics", "signals", "audio"]),
     ("data", ["models", "backends"]),
     ("plug-ins", ["engines", "speakers", "translation"]),
-    ("data services", ["recording", "services", "selectors", "exports", "media", "forms", "sources.decoding"]),
+    ("data services", ["recording", "services", "selectors", "exports", "media", "forms", "auth", "sources.decoding"]),
     ("background", ["jobs", "refine", "intake", "admission"]),
     ("session core", ["realtime"]),
     ("sources", ["sources", "compat"]),

@@ -9,7 +9,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from transcription.realtime import protocol
+from transcription import protocol
 
 from .conftest import loud_frame, quiet_frame
 

@@ -189,5 +189,5 @@ def test_no_credentials_is_a_clear_engine_unavailable(settings, monkeypatch):
     monkeypatch.setenv("HOME", "/nonexistent")  # no gcloud ADC file either
     with pytest.raises(EngineError) as info:
         run(phrase_frames(1))
-    assert info.value.code == "engine_unavailable"
+    assert info.value.kind == "unavailable"
     engines._cache.clear()

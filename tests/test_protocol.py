@@ -318,7 +318,7 @@ def test_the_browsers_protocol_module_matches_the_servers():
     import re
     from pathlib import Path
 
-    from transcription.realtime import protocol
+    from transcription import protocol
 
     js = (Path(__file__).resolve().parent.parent / "static/transcription/protocol.js").read_text()
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 import websockets
 
-from .realtime import protocol
+from . import protocol
 
 FRAME_BYTES = 3200  # 100 ms of 16 kHz mono PCM16
 

@@ -121,7 +121,7 @@ async def admit(route: Route, headers: dict[bytes, bytes], length: int | None) -
 
 
 async def logged_in(route: Route, headers: dict[bytes, bytes]) -> bool:
-    from .realtime.auth import user_for_token
+    from .auth import user_for_token
 
     authorization = headers.get(b"authorization", b"").split()
     if len(authorization) == 2 and authorization[0].lower() == b"bearer":

@@ -33,7 +33,7 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # who runs a job (a host an
 
 # What each kind of job runs: a function (job, JobRun) -> None, by path, imported where it runs.
 HANDLERS = {
-    Job.Kind.TRANSCRIBE: "transcription.uploads.transcribe_upload",
+    Job.Kind.TRANSCRIBE: "transcription.sources.uploads.transcribe_upload",
     Job.Kind.REFINE: "transcription.refine.refine_session",
     Job.Kind.TRANSLATE: "transcription.refine.translate_session",
 }
@@ -60,12 +60,9 @@ def job_start(*, session: TranscriptionSession, kind: str, language: str = "") -
 
 
 def enqueue(job_id: int) -> None:
-    """Hand the job to the task queue (and make sure this process has its worker, if it runs one)."""
-    from . import workers
-
+    """Hand the job to the task queue (whichever worker is free takes it: transcription/workers.py)."""
     result = run_job.enqueue(job_id)
     Job.objects.filter(pk=job_id).update(task_id=str(result.id))
-    workers.start_in_process()
 
 
 @task()

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 
+from .audio import SAMPLE_RATE, open_wav_writer, pcm16_to_float
 from .engines import Control
 
 logger = logging.getLogger(__name__)
@@ -42,13 +43,10 @@ class WavRecorder:
         written: recognition goes on without keeping the audio."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            wav = wave.open(str(path), "wb")
+            wav = open_wav_writer(path)
         except OSError:
             logger.exception("audio retention failed; recognition goes on without it")
             return None
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(16000)
         return cls(wav)
 
     def write(self, pcm: bytes) -> None:
@@ -161,8 +159,9 @@ def read_span_at(path: Path, start_ms: int, end_ms: int) -> bytes:
 
 def _read(f, start_ms: int, end_ms: int) -> bytes:
     with wave.open(f) as w:
-        w.setpos(min(w.getnframes(), start_ms * 16))
-        return w.readframes(max(0, (end_ms - start_ms) * 16))
+        per_ms = SAMPLE_RATE // 1000
+        w.setpos(min(w.getnframes(), start_ms * per_ms))
+        return w.readframes(max(0, (end_ms - start_ms) * per_ms))
 
 
 class WavReader:
@@ -183,4 +182,4 @@ class WavReader:
         """The same as float32 in [-1, 1), what Whisper and the VAD take."""
         import numpy as np
 
-        return np.frombuffer(self.pcm(start, end), dtype="<i2").astype(np.float32) / 32768.0
+        return pcm16_to_float(self.pcm(start, end))

@@ -50,7 +50,7 @@ def api_tokens_for_user(*, user) -> QuerySet[AuthToken]:
 
 def jobs_for_session(*, session: TranscriptionSession) -> list:
     """Background work on the session worth showing: what runs, and what failed last."""
-    return list(session.jobs.filter(status__in=["queued", "running", "failed"])[:5])
+    return list(session.jobs.filter(status__in=[*Job.ACTIVE, Job.Status.FAILED])[:5])
 
 
 def segments_for_session(*, session: TranscriptionSession) -> QuerySet[Segment]:

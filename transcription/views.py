@@ -14,7 +14,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from . import selectors, services, uploads
+from . import selectors, services
+from .sources import uploads
 from .exports import EXPORT_FORMATS, export_response
 from .forms import GlossaryForm
 from .media import audio_response

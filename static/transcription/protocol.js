@@ -1,4 +1,4 @@
-// The wire protocol's names and codes, as the server's transcription/realtime/protocol.py defines
+// The wire protocol's names and codes, as the server's transcription/protocol.py defines
 // them (tests/test_protocol.py checks that the two agree). Pages import these; no literals elsewhere.
 
 export const EVENT = {

@@ -2,7 +2,7 @@
 
 The request and response shapes are OpenAI's, so its client libraries and the apps built on them work
 unchanged (`base_url` = this server's /v1, `api_key` = an API token from the tokens page). Each
-request becomes an uploaded session (transcription/uploads.py) that the user sees in their history;
+request becomes an uploaded session (transcription/sources/uploads.py) that the user sees in their history;
 the answer waits for it. The views are async: a long file waits on the event loop, not on the one
 thread Django runs synchronous views and database calls on.
 """
@@ -15,11 +15,11 @@ from channels.db import database_sync_to_async
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from .. import uploads
+from ..sources import uploads
 from ..exports import srt_of, vtt_of
 from ..jobs import job_start
 from ..models import Job, TranscriptionSession
-from ..realtime.auth import user_for_token
+from ..auth import user_for_token
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 POLL_SECONDS = 0.25

@@ -6,11 +6,12 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from .. import selectors, services, uploads
+from .. import selectors, services
+from ..sources import uploads
 from ..exports import EXPORT_FORMATS, export_response
 from ..jobs import job_start
 from ..models import Job
-from ..realtime import protocol
+from .. import protocol
 from ..translation import get_translator
 from ..realtime.control import announce_correction, announce_speakers
 from .serializers import (CorrectionSerializer, JobSerializer, SegmentSerializer, SessionDetailSerializer,

@@ -5,10 +5,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Iterator, Protocol
 
-from ..realtime.protocol import ENGINE_ERROR
-
-SAMPLE_RATE = 16000
-BYTES_PER_SECOND = SAMPLE_RATE * 2  # PCM16LE mono
+from ..audio import BYTES_PER_SECOND, SAMPLE_RATE  # noqa: F401  (the engines' audio: 16 kHz mono PCM16)
 
 
 class Control(Enum):
@@ -52,15 +49,15 @@ class Result:
 
 
 class EngineError(Exception):
-    """The engine failed; the message is safe to show to the client.
+    """The engine failed; the message is safe to show to the client. Its `kind` says how (the
+    session core maps it to the protocol's error code): FAILED (the default), UNAVAILABLE (the
+    service cannot be reached or has no credentials), REJECTED (the service refused the request)."""
 
-    `code` is the protocol's error code: ENGINE_ERROR (default), ENGINE_UNAVAILABLE (the service
-    cannot be reached or has no credentials), ENGINE_REJECTED (the service refused the request).
-    """
+    FAILED, UNAVAILABLE, REJECTED = "failed", "unavailable", "rejected"
 
-    def __init__(self, message: str, code: str = ENGINE_ERROR) -> None:
+    def __init__(self, message: str, kind: str = FAILED) -> None:
         super().__init__(message)
-        self.code = code
+        self.kind = kind
 
 
 class Recognizer(Protocol):

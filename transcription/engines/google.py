@@ -17,7 +17,6 @@ from typing import Iterator
 
 from django.conf import settings
 
-from ..realtime import protocol
 from .base import AUTO_LANGUAGE, BYTES_PER_SECOND, FINALIZE, Control, EngineError, Result, StreamConfig, Word
 
 logger = logging.getLogger(__name__)
@@ -65,7 +64,7 @@ class GoogleRecognizer:
                 endpoint = f"{location}-speech.googleapis.com"
             return SpeechClient(client_options={"api_endpoint": endpoint} if endpoint else None)
         except google.auth.exceptions.DefaultCredentialsError as exc:
-            raise EngineError("Google credentials are not configured", code=protocol.ENGINE_UNAVAILABLE) from exc
+            raise EngineError("Google credentials are not configured", kind=EngineError.UNAVAILABLE) from exc
 
     def supports_language(self, language: str) -> bool:
         return language != AUTO_LANGUAGE
@@ -187,12 +186,12 @@ class EndlessStream:
                         yield result
                 failures = 0
             except (gexc.PermissionDenied, gexc.Unauthenticated, gexc.InvalidArgument, gexc.NotFound) as exc:
-                raise EngineError(f"Google Speech refused the request: {exc.message}", code=protocol.ENGINE_REJECTED) from exc
+                raise EngineError(f"Google Speech refused the request: {exc.message}", kind=EngineError.REJECTED) from exc
             except (gexc.Aborted, gexc.OutOfRange, gexc.ServiceUnavailable, gexc.DeadlineExceeded,
                     gexc.InternalServerError) as exc:
                 failures = 0 if progressed else failures + 1
                 if failures >= MAX_RETRIES:
-                    raise EngineError(f"Google Speech is unavailable: {exc.message}", code=protocol.ENGINE_UNAVAILABLE) from exc
+                    raise EngineError(f"Google Speech is unavailable: {exc.message}", kind=EngineError.UNAVAILABLE) from exc
                 logger.warning("Google stream ended (%s); reconnecting and replaying unfinalised audio", exc)
                 time.sleep(min(2.0, 0.25 * 2**failures))
                 continue  # replay from the last final, even if all audio had been sent

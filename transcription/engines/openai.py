@@ -19,7 +19,6 @@ from typing import Iterator
 
 from django.conf import settings
 
-from ..realtime import protocol
 from ..backends import openai_client
 from .base import AUTO_LANGUAGE, BYTES_PER_SECOND, FINALIZE, Control, EngineError, Result, StreamConfig
 from .resample import Resampler16to24
@@ -234,12 +233,12 @@ class RealtimeStream:
                         return
                     if self.drain_timed_out:
                         raise EngineError(f"the OpenAI realtime service did not transcribe the last audio within "
-                                          f"{DRAIN_SECONDS:.0f} s", code=protocol.ENGINE_UNAVAILABLE)
+                                          f"{DRAIN_SECONDS:.0f} s", kind=EngineError.UNAVAILABLE)
                     problem = "the service closed the connection"
                 failures += 1
                 if failures >= MAX_FAILURES:
                     raise EngineError(f"the OpenAI realtime service failed {failures} times in a row: {problem}",
-                                      code=protocol.ENGINE_UNAVAILABLE)
+                                      kind=EngineError.UNAVAILABLE)
                 logger.warning("OpenAI realtime failed (%s): reconnecting, replaying audio with no final", problem)
                 self._disconnect()
                 time.sleep(0.5)
@@ -269,7 +268,7 @@ class RealtimeStream:
 
         if isinstance(exc, InvalidStatus) and exc.response.status_code in REFUSED_HTTP:
             raise EngineError(f"OpenAI refused the connection (HTTP {exc.response.status_code}); check "
-                              "OPENAI_API_KEY and OPENAI_TRANSCRIBE_MODEL", code=protocol.ENGINE_REJECTED) from exc
+                              "OPENAI_API_KEY and OPENAI_TRANSCRIBE_MODEL", kind=EngineError.REJECTED) from exc
 
     def handle(self, event) -> Result | None:
         kind = event.type
@@ -310,7 +309,7 @@ class RealtimeStream:
             message = getattr(error, "message", None) or str(error)
             if getattr(error, "type", None) == "server_error" or code in TRANSIENT_CODES:
                 raise _Transient(message)
-            raise EngineError(f"OpenAI refused the request: {message}", code=protocol.ENGINE_REJECTED)
+            raise EngineError(f"OpenAI refused the request: {message}", kind=EngineError.REJECTED)
         return None
 
     def _done(self, item_id: str) -> list[int]:

@@ -23,6 +23,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 from django.conf import settings
 
+from ..audio import float_to_pcm16, pcm16_to_float
 from .base import AUTO_LANGUAGE, FINALIZE, SAMPLE_RATE, Control, EngineError, Result, StreamConfig
 from . import vocabulary
 from .guards import cut_repetitions, is_silence_hallucination
@@ -301,7 +302,7 @@ class PhraseStreamer:
                     if final is not None:
                         yield final
                 continue
-            pcm = np.frombuffer(chunk, dtype="<i2").astype(np.float32) / 32768.0
+            pcm = pcm16_to_float(chunk)
             self.buffer = np.concatenate([self.buffer, pcm])
             yield from self.detect()
             if self.in_speech and self.config.interim_results:
@@ -395,7 +396,7 @@ class PhraseStreamer:
                     end_ms=end * 1000 // SAMPLE_RATE,
                     confidence=decoded.confidence,
                     language=decoded.language or self.config.language,
-                    audio=(self.samples(start, end) * 32767).astype("<i2").tobytes(),
+                    audio=float_to_pcm16(self.samples(start, end)),
                 )
         self.prev_end = end
         self.drop_before(end)

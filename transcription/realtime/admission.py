@@ -1,10 +1,11 @@
-"""Opening a session, or saying why not: the rules a `start` must pass, in one place.
+"""Opening a live session, or saying why not.
 
 `check` runs before anything changes (a refused start leaves the socket's running session alone):
-the API token still valid, the engine knows the language, the translator can produce the target.
-`open_session` then applies the server's limits (draining, sessions per process and per user), merges
-the session's vocabulary with the user's glossary (the session's terms first, 100 in all), creates the
-session's row and builds its LiveSession. Each refusal is a ProtocolError with a documented code.
+the API token still valid, then the rules every session passes (transcription/admission.py: the
+language, the translation). `open_session` then applies the server's limits (draining, sessions per
+process) and the user's (live sessions here and uploads being transcribed, counted as uploads count
+them), merges the vocabulary with the glossary, creates the session's row and its LiveSession. Each
+refusal is a ProtocolError with a documented code.
 """
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from dataclasses import dataclass
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from .. import metrics, selectors, services
+from .. import admission, metrics, protocol, services
+from ..auth import token_is_valid
 from ..engines import Recognizer, StreamConfig, get_engine
-from ..translation import Translator, get_translator
-from . import protocol, shutdown
-from .auth import token_is_valid
-from .protocol import ProtocolError
+from ..protocol import ProtocolError
+from ..translation import Translator
+from . import shutdown
 from .registry import sessions
 from .session import LiveSession
 
@@ -35,38 +36,32 @@ class Admission:
 async def check(*, message: protocol.Start, token_digest: str | None) -> Admission:
     if token_digest and not await token_is_valid(token_digest):  # revoked since this socket opened
         raise ProtocolError(protocol.UNAUTHENTICATED, "this API token was revoked or has expired")
-    engine = get_engine()
-    if not engine.supports_language(message.lang):
-        raise ProtocolError(protocol.UNSUPPORTED_LANGUAGE, f"engine {engine.name!r} cannot recognise {message.lang!r}")
-    translator = None
-    if message.translate_to:
-        translator = get_translator()
-        if not translator.supports(source=message.lang, target=message.translate_to):
-            raise ProtocolError(protocol.TRANSLATION_UNSUPPORTED, f"translator {translator.name!r} cannot translate "
-                                                                  f"{message.lang!r} into {message.translate_to!r}")
-    return Admission(message, engine, translator)
+    translator = admission.check_language(language=message.lang, translate_to=message.translate_to or "")
+    return Admission(message, get_engine(), translator)
 
 
-async def open_session(admission: Admission, *, user) -> LiveSession:
+async def open_session(admitted: Admission, *, user) -> LiveSession:
     if shutdown.draining():
         raise refused(protocol.BUSY, "this server is shutting down; connect again to continue elsewhere")
     limit = settings.STT_MAX_SESSIONS
     if limit and sessions.count() >= limit:  # full: refuse, so the client can go elsewhere
         raise refused(protocol.BUSY, f"this server is running its maximum of {limit} sessions; try again later")
-    per_user = settings.STT_MAX_SESSIONS_PER_USER
-    if per_user and sessions.count(owner_id=user.pk) >= per_user:
-        raise refused(protocol.TOO_MANY_SESSIONS, f"you already have {per_user} sessions running")
+    uploads = await database_sync_to_async(admission.uploads_processing)(user=user)
+    try:  # (no await between this count and `opening`: two starts at once cannot both pass)
+        admission.check_per_user(running=sessions.count(owner_id=user.pk) + uploads)
+    except ProtocolError as exc:
+        raise refused(exc.code, exc.message) from None
     with sessions.opening(user.pk):  # (the LiveSession is added before anything else awaits)
-        message = admission.message
-        glossary = await database_sync_to_async(selectors.glossary_terms_for)(user=user, language=message.lang)
-        vocabulary = tuple(dict.fromkeys(message.vocabulary + tuple(glossary)))[:protocol.MAX_VOCABULARY_TERMS]
+        message = admitted.message
+        vocabulary = await database_sync_to_async(admission.vocabulary_for)(
+            user=user, language=message.lang, terms=message.vocabulary)
         record = await database_sync_to_async(services.session_start)(
-            owner=user, language=message.lang, engine=admission.engine.name, translate_to=message.translate_to or "",
-            vocabulary=list(vocabulary))
-        metrics.sessions_started.labels(engine=admission.engine.name).inc()
-        return LiveSession(record=record, engine=admission.engine,
-                           config=StreamConfig(language=message.lang, vocabulary=vocabulary),
-                           translator=admission.translator, translate_to=message.translate_to,
+            owner=user, language=message.lang, engine=admitted.engine.name, translate_to=message.translate_to or "",
+            vocabulary=vocabulary)
+        metrics.sessions_started.labels(engine=admitted.engine.name).inc()
+        return LiveSession(record=record, engine=admitted.engine,
+                           config=StreamConfig(language=message.lang, vocabulary=tuple(vocabulary)),
+                           translator=admitted.translator, translate_to=message.translate_to,
                            speakers=speakers_wanted(message.speakers))
 
 

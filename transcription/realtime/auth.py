@@ -10,14 +10,10 @@ subject to it; a wrong token is refused like no login at all (close 4401).
 from __future__ import annotations
 
 from channels.auth import AuthMiddlewareStack
-from channels.db import database_sync_to_async
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import Q
-from django.utils import timezone
-from knox.auth import TokenAuthentication
-from knox.models import AuthToken
-from rest_framework import exceptions
+
+from ..auth import user_for_token
 
 BEARER = b"bearer"
 
@@ -31,22 +27,6 @@ def bearer_token(scope) -> str | None:
                 return parts[1].decode("latin-1")
             return ""
     return None
-
-
-@database_sync_to_async
-def user_for_token(token: str):
-    """(user, digest) for a valid, unexpired token of an active user, else (AnonymousUser, None)."""
-    try:
-        user, auth_token = TokenAuthentication().authenticate_credentials(token.encode())
-    except exceptions.AuthenticationFailed:
-        return AnonymousUser(), None
-    return user, auth_token.digest
-
-
-@database_sync_to_async
-def token_is_valid(digest: str) -> bool:
-    """Still there (not revoked) and not expired: checked again at each `start` on an open socket."""
-    return AuthToken.objects.filter(Q(expiry__isnull=True) | Q(expiry__gt=timezone.now()), digest=digest).exists()
 
 
 class TokenAuthMiddleware:

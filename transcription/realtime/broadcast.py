@@ -12,7 +12,7 @@ import logging
 
 from channels.layers import get_channel_layer
 
-from . import protocol
+from .. import protocol
 
 logger = logging.getLogger(__name__)
 

@@ -16,21 +16,33 @@ from django.conf import settings
 from .. import metrics, selectors, services
 from ..models import TranscriptionSession
 from ..translation import get_translator
-from . import admission, control, protocol, shutdown
+from .. import protocol
+from . import admission, control, shutdown
 from .broadcast import live_group
 from .limits import AudioRateLimit, connections
-from .protocol import ProtocolError
+from ..protocol import ProtocolError
 from .registry import sessions
-from .session import LiveSession
+from .session import LiveSession, Refusal
 
 logger = logging.getLogger(__name__)
 UPLOAD_POLL_SECONDS = 0.5
 
 
-class TranscriptionConsumer(AsyncWebsocketConsumer):
+# An alias no CHANNEL_LAYERS entry has: channels gives a consumer with it no channel layer at all.
+NO_CHANNEL_LAYER = "none"
+
+
+class JsonEvents:
+    """Events go to the client as JSON text frames, Korean and all as it is."""
+
+    async def send_event(self, event: dict) -> None:
+        await self.send(text_data=json.dumps(event, ensure_ascii=False))
+
+
+class TranscriptionConsumer(JsonEvents, AsyncWebsocketConsumer):
     # No channel layer for the speaker's socket: it receives nothing through one, so an unreachable
     # Redis cannot stop transcription (viewers' events are published from the LiveSession instead).
-    channel_layer_alias = "speaker-sockets-use-no-channel-layer"
+    channel_layer_alias = NO_CHANNEL_LAYER
     live: LiveSession | None = None
     user = None
 
@@ -122,22 +134,19 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         if not self.rate.allow(len(data)):
             raise ProtocolError(protocol.RATE, f"audio is arriving faster than {settings.STT_MAX_AUDIO_RATE:g}x real time; "
                                                "this frame was not accepted")
-        if not live.feed(data):
-            if not live.accepting:  # the engine failed or the session is ending
-                if not live.recognition.failed:
-                    return  # it failed in its thread a moment ago: its error and `ended`, which say why, come next
-                raise ProtocolError(protocol.NOT_STARTED, "this session has ended; send 'start' for a new one")
+        refusal = live.feed(data)
+        if refusal is Refusal.ENDED:
+            raise ProtocolError(protocol.NOT_STARTED, "this session has ended; send 'start' for a new one")
+        if refusal is Refusal.BUSY:
             raise ProtocolError(protocol.BUSY, "recognition is too far behind; this audio frame was not accepted")
+        # (Refusal.FAILING: dropped; the engine's error and `ended`, which say why, come next)
 
     def running(self) -> LiveSession:
         if self.live is None or self.live.closing:
             raise ProtocolError(protocol.NOT_STARTED, "no session is running; send 'start' first")
         return self.live
 
-    # ---- the LiveSession's sink ----
-
-    async def send_event(self, event: dict) -> None:
-        await self.send(text_data=json.dumps(event, ensure_ascii=False))
+    # ---- the LiveSession's sink (send_event: JsonEvents) ----
 
     async def replaced(self) -> None:
         """Another connection resumed our session: this one is closed."""
@@ -145,7 +154,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         await self.close(code=protocol.CLOSE_REPLACED)
 
 
-class LiveViewerConsumer(AsyncWebsocketConsumer):
+class LiveViewerConsumer(JsonEvents, AsyncWebsocketConsumer):
     """Read-only live captions of one session, for its owner or a holder of an active share link.
 
     A viewer first gets a `snapshot` (the finals and translations stored so far), then the session's
@@ -283,9 +292,6 @@ class LiveViewerConsumer(AsyncWebsocketConsumer):
     async def live_revoked(self, message: dict) -> None:
         if self.link is not None and self.link.pk == message["share"]:
             await self.close(code=protocol.CLOSE_FORBIDDEN)
-
-    async def send_event(self, event: dict) -> None:
-        await self.send(text_data=json.dumps(event, ensure_ascii=False))
 
     @database_sync_to_async
     def db_access(self):

@@ -15,6 +15,8 @@ from typing import Awaitable, Callable
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from ..models import TranscriptionSession
+
 logger = logging.getLogger(__name__)
 
 CORRECTION = "control.correction"  # {"segment": id, "text": ...}
@@ -46,13 +48,13 @@ def tell_from_sync(session_id, message: dict) -> bool:
 
 def announce_correction(segment) -> None:
     """A stored correction reaches the session's speaker and viewers, if it is running (from a view)."""
-    if segment.session.status == "active":
+    if segment.session.status == TranscriptionSession.Status.ACTIVE:
         tell_from_sync(segment.session_id, {"type": CORRECTION, "segment": segment.pk, "text": segment.text})
 
 
 def announce_speakers(session) -> None:
     """The owner renamed speakers: the running session's speaker and viewers hear of it (from a view)."""
-    if session.status == "active":
+    if session.status == TranscriptionSession.Status.ACTIVE:
         tell_from_sync(session.pk, {"type": RENAME_SPEAKERS, "names": dict(session.speaker_names)})
 
 

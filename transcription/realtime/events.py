@@ -14,7 +14,7 @@ from typing import Protocol
 from channels.db import database_sync_to_async
 
 from .. import selectors
-from . import protocol
+from .. import protocol
 
 logger = logging.getLogger(__name__)
 

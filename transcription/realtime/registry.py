@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import collections
 import contextlib
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .. import metrics
 
-if TYPE_CHECKING:
-    from .session import LiveSession
+
+class LiveSession(Protocol):
+    """What the registry and its readers (consumers, admission, shutdown, metrics) use of a session."""
+
+    id: str
+    owner_id: int
+    closing: bool
+    backlog_seconds: float
 
 
 class SessionRegistry:
@@ -56,4 +62,4 @@ sessions = SessionRegistry()
 def count_running() -> None:
     running = sessions.running()
     metrics.sessions_active.set(len(running))
-    metrics.audio_backlog.set(sum(s.recognition.audio.backlog_seconds for s in running))
+    metrics.audio_backlog.set(sum(s.backlog_seconds for s in running))

@@ -15,29 +15,39 @@ what it missed and carries on with the same recognition state.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
 from .. import metrics, services
-from ..engines import EngineError, Recognizer, Result, StreamConfig
+from ..engines import EngineError, Recognizer, StreamConfig
 from ..engines.base import BYTES_PER_SECOND
 from ..models import TranscriptionSession
 from ..recording import audio_path_for
 from ..speakers import SpeakerLabeller
 from ..translation import Translator
-from . import protocol
+from .. import protocol
 from .broadcast import Broadcaster
 from .control import CORRECTION, RENAME_SPEAKERS, WANT_TRANSLATION, ControlListener
 from .events import EventLog, Outbox, Sink
 from .monitor import SessionMonitor
 from .recognition import Recognition
+from .results import Results
 from .registry import sessions
 from .translations import SessionTranslations
 from .writer import TranscriptWriter
 
 logger = logging.getLogger(__name__)
+
+
+class Refusal(enum.Enum):
+    """Why `feed` did not take a frame."""
+
+    BUSY = "busy"  # the engine is too far behind: the client may send it again later
+    ENDED = "ended"  # the session is over (or its engine failed): a new `start` is needed
+    FAILING = "failing"  # its engine failed a moment ago; its error and `ended` follow at once
 
 
 class LiveSession:
@@ -50,9 +60,6 @@ class LiveSession:
         self.engine_name = engine.name
         self.translate_to = translate_to if translator is not None else None
         self.closing = False
-        self.next_index = 0  # index of the phrase in progress = next segment's index
-        self.revision = 0
-        self.current_interim: dict | None = None
         self.audio_bytes = 0
         self.delays = metrics.FinalDelays(engine.name)
         self._loop = asyncio.get_running_loop()
@@ -63,24 +70,36 @@ class LiveSession:
         self.viewers = Broadcaster(self.id)
         self.outbox = Outbox(EventLog(), self.viewers, self.id)
         self.writer = TranscriptWriter(self.id)
-        self.recognition = Recognition(engine=engine, config=config, on_result=self._on_result, on_error=self._on_error,
-                                       max_backlog_seconds=settings.STT_MAX_BACKLOG_SECONDS, name=f"stt-{self.id}",
-                                       audio_path=audio_path_for(record.pk),
-                                       labeller=SpeakerLabeller() if speakers else None)
+        audio_path = audio_path_for(record.pk)
         self.translations = SessionTranslations(session_id=self.id, language=self.language, outbox=self.outbox,
                                                 writer=self.writer, context_size=settings.STT_TRANSLATION_CONTEXT,
-                                                audio_path=self.recognition.audio_path,
+                                                audio_path=audio_path,
                                                 max_viewer_languages=settings.STT_MAX_VIEWER_LANGUAGES)
+        self.results = Results(outbox=self.outbox, writer=self.writer, translations=self.translations,
+                               delays=self.delays)
+        self.recognition = Recognition(engine=engine, config=config, on_result=self.results.handle,
+                                       on_error=self._on_error, max_backlog_seconds=settings.STT_MAX_BACKLOG_SECONDS,
+                                       name=f"stt-{self.id}", audio_path=audio_path,
+                                       labeller=SpeakerLabeller() if speakers else None)
         self._translator = translator
         self.monitor = SessionMonitor(self)
         self.control = ControlListener(self.id, self._on_control)
 
-    seq = property(lambda self: self.outbox.log.seq)
-    sink = property(lambda self: self.outbox.sink)  # the speaker's socket, None while it is away
+    @property
+    def seq(self) -> int:  # the number of the last event
+        return self.outbox.log.seq
+
+    @property
+    def sink(self) -> Sink | None:  # the speaker's socket; None while it is away
+        return self.outbox.sink
 
     @property
     def audio_seconds(self) -> float:
         return self.audio_bytes / BYTES_PER_SECOND
+
+    @property
+    def backlog_seconds(self) -> float:  # audio accepted and not yet taken by the engine
+        return self.recognition.audio.backlog_seconds
 
     # ---- lifecycle ----
 
@@ -114,7 +133,8 @@ class LiveSession:
             if previous is not None and previous is not sink:
                 await previous.replaced()
             await sink.send_event(protocol.event_resumed(session_id=self.id, last_seq=last_seq))
-            await self.outbox.replay(sink, last_seq=last_seq, interim=self.current_interim, language=self.translate_to)
+            await self.outbox.replay(sink, last_seq=last_seq, interim=self.results.current_interim,
+                                     language=self.translate_to)
             self.outbox.sink = sink
         self.touch()
 
@@ -159,48 +179,35 @@ class LiveSession:
     def idle_seconds(self) -> float:
         return self._loop.time() - self.last_activity
 
-    def feed(self, data: bytes) -> bool:
+    def feed(self, data: bytes) -> Refusal | None:
+        """Take a frame of audio, or say why not."""
         self.touch()
+        if self.closing or not self.recognition.accepting:
+            return Refusal.ENDED if self.closing or self.recognition.failed else Refusal.FAILING
         if not self.recognition.feed(data):
-            return False
+            return Refusal.BUSY
         self.audio_bytes += len(data)
         self.delays.arrived(self.audio_bytes * 1000 // BYTES_PER_SECOND)
         self.monitor.check_length()
-        return True
+        return None
 
-    @property
-    def accepting(self) -> bool:
-        """False once the session is closing or its engine failed: audio is no longer wanted."""
-        return not self.closing and self.recognition.accepting
+    # ---- what the monitor uses (monitor.Watched) ----
+
+    def engine_stalled(self, seconds: float) -> bool:
+        return self.recognition.audio.stalled(seconds)
+
+    async def engine_hung(self) -> None:
+        await self.recognition.fail(EngineError("the recognition engine stopped responding"))
+
+    def end_soon(self, reason: str) -> None:
+        self.spawn(self.end(reason=reason))
+
+    async def emit(self, event: dict) -> None:
+        await self.outbox.emit(event)
 
     def finalize(self) -> None:
         self.touch()
         self.recognition.finalize()
-
-    # ---- results (on the loop, in order) ----
-
-    async def _on_result(self, result: Result) -> None:
-        async with self.outbox.lock:
-            if not result.is_final:
-                if self.current_interim is not None and self.current_interim["text"] == result.text:
-                    return  # unchanged: not repeated
-                self.revision += 1
-                self.current_interim = await self.outbox.send(
-                    protocol.event_interim(result, phrase=self.next_index, revision=self.revision))
-                return
-            self.current_interim = None
-            self.revision = 0
-            seq = self.outbox.log.reserve()
-            segment = await self.writer.final(index=self.next_index, seq=seq, result=result)
-            if segment is None:
-                await self.outbox.send(protocol.event_error(protocol.STORAGE, "a final transcript could not be saved"),
-                                       seq=seq)
-                return
-            self.next_index += 1
-            await self.outbox.send(protocol.event_final_from_segment(segment), seq=seq)
-            self.delays.final(result.end_ms)
-            await self.translations.add(segment_id=segment.pk, text=result.text, audio=result.audio,
-                                        language=result.language)
 
     async def _on_control(self, message: dict) -> None:
         """A correction or speakers' names to announce, or a language a viewer wants (control.py)."""
@@ -211,7 +218,7 @@ class LiveSession:
             await self.translations.want(message["language"])
 
     async def _on_error(self, exc: EngineError) -> None:
-        await self.outbox.emit(protocol.event_error(exc.code, str(exc)))
+        await self.outbox.emit(protocol.event_error(protocol.ENGINE_CODES[exc.kind], str(exc)))
         self.spawn(self.end(reason=protocol.REASON_ERROR, timeout=5.0))  # from outside the pump calling us
 
     def spawn(self, coro) -> asyncio.Task:

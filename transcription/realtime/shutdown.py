@@ -15,7 +15,7 @@ import sys
 
 from django.conf import settings
 
-from . import protocol
+from .. import protocol
 from .limits import connections
 from .registry import sessions
 

@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from .. import metrics, selectors
 from ..recording import read_span_at
 from ..translation import Translator, get_translator
-from . import protocol
+from .. import protocol
 from .bridge import ThreadStream
 from .events import Outbox
 from .writer import TranscriptWriter

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-SAMPLE_RATE = 16000
-BYTES_PER_SECOND = SAMPLE_RATE * 2
+from ..audio import BYTES_PER_SECOND, SAMPLE_RATE
 
 NOT_AUDIO = "not_audio"
 TOO_LONG = "too_long"

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE, pcm16_to_float
+
 logger = logging.getLogger(__name__)
 
 MODEL = Path(__file__).resolve().parent / "campplus.onnx"
-SAMPLE_RATE = 16000
 SAME_SPEAKER = 0.5  # cosine similarity to a speaker's mean that joins it (bench/speakers.py)
 SHORT_SAME_SPEAKER = 0.4  # what a short phrase needs to join the nearest speaker instead of the previous one
 MIN_EMBED_SECONDS = 0.4  # shorter: not embedded, the previous phrase's speaker
@@ -83,7 +84,7 @@ class SpeakerLabeller:
 
     def label(self, pcm: bytes) -> str | None:
         """The speaker of a phrase (PCM16 16 kHz mono); None when it cannot be told (no audio)."""
-        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+        samples = pcm16_to_float(pcm)
         seconds = len(samples) / SAMPLE_RATE
         if seconds < MIN_EMBED_SECONDS:
             return self.last

@@ -7,6 +7,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from ..audio import pcm16_to_float
 from ..engines import get_engine
 from ..engines.guards import cut_repetitions
 from ..engines.scheduler import LIVE_TRANSLATION, get_scheduler
@@ -36,7 +37,7 @@ class WhisperTranslator:
             yield text  # already English
             return
         model = self._recognizer().model_for(source)
-        pcm = np.frombuffer(audio, dtype="<i2").astype(np.float32) / 32768.0
+        pcm = pcm16_to_float(audio)
         # Background work: it runs in a pause of the speech, so a final never waits behind it.
         yield get_scheduler().run_background(lambda: self._decode(model, pcm, source), priority=LIVE_TRANSLATION)
 

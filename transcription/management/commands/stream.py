@@ -17,21 +17,18 @@ import websockets
 from django.core.management.base import BaseCommand, CommandError
 
 from transcription.client import Closed, Refused, TranscribeClient
-from transcription.realtime import protocol
-
-SAMPLE_RATE = 16000
-
+from transcription import protocol
 
 def load_pcm16(path: str) -> bytes:
-    """Decode any common audio file to 16 kHz mono PCM16 (PyAV, through faster-whisper)."""
-    import numpy as np
-    from faster_whisper.audio import decode_audio
+    """Decode any common audio file to 16 kHz mono PCM16 (the uploads' decoder: PyAV)."""
+    from pathlib import Path
+
+    from transcription.sources.decoding import DecodeError, pcm16_chunks
 
     try:
-        samples = decode_audio(path, sampling_rate=SAMPLE_RATE)
-    except Exception as exc:  # PyAV's errors for missing or undecodable files
+        return b"".join(pcm16_chunks(Path(path)))
+    except (DecodeError, OSError) as exc:
         raise CommandError(f"cannot decode {path}: {exc}") from exc
-    return (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
 
 
 class Command(BaseCommand):

@@ -71,6 +71,10 @@ TRANSLATION_FAILED = "translation_failed"  # one phrase's translation failed twi
 TOO_MANY_LANGUAGES = "too_many_languages"  # viewers already have captions in STT_MAX_VIEWER_LANGUAGES languages
 
 
+# How each kind of engine failure is told (engines.EngineError.kind -> code).
+ENGINE_CODES = {"failed": ENGINE_ERROR, "unavailable": ENGINE_UNAVAILABLE, "rejected": ENGINE_REJECTED}
+
+
 class ProtocolError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)

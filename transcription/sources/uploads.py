@@ -24,18 +24,16 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from . import selectors, services, speakers
-from .speakers import SpeakerLabeller
-from .engines import Result, StreamConfig, Word, get_engine
-from .engines.base import SAMPLE_RATE
-from .engines.offline import Window, decode_windows, plan_windows
-from .jobs import JobRun, JobTakenOver, job_start
-from .models import Job, TranscriptionSession
-from .realtime import protocol
-from .realtime.registry import sessions
-from .recording import WavReader, WavRecorder, audio_name, local_copy, local_target, store
-from .sources.decoding import DecodeError, pcm16_chunks
-from .translation import get_translator
+from .. import admission, protocol, services, speakers
+from ..audio import SAMPLE_RATE
+from ..engines import Result, StreamConfig, Word, get_engine
+from ..engines.offline import Window, decode_windows, plan_windows
+from ..jobs import JobRun, JobTakenOver, job_start
+from ..models import Job, TranscriptionSession
+from ..realtime.registry import sessions
+from ..recording import WavReader, WavRecorder, audio_name, local_copy, local_target, store
+from ..speakers import SpeakerLabeller
+from .decoding import DecodeError, pcm16_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -111,26 +109,21 @@ def probe(path: Path) -> Probe:
                                      "webm, flac or a video's audio track)") from exc
 
 
-def uploads_in_progress(user) -> int:
-    return TranscriptionSession.objects.filter(owner=user, status=TranscriptionSession.Status.PROCESSING).count()
-
-
 def check_request(*, user, language: str, translate_to: str = "", size: int) -> None:
-    """The checks that need no file: size, language, translation, the user's limit."""
+    """The checks that need no file: its size, then the rules of every session (admission.py), the
+    user's running sessions counted as a live start counts them."""
     if size <= 0:
         raise UploadError(EMPTY, "the file is empty")
     if size > settings.STT_MAX_UPLOAD_MB * 1024 * 1024:
         raise UploadError(TOO_LARGE, f"the file is larger than {settings.STT_MAX_UPLOAD_MB} MB")
-    engine = get_engine()
-    if not language or not engine.supports_language(language):
-        raise UploadError(protocol.UNSUPPORTED_LANGUAGE, f"engine {engine.name!r} cannot recognise {language!r}",
-                          param="language")
-    if translate_to and not get_translator().supports(source=language, target=translate_to):
-        raise UploadError(protocol.TRANSLATION_UNSUPPORTED, f"cannot translate {language!r} into {translate_to!r}",
-                          param="translate_to")
-    per_user = settings.STT_MAX_SESSIONS_PER_USER
-    if per_user and sessions.count(owner_id=user.pk) + uploads_in_progress(user) >= per_user:
-        raise UploadError(protocol.TOO_MANY_SESSIONS, f"you already have {per_user} sessions running or processing")
+    try:
+        admission.check_language(language=language, translate_to=translate_to)
+        admission.check_per_user(running=sessions.count(owner_id=user.pk) + admission.uploads_processing(user=user))
+    except protocol.ProtocolError as exc:
+        raise UploadError(exc.code, exc.message, param=FIELD_OF.get(exc.code, "file")) from None
+
+
+FIELD_OF = {protocol.UNSUPPORTED_LANGUAGE: "language", protocol.TRANSLATION_UNSUPPORTED: "translate_to"}
 
 
 def accept_file(*, user, file, fields: UploadFields) -> TranscriptionSession:
@@ -155,8 +148,7 @@ def accept(*, user, path: Path, filename: str, size: int, fields: UploadFields) 
     limit = settings.STT_MAX_UPLOAD_SECONDS
     if found.seconds is not None and found.seconds > limit:
         raise UploadError(TOO_LONG, f"the recording is longer than {limit / 3600:g} h")
-    glossary = selectors.glossary_terms_for(user=user, language=language)
-    vocabulary = list(dict.fromkeys([*fields.vocabulary, *glossary]))[:protocol.MAX_VOCABULARY_TERMS]
+    vocabulary = admission.vocabulary_for(user=user, language=language, terms=fields.vocabulary)
     with transaction.atomic():
         session = TranscriptionSession.objects.create(
             owner=user, language=language, engine=get_engine().name, translate_to=translate_to,
