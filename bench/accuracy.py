@@ -54,7 +54,8 @@ def offline(model_name: str, files: list[Path], language: str, vocabulary: list[
     from django.conf import settings
     from faster_whisper import WhisperModel
 
-    from transcription.engines.whisper import resolve_model, vocabulary_options
+    from transcription.engines.whisper_decoding import vocabulary_options
+    from transcription.engines.whisper_model import resolve_model
 
     settings.STT_WHISPER_VOCABULARY = mode
     model = WhisperModel(resolve_model(model_name), device="cpu", compute_type="int8",

@@ -75,7 +75,7 @@ class Moonshine:
 
 
 def whisper(name: str):
-    from transcription.engines.whisper import load_model
+    from transcription.engines.whisper_model import load_model
 
     model = load_model(name)
 

@@ -129,8 +129,8 @@ def test_the_batch_path_gives_the_same_text_as_single_decodes(whisper):
     for lang, path, prefix in clips:
         audio = np.frombuffer(read_wav(path), dtype="<i2").astype(np.float32) / 32768
         streamer = PhraseStreamer(model, StreamingVad(get_vad_model()), StreamConfig(language=lang))
-        singles.append(streamer._transcribe(audio, final=True, prefix=prefix).text)
-        items.append(BatchItem(audio, streamer.language, prefix))
+        singles.append(streamer.decoder.decode(audio, final=True, prefix=prefix).text)
+        items.append(BatchItem(audio, streamer.decoder.options.whisper_language, prefix))
     batched = decode_batch(model, items)
     assert [r.text for r in batched] == singles
     assert all(text for text in singles) and singles[5].startswith("And so, my fellow Americans,")

@@ -74,7 +74,7 @@ async def test_a_sessions_terms_merge_with_the_glossary_of_its_language(connect,
 
 
 def test_the_vocabulary_reaches_whisper_as_its_prompt(settings):
-    from transcription.engines.whisper import vocabulary_options
+    from transcription.engines.whisper_decoding import vocabulary_options
 
     settings.STT_WHISPER_VOCABULARY = "prompt"
     assert vocabulary_options(("친애하는 판사님께", "지호")) == {"initial_prompt": "친애하는 판사님께, 지호."}

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-COMPRESSION_RATIO_MAX = 2.4
-LOG_PROB_MIN = -1.0
-NO_SPEECH_MIN = 0.6
+from . import doubt
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,7 @@ def decode_batch(model, items: list[BatchItem]) -> list[BatchResult]:
         tokens = result.sequences_ids[0]
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         text = tokenizer.decode(tokens).strip()
-        silent = result.no_speech_prob > NO_SPEECH_MIN and avg_logprob < LOG_PROB_MIN
-        unsure = get_compression_ratio(text) > COMPRESSION_RATIO_MAX or avg_logprob < LOG_PROB_MIN
+        silent = doubt.silent(result.no_speech_prob, avg_logprob)
+        unsure = doubt.looped(get_compression_ratio(text)) or doubt.unsure(avg_logprob)
         out.append(BatchResult("" if silent else text, unsure and not silent, tokenizer.language_code))
     return out

@@ -19,7 +19,8 @@ from django.conf import settings
 
 from .base import SAMPLE_RATE
 from .scheduler import AFTER_THE_FACT, get_scheduler
-from .whisper import COMPRESSION_RATIO_MAX, whisper_language
+from . import doubt
+from .whisper_model import whisper_language
 
 BACKGROUND_TEMPERATURES = (0.0,)  # no sampling: the same file gives the same text every time (a resumed job too)
 PROMPT_CHARS = 120  # the end of the previous window's text, as the next one's prompt
@@ -134,10 +135,8 @@ def decode_window(model, audio: np.ndarray, language: str, prompt: str, beam_siz
     )
     words = []
     for segment in segments:
-        if segment.no_speech_prob > 0.6 and segment.avg_logprob < -1.0:
-            continue  # Whisper's own "no speech" rule
-        if segment.compression_ratio > COMPRESSION_RATIO_MAX:
-            continue  # a loop left after every fallback temperature
+        if doubt.silent(segment.no_speech_prob, segment.avg_logprob) or doubt.looped(segment.compression_ratio):
+            continue  # no speech, or a loop: not a transcript
         words += [TimedWord(w.word, int(w.start * 1000), int(w.end * 1000)) for w in segment.words or []]
     return words
 

@@ -42,29 +42,132 @@ class OpenAIRealtimeRecognizer:
         yield from RealtimeStream(openai_client(), config).run(chunks)
 
 
+class Items:
+    """What the service says about items (its phrases), as results, with their times in the session.
+    All its state is read and changed under the stream's lock (`cond`)."""
+
+    def __init__(self, cond: threading.Condition, language: str) -> None:
+        self.cond = cond
+        self.language = language
+        self.offset_ms = 0  # where the current connection's audio starts in the session
+        self.sent_ms = 0  # audio sent over all connections
+        self.covered_ms = 0  # everything before this has a final
+        self.pending: set[str] = set()  # items committed, transcript not yet completed
+        self.spans: dict[str, list[int]] = {}  # item -> [start_ms] or [start_ms, end_ms]
+        self.partial: dict[str, str] = {}
+        # Our own commits (finalize, end) and the service's answers to them: when every one has been
+        # answered after the closing commit, the service has processed all the audio we sent.
+        self.commits_sent = 0
+        self.commits_answered = 0
+        # Audio not yet covered by a completed transcript, (start_ms, pcm16 at 16 kHz): replayed
+        # into the next connection when the service ends one, so no phrase is lost at a rollover.
+        self.kept: list[tuple[int, bytes]] = []
+
+    def restart(self) -> list[tuple[int, bytes]]:
+        """A new connection: what it must replay; item state starts afresh (caller holds cond)."""
+        replay = list(self.kept)
+        self.offset_ms = replay[0][0] if replay else self.sent_ms
+        self.spans.clear()
+        self.pending.clear()
+        self.partial.clear()
+        self.commits_sent = self.commits_answered = 0
+        return replay
+
+    def sent(self, chunk: bytes) -> None:
+        """Audio appended upstream, kept until a final covers it (caller holds cond)."""
+        self.kept.append((self.sent_ms, chunk))
+        self.sent_ms += len(chunk) * 1000 // BYTES_PER_SECOND
+        self._trim_kept()
+
+    def drained(self) -> bool:
+        """The service answered every commit and transcribed every item (caller holds cond)."""
+        return (self.commits_answered >= self.commits_sent and not self.pending
+                and not any(len(s) == 1 for s in self.spans.values()))
+
+    def _trim_kept(self) -> None:
+        """Keep audio from the last final's end, or from the open phrase's start (caller holds cond)."""
+        open_starts = [span[0] for span in self.spans.values()]
+        keep_from = min(open_starts) if open_starts else max(self.covered_ms, self.sent_ms - 1000)
+        keep_from = max(keep_from - 300, 0) if open_starts else keep_from
+        while self.kept and self.kept[0][0] + len(self.kept[0][1]) * 1000 // BYTES_PER_SECOND <= keep_from:
+            self.kept.pop(0)
+
+    def handle(self, event) -> Result | None:
+        kind = event.type
+        logger.debug("upstream event %s", kind)
+        if kind == "input_audio_buffer.speech_started":
+            with self.cond:
+                self.spans[event.item_id] = [self.offset_ms + event.audio_start_ms]
+        elif kind == "input_audio_buffer.speech_stopped":
+            with self.cond:
+                self.spans.setdefault(event.item_id, [self.offset_ms]).append(self.offset_ms + event.audio_end_ms)
+        elif kind == "input_audio_buffer.committed":
+            with self.cond:
+                self.pending.add(event.item_id)
+                span = self.spans.setdefault(event.item_id, [self.offset_ms])
+                if len(span) == 1:  # no speech_stopped: committed by us (finalize or end), not by the VAD
+                    span.append(self.sent_ms)
+                    self.commits_answered += 1
+        elif kind == "conversation.item.input_audio_transcription.delta":
+            text = self.partial.get(event.item_id, "") + (event.delta or "")
+            self.partial[event.item_id] = text
+            start = self.spans.get(event.item_id, [self.offset_ms])[0]
+            return Result(text=text.strip(), is_final=False, start_ms=start)
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            return self._final(event.item_id, event.transcript)
+        elif kind == "conversation.item.input_audio_transcription.failed":
+            logger.warning("OpenAI could not transcribe item %s: %s", event.item_id, getattr(event, "error", None))
+            self._done(event.item_id)
+        elif kind == "error":  # not raised by the client while iterating: checked here
+            self._error(event.error)
+        return None
+
+    def _error(self, error) -> None:
+        code = getattr(error, "code", None)
+        if code in RECONNECTABLE:
+            raise _Reconnect()
+        if code == "input_audio_buffer_commit_empty":  # a finalize or end with nothing said
+            with self.cond:
+                self.commits_answered += 1
+                self.cond.notify_all()
+            return
+        message = getattr(error, "message", None) or str(error)
+        if getattr(error, "type", None) == "server_error" or code in TRANSIENT_CODES:
+            raise _Transient(message)
+        raise EngineError(f"OpenAI refused the request: {message}", kind=EngineError.REJECTED)
+
+    def _done(self, item_id: str) -> list[int]:
+        with self.cond:
+            self.pending.discard(item_id)
+            span = self.spans.pop(item_id, [self.offset_ms, self.sent_ms])
+            self.partial.pop(item_id, None)
+            if len(span) > 1:
+                self.covered_ms = max(self.covered_ms, span[1])
+            self._trim_kept()
+            self.cond.notify_all()
+        return span
+
+    def _final(self, item_id: str, transcript: str) -> Result | None:
+        span = self._done(item_id)
+        if not transcript.strip():
+            return None
+        start = span[0]
+        end = span[1] if len(span) > 1 else self.sent_ms
+        return Result(text=transcript.strip(), is_final=True, start_ms=start, end_ms=max(start, end),
+                      language=self.language if self.language != AUTO_LANGUAGE else None)
+
+
 class RealtimeStream:
-    """Per-session state: the upstream connection, a sender thread, and item timing."""
+    """One session upstream: its connection (renewed when needed), a sender thread, and the items."""
 
     def __init__(self, client, config: StreamConfig) -> None:
         self.client = client
         self.config = config
         self.resampler = Resampler16to24()
         self.cond = threading.Condition()
+        self.items = Items(self.cond, config.language)
         self.connection = None
-        self.sent_ms = 0  # audio sent over all connections
-        self.offset_ms = 0  # where the current connection's audio starts in the session
-        self.pending: set[str] = set()  # items committed, transcript not yet completed
-        # Audio not yet covered by a completed transcript, (start_ms, pcm16 at 16 kHz): replayed
-        # into the next connection when the service ends one, so no phrase is lost at a rollover.
-        self.kept: list[tuple[int, bytes]] = []
-        self.covered_ms = 0  # everything before this has a final
-        self.spans: dict[str, list[int]] = {}
-        self.partial: dict[str, str] = {}
         self.sending_done = False
-        # Our own commits (finalize, end) and the service's answers to them: when every one has been
-        # answered after the closing commit, the service has processed all the audio we sent.
-        self.commits_sent = 0
-        self.commits_answered = 0
         self.failure: Exception | None = None  # set when the stream is over: the sender stops
         self.finished = False  # every commit answered and every item transcribed: we closed it
         self.drain_timed_out = False
@@ -100,33 +203,20 @@ class RealtimeStream:
     def _prepare(self, connection) -> None:
         connection.session.update(session=self.session_config())
         with self.cond:
-            replay = list(self.kept)
-            self.offset_ms = replay[0][0] if replay else self.sent_ms
-            self.spans.clear()
-            self.pending.clear()
-            self.partial.clear()
+            replay = self.items.restart()
         resampler = Resampler16to24()
         for _, pcm in replay:
             connection.input_audio_buffer.append(audio=base64.b64encode(resampler.process(pcm)).decode("ascii"))
         with self.cond:
             # Commits sent to the old connection will never be answered; if the audio is all sent,
             # the closing commit is repeated here.
-            self.commits_sent = self.commits_answered = 0
             if self.sending_done:
-                self.commits_sent = 1
+                self.items.commits_sent = 1
                 connection.input_audio_buffer.commit()
             self.resampler = resampler
             self.connection = connection
             self.connected_at = time.monotonic()
             self.cond.notify_all()
-
-    def _trim_kept(self) -> None:
-        """Keep audio from the last final's end, or from the open phrase's start (caller holds cond)."""
-        open_starts = [span[0] for span in self.spans.values()]
-        keep_from = min(open_starts) if open_starts else max(self.covered_ms, self.sent_ms - 1000)
-        keep_from = max(keep_from - 300, 0) if open_starts else keep_from
-        while self.kept and self.kept[0][0] + len(self.kept[0][1]) * 1000 // BYTES_PER_SECOND <= keep_from:
-            self.kept.pop(0)
 
     # -- sender thread: client audio -> upstream --
     def _current_connection(self):
@@ -144,16 +234,14 @@ class RealtimeStream:
                 try:
                     if chunk is FINALIZE:
                         with self.cond:
-                            self.commits_sent += 1
+                            self.items.commits_sent += 1
                         connection.input_audio_buffer.commit()
                     else:
                         with self.cond:
                             if self.connection is not connection:
                                 continue  # reconnected meanwhile: resample for the new one
                             audio = base64.b64encode(self.resampler.process(chunk)).decode("ascii")
-                            self.kept.append((self.sent_ms, chunk))
-                            self.sent_ms += len(chunk) * 1000 // BYTES_PER_SECOND
-                            self._trim_kept()
+                            self.items.sent(chunk)
                         chunk = None  # kept: a reconnection replays it if this send fails
                         connection.input_audio_buffer.append(audio=audio)
                     break
@@ -165,7 +253,7 @@ class RealtimeStream:
                     if chunk is None:
                         break
         with self.cond:
-            self.commits_sent += 1
+            self.items.commits_sent += 1
         connection = self._current_connection()
         if connection is not None:
             try:  # the phrase in progress is transcribed too ("commit_empty" if there is none)
@@ -177,11 +265,6 @@ class RealtimeStream:
             self.cond.notify_all()
         self._close_when_drained()
 
-    def _drained(self) -> bool:
-        """The service answered every commit and transcribed every item (caller holds cond)."""
-        return (self.commits_answered >= self.commits_sent and not self.pending
-                and not any(len(s) == 1 for s in self.spans.values()))
-
     def _close_when_drained(self) -> None:
         """Close once the service has answered the closing commit and every item has its transcript.
 
@@ -189,15 +272,15 @@ class RealtimeStream:
         connection replays the audio with no final and repeats the closing commit.
         """
         with self.cond:
-            while self.failure is None and not self._drained():
+            while self.failure is None and not self.items.drained():
                 if time.monotonic() >= self.connected_at + DRAIN_SECONDS:
                     logger.warning("OpenAI realtime: no transcript of the last audio within %.0f s (commits %d/%d "
-                                   "answered, %d pending)", DRAIN_SECONDS, self.commits_answered, self.commits_sent,
-                                   len(self.pending))
+                                   "answered, %d pending)", DRAIN_SECONDS, self.items.commits_answered,
+                                   self.items.commits_sent, len(self.items.pending))
                     self.drain_timed_out = True
                     break
                 self.cond.wait(timeout=0.1)
-            self.finished = self._drained()
+            self.finished = self.items.drained()
             connection = self.connection
         if connection is not None:
             connection.close()
@@ -214,7 +297,7 @@ class RealtimeStream:
                         if sender.ident is None:
                             sender.start()
                     for event in self.connection:
-                        result = self.handle(event)
+                        result = self.items.handle(event)
                         if result is not None:
                             if result.is_final:  # progress: the failures before it are forgiven
                                 failures = 0
@@ -269,70 +352,6 @@ class RealtimeStream:
         if isinstance(exc, InvalidStatus) and exc.response.status_code in REFUSED_HTTP:
             raise EngineError(f"OpenAI refused the connection (HTTP {exc.response.status_code}); check "
                               "OPENAI_API_KEY and OPENAI_TRANSCRIBE_MODEL", kind=EngineError.REJECTED) from exc
-
-    def handle(self, event) -> Result | None:
-        kind = event.type
-        logger.debug("upstream event %s", kind)
-        if kind == "input_audio_buffer.speech_started":
-            with self.cond:
-                self.spans[event.item_id] = [self.offset_ms + event.audio_start_ms]
-        elif kind == "input_audio_buffer.speech_stopped":
-            with self.cond:
-                self.spans.setdefault(event.item_id, [self.offset_ms]).append(self.offset_ms + event.audio_end_ms)
-        elif kind == "input_audio_buffer.committed":
-            with self.cond:
-                self.pending.add(event.item_id)
-                span = self.spans.setdefault(event.item_id, [self.offset_ms])
-                if len(span) == 1:  # no speech_stopped: committed by us (finalize or end), not by the VAD
-                    span.append(self.sent_ms)
-                    self.commits_answered += 1
-        elif kind == "conversation.item.input_audio_transcription.delta":
-            text = self.partial.get(event.item_id, "") + (event.delta or "")
-            self.partial[event.item_id] = text
-            start = self.spans.get(event.item_id, [self.offset_ms])[0]
-            return Result(text=text.strip(), is_final=False, start_ms=start)
-        elif kind == "conversation.item.input_audio_transcription.completed":
-            return self._final(event.item_id, event.transcript)
-        elif kind == "conversation.item.input_audio_transcription.failed":
-            logger.warning("OpenAI could not transcribe item %s: %s", event.item_id, getattr(event, "error", None))
-            self._done(event.item_id)
-        elif kind == "error":  # not raised by the client while iterating: checked here
-            error = event.error
-            code = getattr(error, "code", None)
-            if code in RECONNECTABLE:
-                raise _Reconnect()
-            if code == "input_audio_buffer_commit_empty":  # a finalize or end with nothing said
-                with self.cond:
-                    self.commits_answered += 1
-                    self.cond.notify_all()
-                return None
-            message = getattr(error, "message", None) or str(error)
-            if getattr(error, "type", None) == "server_error" or code in TRANSIENT_CODES:
-                raise _Transient(message)
-            raise EngineError(f"OpenAI refused the request: {message}", kind=EngineError.REJECTED)
-        return None
-
-    def _done(self, item_id: str) -> list[int]:
-        with self.cond:
-            self.pending.discard(item_id)
-            span = self.spans.pop(item_id, [self.offset_ms, self.sent_ms])
-            self.partial.pop(item_id, None)
-            if len(span) > 1:
-                self.covered_ms = max(self.covered_ms, span[1])
-            self._trim_kept()
-            self.cond.notify_all()
-        return span
-
-    def _final(self, item_id: str, transcript: str) -> Result | None:
-        span = self._done(item_id)
-        if not transcript.strip():
-            return None
-        start = span[0]
-        end = span[1] if len(span) > 1 else self.sent_ms
-        return Result(
-            text=transcript.strip(), is_final=True, start_ms=start, end_ms=max(start, end),
-            language=self.config.language if self.config.language != AUTO_LANGUAGE else None,
-        )
 
 
 class _Reconnect(Exception):

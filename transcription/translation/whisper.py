@@ -11,7 +11,9 @@ from ..audio import pcm16_to_float
 from ..engines import get_engine
 from ..engines.guards import cut_repetitions
 from ..engines.scheduler import LIVE_TRANSLATION, get_scheduler
-from ..engines.whisper import COMPRESSION_RATIO_MAX, WhisperRecognizer, whisper_language
+from ..engines import doubt
+from ..engines.whisper import WhisperRecognizer
+from ..engines.whisper_model import whisper_language
 from .base import TranslationError
 
 logger = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ class WhisperTranslator:
                 temperature=(0.0, 0.2, 0.4, 0.6),  # re-decode output that loops
                 condition_on_previous_text=False, without_timestamps=True, vad_filter=False,
             )
-            pieces = [s.text.strip() for s in segments if s.text.strip() and s.compression_ratio <= COMPRESSION_RATIO_MAX]
+            pieces = [s.text.strip() for s in segments if s.text.strip() and not doubt.looped(s.compression_ratio)]
         except Exception as exc:
             logger.exception("whisper translation failed")
             raise TranslationError(f"whisper translation failed: {exc}") from exc

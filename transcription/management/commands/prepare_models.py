@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from transcription.engines.whisper import resolve_model
+from transcription.engines.whisper_model import resolve_model
 
 
 class Command(BaseCommand):

@@ -1,0 +1,76 @@
+"""The endpointer on its own (engines/endpointing.py): probabilities in, phrases out. No audio, no
+model: each rule the live engine relies on, one window at a time."""
+from transcription.engines.endpointing import (
+    MIN_BURST, PREROLL, SHORT_BURST_WAIT_WINDOWS, TAIL, EndpointRules, Endpointer, Phrase, Started,
+)
+from transcription.engines.vad import VAD_WINDOW
+
+RULES = EndpointRules(endpoint_windows=16, max_phrase=15 * 16000)  # 500 ms of silence, 15 s phrases
+
+
+def feed(endpointer: Endpointer, probs, earliest=0) -> list:
+    events = []
+    for prob in probs:
+        events += endpointer.push(prob, earliest=earliest)
+    return events
+
+
+def test_a_phrase_starts_with_its_preroll_and_ends_after_the_silence_with_its_tail():
+    e = Endpointer(RULES)
+    events = feed(e, [0.0] * 20 + [0.9] * 30 + [0.1] * 15)
+    assert events == [Started(20 * VAD_WINDOW - PREROLL)] and e.in_speech  # 15 quiet windows: not yet
+    (phrase,) = feed(e, [0.1])
+    speech_end = 50 * VAD_WINDOW
+    assert phrase == Phrase(20 * VAD_WINDOW - PREROLL, speech_end + TAIL, 30 * VAD_WINDOW)
+    assert phrase.worth_decoding and not e.in_speech
+
+
+def test_uncertain_windows_neither_continue_speech_nor_count_as_silence():
+    e = Endpointer(RULES)
+    feed(e, [0.9] * 20 + [0.4] * 40)  # between SPEECH_OFF and SPEECH_ON
+    assert e.in_speech and e.silence_windows == 0
+
+
+def test_a_short_burst_waits_for_more_speech_to_join_it():
+    """"맞아." then a pause of a second, then the rest: one phrase, not a lost word."""
+    e = Endpointer(RULES)
+    events = feed(e, [0.9] * 4 + [0.1] * 30 + [0.9] * 20 + [0.1] * 16)
+    assert [type(x) for x in events] == [Started, Phrase]
+    assert events[1].speech == 24 * VAD_WINDOW  # both bursts
+
+
+def test_a_short_burst_alone_ends_after_the_long_wait_and_is_decoded_only_if_it_had_enough_speech():
+    e = Endpointer(RULES)
+    events = feed(e, [0.9] * 4 + [0.1] * SHORT_BURST_WAIT_WINDOWS)
+    assert isinstance(events[-1], Phrase) and events[-1].speech >= MIN_BURST and events[-1].worth_decoding
+    e = Endpointer(RULES)
+    events = feed(e, [0.9] * 2 + [0.1] * SHORT_BURST_WAIT_WINDOWS)
+    assert isinstance(events[-1], Phrase) and not events[-1].worth_decoding  # a click, not a word
+
+
+def test_a_long_phrase_is_cut_at_its_quietest_window_and_goes_on():
+    e = Endpointer(EndpointRules(endpoint_windows=16, max_phrase=100 * VAD_WINDOW))
+    probs = [0.9] * 80 + [0.45] + [0.9] * 40
+    events = feed(e, probs)
+    cut = next(x for x in events if isinstance(x, Phrase))
+    assert cut.end == 81 * VAD_WINDOW  # just after the quietest window
+    assert events[-1] == Started(cut.end) and e.in_speech and e.start == cut.end
+
+
+def test_finishing_closes_the_phrase_in_progress_only():
+    e = Endpointer(RULES)
+    assert e.finish(1000) is None
+    feed(e, [0.9] * 10)
+    phrase = e.finish(e.position)
+    assert phrase == Phrase(0, 10 * VAD_WINDOW, 10 * VAD_WINDOW) and not e.in_speech
+
+
+def test_a_phrase_never_starts_before_the_previous_one_ended_nor_before_the_audio_kept():
+    e = Endpointer(RULES)
+    feed(e, [0.9] * 10)
+    first = e.finish(e.position)  # the client finalized mid-speech
+    (started,) = feed(e, [0.9])  # speech goes on: its pre-roll would reach into the first phrase
+    assert started.start == first.end
+    e = Endpointer(RULES)
+    (started,) = feed(e, [0.0] * 30 + [0.9], earliest=29 * VAD_WINDOW)
+    assert started.start == 29 * VAD_WINDOW
