@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-dev migrate bench soak mutations clean chromium
+.PHONY: run test test-fast install install-dev migrate bench soak mutations clean chromium
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ chromium:
 
 test: install-dev chromium
 	NO_GCE_CHECK=true $(PY) -m pytest $(PYTEST_ARGS)
+
+# After every change (under 3 minutes on 2 cores): everything but real-time browser, multi-process,
+# real-server, model and slow tests. `make test` and CI run them all.
+test-fast: install-dev
+	NO_GCE_CHECK=true $(PY) -m pytest -q -p no:cacheprovider -m "not model and not browser and not multiprocess and not server and not slow" $(PYTEST_ARGS)
 
 # Timing goals live here, printed as numbers (tests check correctness only). Loopback only.
 bench: install-dev

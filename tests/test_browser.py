@@ -21,7 +21,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if not CHROMIUM and os.environ.get("STT_REQUIRE_BROWSER") != "1":
     pytest.skip("chromium is not installed (make test installs it)", allow_module_level=True)
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.browser]
 
 
 @pytest.fixture(scope="module")

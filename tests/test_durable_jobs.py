@@ -17,6 +17,8 @@ import pytest
 from .conftest import DATA, normalise_ko
 from .servers import ServerProcess, postgres_database, require_services
 
+pytestmark = pytest.mark.multiprocess
+
 PARTS = ["ko/kspon_long", "ko/kspon_001", "ko/kspon_002", "ko/kspon_003", "ko/kspon_004"]
 
 

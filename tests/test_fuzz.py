@@ -6,6 +6,8 @@ import threading
 import uuid
 
 import pytest
+
+pytestmark = pytest.mark.slow
 from asgiref.sync import sync_to_async
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 

@@ -67,6 +67,7 @@ async def test_connections_per_user_are_capped(connect, make_user, settings):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("scripted")
+@pytest.mark.slow
 async def test_a_hung_engine_is_detected_the_session_ends_and_the_server_keeps_serving(connect, make_user, settings):
     settings.STT_ENGINE_STALL_SECONDS = 1.0
     settings.STT_SCRIPTED_HANG_SECONDS = 3.0
@@ -218,6 +219,7 @@ async def test_redis_lost_while_running_speaker_goes_on_viewers_recover_when_it_
 @pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed")
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("scripted")
+@pytest.mark.slow
 async def test_a_quiet_session_keeps_its_viewers_on_redis(connect, make_user, settings):
     """12 s without an event (keepalives only): more than two of the layer's 5 s blocking receives."""
     redis = RedisServer()
@@ -271,6 +273,7 @@ async def test_a_viewer_whose_receive_fails_is_closed_so_its_page_reconnects(con
 
 
 @pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed")
+@pytest.mark.server
 def test_on_a_real_daphne_a_viewer_that_loses_redis_is_closed_with_4013(tmp_path):
     """The close code a viewer's page sees when the channel layer dies under it, through daphne's
     own WebSocket stack (which refuses some codes the ASGI test client lets through)."""
@@ -334,6 +337,7 @@ def stored(tmp_path, session) -> tuple[list[str], str]:
     return texts, db.execute("SELECT status FROM transcription_transcriptionsession").fetchone()[0]
 
 
+@pytest.mark.server
 def test_sigterm_finishes_the_phrase_in_progress_stores_it_and_says_ended(tmp_path):
     import websockets
 
@@ -361,6 +365,7 @@ def test_sigterm_finishes_the_phrase_in_progress_stores_it_and_says_ended(tmp_pa
     assert status == "ended"
 
 
+@pytest.mark.server
 def test_while_draining_new_sockets_get_4012_and_new_sessions_busy(tmp_path):
     """SIGTERM while a session takes a few seconds to finish (its engine is busy): meanwhile a new
     socket is closed with 4012 and a socket opened before asks to start and gets `busy`; then the
@@ -398,6 +403,7 @@ def test_while_draining_new_sockets_get_4012_and_new_sessions_busy(tmp_path):
     assert server.proc.wait(15) == 0
 
 
+@pytest.mark.server
 def test_an_abrupt_tcp_reset_mid_phrase_still_stores_the_phrase(tmp_path):
     server = scripted_daphne(tmp_path, STT_RESUME_SECONDS="0")
 

@@ -13,6 +13,7 @@ from .conftest import loud_frame, quiet_frame
 from .servers import ServerProcess, postgres_database, require_services
 
 require_services()
+pytestmark = pytest.mark.multiprocess
 
 
 @pytest.fixture(scope="module")

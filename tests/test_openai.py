@@ -130,6 +130,7 @@ async def test_upstream_session_expiry_rolls_over_transparently(connect, make_us
     assert all(f["end_ms"] <= 1600 for f in finals)
 
 
+@pytest.mark.slow
 async def test_upstream_failing_twice_ends_the_session_with_an_error_and_keeps_finals(connect, make_user, realtime):
     server = realtime(drop_after_ms=1200)
     frames = [loud_frame()] * 5 + [quiet_frame()] * 4 + [loud_frame()] * 40

@@ -164,6 +164,7 @@ async def test_resume_from_a_second_connection_replaces_the_first(connect, make_
     await first.disconnect()
 
 
+@pytest.mark.slow
 async def test_lag_is_reported_and_cleared(connect, make_user, settings):
     settings.STT_SCRIPTED_CHUNK_DELAY = 2.5  # every chunk costs the engine 2.5 s
     communicator, _ = await open_started(connect, await sync_to_async(make_user)())
