@@ -171,7 +171,8 @@ if STT_STORAGE == "s3":
 
 # Background jobs (uploads, the second pass, translating a finished session) on Django's tasks API
 # (django-tasks): "database" (django-tasks-db: SQLite or PostgreSQL, any worker on the same
-# database) or "rq" (django-tasks-rq on Redis, workers run `manage.py rqworker default`).
+# database) or "rq" (django-tasks-rq on Redis: workers run
+# `manage.py rqworker default --job-class django_tasks_rq.backend.Job`; tests/test_durable_jobs.py).
 STT_TASKS_BACKEND = os.environ.get("STT_TASKS_BACKEND", "database")
 if STT_TASKS_BACKEND == "rq":
     INSTALLED_APPS.append("django_rq")

@@ -15,7 +15,7 @@ import jiwer
 import pytest
 
 from .conftest import DATA, normalise_ko
-from .servers import ServerProcess, postgres_database, require_services
+from .servers import ROOT, ServerProcess, postgres_database, require_services
 
 pytestmark = pytest.mark.multiprocess
 
@@ -151,3 +151,41 @@ def finished(server: ServerProcess, session_id: str) -> dict | None:
             "for g in s.segments.order_by('index')]}))")
     found = json.loads(server.manage("shell", "-c", code).stdout.strip().splitlines()[-1])
     return found if found["status"] != "processing" else None
+
+
+def test_on_redis_an_rq_worker_process_runs_the_jobs():
+    """STT_TASKS_BACKEND=rq: the server queues an upload's job on Redis (django-tasks-rq) and an
+    `rqworker` process, as django-rq runs it, transcribes it."""
+    require_services()
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    import redis
+
+    redis.Redis.from_url("redis://127.0.0.1:6379/9").flushdb()
+    loud = (np.ones(8000, dtype="<i2") * 5000).tobytes()
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes((loud + bytes(9600)) * 3)
+    server = ServerProcess(Path(tempfile.mkdtemp(prefix="stt-rq-")), env={
+        "STT_ENGINE": "scripted", "STT_TASKS_BACKEND": "rq", "STT_TASKS_REDIS_URL": "redis://127.0.0.1:6379/9"})
+    server.create_user("uploader")
+    token = server.create_token("uploader")
+    server.start()
+    try:
+        session = upload(server, token, out.getvalue())
+        assert detail(server, token, session)["status"] == "processing"  # nobody runs the database's queue
+        worker = subprocess.run([sys.executable, "manage.py", "rqworker", "default", "--burst", "--job-class",
+                                 "django_tasks_rq.backend.Job"], cwd=ROOT, env=server.env, capture_output=True,
+                                text=True, timeout=120)
+        assert worker.returncode == 0, worker.stderr[-2000:]
+        found = wait_for(lambda: (d := detail(server, token, session))["status"] != "processing" and d, 30, "the end")
+    finally:
+        server.stop()
+    assert found["status"] == "ended" and [s["text"] for s in found["segments"]] == ["w1 w2 w3"] * 3

@@ -88,3 +88,17 @@ async def test_a_session_shows_in_the_metrics_and_the_load_page(connect, make_us
     after = await sync_to_async(scrape)(operator)
     assert value(after, "stt_sessions_active") == 0
     assert value(after, "stt_live_viewers") == value(before, "stt_live_viewers")
+
+
+def test_jobs_are_counted_by_state_across_processes(django_user_model, make_user):
+    """`stt_jobs_in_state` is read from the database when scraped: jobs of every worker, by state."""
+    from transcription.models import Job, TranscriptionSession
+
+    owner = make_user("owner")
+    session = TranscriptionSession.objects.create(owner=owner, language="ko-KR", engine="whisper", status="ended")
+    Job.objects.create(session=session, kind=Job.Kind.REFINE, status=Job.Status.FAILED)
+    Job.objects.create(session=session, kind=Job.Kind.TRANSLATE, language="en", status=Job.Status.DONE)
+    Job.objects.create(session=session, kind=Job.Kind.TRANSLATE, language="fr", status=Job.Status.DONE)
+    values = scrape(staff_client(django_user_model))
+    assert value(values, "stt_jobs_in_state", kind="refine", status="failed") == 1
+    assert value(values, "stt_jobs_in_state", kind="translate", status="done") == 2

@@ -140,7 +140,7 @@ class JobRun:
 
     def _finish(self) -> None:
         if self._owned().update(status=Job.Status.DONE, heartbeat_at=timezone.now()):
-            metrics.jobs.labels(kind=self.job.kind, status="done").inc()
+            metrics.jobs.labels(kind=self.job.kind, status=Job.Status.DONE).inc()
 
     def _beat(self) -> None:
         """The heartbeat: while the handler works (a decode may wait long behind live finals)."""
@@ -161,7 +161,7 @@ def fail(job: Job, *, code: str, message: str) -> None:
 
     Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED, error=f"{code}: {message}"[:500],
                                          heartbeat_at=timezone.now())
-    metrics.jobs.labels(kind=job.kind, status="failed").inc()
+    metrics.jobs.labels(kind=job.kind, status=Job.Status.FAILED).inc()
     if job.kind == Job.Kind.TRANSCRIBE:
         services.session_fail(session_id=job.session_id, code=code, message=message)
     elif job.kind == Job.Kind.REFINE:

@@ -6,7 +6,8 @@ worker died.
   every live final.
 - On other machines: `manage.py stt_worker` (the same worker, and the watchdog), sharing the
   database and the storage; set STT_EMBEDDED_WORKER=0 on servers that should only serve sessions.
-- With the RQ backend (STT_TASKS_BACKEND=rq): django-rq's `manage.py rqworker`; the servers keep the
+- With the RQ backend (STT_TASKS_BACKEND=rq): django-rq's
+  `manage.py rqworker default --job-class django_tasks_rq.backend.Job`; the servers keep the
   watchdog.
 """
 from __future__ import annotations

@@ -16,7 +16,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, interval: float, **options):
         if not workers.uses_database_backend():
-            raise CommandError("STT_TASKS_BACKEND is not the database: run `manage.py rqworker default` instead")
+            raise CommandError("STT_TASKS_BACKEND is not the database: run "
+                               "`manage.py rqworker default --job-class django_tasks_rq.backend.Job` instead")
         threading.Thread(target=workers.watch, name="stt-job-watchdog", daemon=True).start()
         worker = workers.database_worker(interval=interval)
         worker.configure_signals()  # SIGTERM: finish the job in hand, then exit
