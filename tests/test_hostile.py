@@ -25,12 +25,12 @@ from asgiref.sync import sync_to_async
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from knox.models import AuthToken
-from rest_framework.test import APIClient
 
 from transcription.models import ShareLink, TranscriptionSession
 
 from .conftest import ORIGIN, loud_frame, quiet_frame, receive_until, started, viewer_socket
 from .servers import ROOT, ServerProcess
+from .test_uploads import api, encoded, wait_ended  # noqa: F401  (api: a fixture)
 
 MB = 1024 * 1024
 
@@ -159,54 +159,10 @@ def test_a_large_upload_is_spooled_to_disk_and_never_held_in_memory(server):
 
 def encoded_tone(seconds: float, container: str, codec: str, rate: int, *, bit_rate: int | None = None,
                  seekable: bool = True) -> bytes:
-    """A tone in a container made with PyAV. Not seekable: the muxer cannot go back to write the
-    duration, as a browser's MediaRecorder writing WebM as it records."""
-    import av
-
-    class Unseekable(io.RawIOBase):
-        def __init__(self) -> None:
-            self.buffer = io.BytesIO()
-
-        def writable(self) -> bool:
-            return True
-
-        def write(self, data) -> int:
-            return self.buffer.write(data)
-
-    target = io.BytesIO() if seekable else Unseekable()
-    with av.open(target, "w", format=container) as muxer:
-        stream = muxer.add_stream(codec, rate=rate, layout="mono")
-        if bit_rate:
-            stream.bit_rate = bit_rate
-        t = np.arange(int(seconds * 16000)) / 16000
-        frame = av.AudioFrame.from_ndarray((np.sin(2 * np.pi * 220 * t) * 8000).astype("<i2").reshape(1, -1),
-                                           format="s16", layout="mono")
-        frame.sample_rate = 16000
-        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=rate)
-        for piece in resampler.resample(frame) + resampler.resample(None):
-            for packet in stream.encode(piece):
-                muxer.mux(packet)
-        for packet in stream.encode(None):
-            muxer.mux(packet)
-    return target.getvalue() if seekable else target.buffer.getvalue()
-
-
-def wait_done(client, session_id, timeout=60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        detail = client.get(f"/api/sessions/{session_id}/").json()
-        if detail["status"] != "processing":
-            return detail
-        time.sleep(0.1)
-    raise AssertionError("still processing")
-
-
-@pytest.fixture
-def api(make_user):
-    user = make_user("alice")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {AuthToken.objects.create(user)[1]}")
-    return user, client
+    """A 220 Hz tone, encoded with PyAV (test_uploads.encoded)."""
+    t = np.arange(int(seconds * 16000)) / 16000
+    pcm = (np.sin(2 * np.pi * 220 * t) * 8000).astype("<i2").tobytes()
+    return encoded(pcm, container, codec, rate, bit_rate=bit_rate, seekable=seekable)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -221,7 +177,7 @@ def test_an_upload_longer_than_the_limit_is_refused_whatever_its_header_says(api
         answer = client.post("/api/sessions/", {"file": SimpleUploadedFile(name, data), "language": "ko-KR"},
                              format="multipart")
         assert answer.status_code == 202, (name, answer.content)  # the header passed the first check
-        detail = wait_done(client, answer.json()["id"])
+        detail = wait_ended(client, answer.json()["id"], timeout=60)
         assert detail["status"] == "failed" and detail["failure"]["code"] == "too_long", (name, detail)
         assert detail["segments"] == []
         session = TranscriptionSession.objects.get(pk=detail["id"])

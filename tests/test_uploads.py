@@ -27,13 +27,28 @@ def wav_bytes(pcm: bytes) -> bytes:
     return out.getvalue()
 
 
-def encoded(pcm: bytes, container: str, codec: str, rate: int) -> bytes:
-    """The audio in another format, made with PyAV (what the server decodes with)."""
+def encoded(pcm: bytes, container: str, codec: str, rate: int, *, bit_rate: int | None = None,
+            seekable: bool = True) -> bytes:
+    """The audio (16 kHz PCM16) in another format, made with PyAV (what the server decodes with).
+    Not `seekable`: the muxer cannot go back to write the duration, as a browser's MediaRecorder
+    writing WebM as it records."""
     import av
 
-    out = io.BytesIO()
-    with av.open(out, "w", format=container) as muxer:
+    class Unseekable(io.RawIOBase):
+        def __init__(self) -> None:
+            self.buffer = io.BytesIO()
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data) -> int:
+            return self.buffer.write(data)
+
+    target = io.BytesIO() if seekable else Unseekable()
+    with av.open(target, "w", format=container) as muxer:
         stream = muxer.add_stream(codec, rate=rate, layout="mono")
+        if bit_rate:
+            stream.bit_rate = bit_rate
         samples = np.frombuffer(pcm, dtype="<i2").reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
         frame.sample_rate = 16000
@@ -43,7 +58,7 @@ def encoded(pcm: bytes, container: str, codec: str, rate: int) -> bytes:
                 muxer.mux(packet)
         for packet in stream.encode(None):
             muxer.mux(packet)
-    return out.getvalue()
+    return target.getvalue() if seekable else target.buffer.getvalue()
 
 
 def scripted_speech(phrases: int) -> bytes:

@@ -47,13 +47,12 @@ PHRASE_MAX_MS = 12_000  # a phrase longer than this ends at its next sentence en
 STREAM_CHUNK = 3200  # 100 ms of PCM16, what a live client sends
 
 
-class UploadError(Exception):
+class UploadError(protocol.ProtocolError):
     """A refused upload: a documented `code`, a message for the user (HTTP 400), and the form field
     it is about (`param`, as OpenAI's errors name it)."""
 
     def __init__(self, code: str, message: str, *, param: str = "file") -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(code, message)
         self.param = param
 
 
