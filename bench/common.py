@@ -77,6 +77,29 @@ def final_delays(run: dict, trigger_frames: int = 0) -> list[float]:
     return out
 
 
+def decode_calibration(model: str = "base", runs: int = 3) -> float:
+    """Seconds for one Whisper decode of a 1 s clip on this machine (the median of `runs`, int8, the
+    server's threads), to print beside every delay: figures from different machines compare by it."""
+    import os
+    import subprocess
+
+    code = (
+        "import os, time, statistics, numpy as np, django\n"
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'sttproject.settings'); django.setup()\n"
+        "from transcription.engines.whisper_model import load_model\n"
+        "import wave; w = wave.open('tests/data/en/jfk.wav'); w.setpos(16000)\n"  # "And so, my..." (speech)
+        "clip = np.frombuffer(w.readframes(16000), dtype='<i2').astype('float32') / 32768\n"
+        f"m = load_model({model!r})\n"
+        "def once():\n"
+        "    t = time.monotonic(); list(m.transcribe(clip, language='en', beam_size=1, without_timestamps=True,"
+        " vad_filter=False, temperature=0.0)[0]); return time.monotonic() - t\n"
+        "once()\n"
+        f"print(statistics.median(once() for _ in range({runs})))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**os.environ, "STT_DATA_DIR": tempfile.mkdtemp(prefix="sttbench-cal-")})
+    return float(out.stdout.split()[-1])
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
