@@ -189,3 +189,4 @@ def test_on_redis_an_rq_worker_process_runs_the_jobs():
     finally:
         server.stop()
     assert found["status"] == "ended" and [s["text"] for s in found["segments"]] == ["w1 w2 w3"] * 3
+

@@ -45,10 +45,9 @@ def watch(stop: threading.Event | None = None) -> None:
     while not stop.wait(max(0.2, settings.STT_JOB_STALE_SECONDS / 4)):
         try:
             jobs.recover_stale()
-        except Exception:  # the database is away: try again at the next round
-            logger.warning("the job watchdog could not check for stale jobs", exc_info=True)
-        finally:
             close_old_connections()
+        except Exception:  # the database is away: try again at the next round (the thread never dies)
+            logger.warning("the job watchdog could not check for stale jobs", exc_info=True)
 
 
 def start_in_process() -> None:
@@ -73,5 +72,7 @@ def keep_working() -> None:
         except Exception as exc:
             logger.warning("the job worker stopped (%r); starting again in 2 s", exc)
             time.sleep(2)
-        finally:
+        try:
             close_old_connections()
+        except Exception:  # the database is away: the next round finds out
+            pass
