@@ -68,6 +68,14 @@ def stored_finals(server) -> int:
     return sqlite3.connect(f"{server.tmp}/db.sqlite3").execute("SELECT COUNT(*) FROM transcription_segment").fetchone()[0]
 
 
+def labelled_finals(server) -> int:
+    """Stored finals with a speaker label (on the final or after it)."""
+    import sqlite3
+
+    return sqlite3.connect(f"{server.tmp}/db.sqlite3").execute(
+        "SELECT COUNT(*) FROM transcription_segment WHERE speaker != ''").fetchone()[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wav", default=str(ROOT / "tests/data/en/beckett.wav"))
@@ -112,6 +120,7 @@ def main() -> None:
             cpu = server.cpu_seconds() - cpu0
             rss, peak = server.rss_mb()
             stored = stored_finals(server) - stored_before
+            labelled = labelled_finals(server)
         finally:
             server.stop()
         failed = [r for r in runs if isinstance(r, BaseException)]
@@ -139,6 +148,7 @@ def main() -> None:
             "interims_per_session_s": round(interims / max(1, len(ok)) / audio_seconds, 2),
             "cpu_s_per_audio_s": round(cpu / (audio_seconds * max(1, len(ok))), 3),
             "rss_mb": round(rss), "peak_rss_mb": round(peak),
+            "labelled_share": round(labelled / max(1, stored), 3),
         }
         rows.append(row)
         d = row["final_delay_s"]
@@ -147,7 +157,8 @@ def main() -> None:
               f"max {fmt(d['max'])} s | "
               f"missing {row['finals_missing']} audio refused {row['audio_refused_s']:g} s busy {row['refused_busy']} | "
               f"interims/s {row['interims_per_session_s']} | "
-              f"CPU/audio-s {row['cpu_s_per_audio_s']} | RSS {row['rss_mb']} MB (peak {row['peak_rss_mb']})", flush=True)
+              f"CPU/audio-s {row['cpu_s_per_audio_s']} | RSS {row['rss_mb']} MB (peak {row['peak_rss_mb']}) | "
+              f"labelled {row['labelled_share']:.0%}", flush=True)
     held = [row["sessions"] for row in rows if row["final_delay_s"]["p95"] is not None
             and row["final_delay_s"]["p95"] <= 3.0 and row["finals_missing"] == 0 and row["audio_refused_s"] == 0]
     print(f"holds final p95 <= 3 s with nothing lost at N = {held or 'none'}")

@@ -270,6 +270,9 @@ STT_MODEL_CACHE = Path(os.environ.get("STT_MODEL_CACHE") or DATA_DIR / "models")
 # Endpointing: a phrase ends after this much silence, or is cut at the maximum length.
 STT_ENDPOINT_SILENCE_MS = env_int("STT_ENDPOINT_SILENCE_MS", 500)
 STT_MAX_PHRASE_SECONDS = env_float("STT_MAX_PHRASE_SECONDS", 15.0)
+# Decode a phrase's final as soon as its end is known (TAIL of silence after its last speech),
+# while the endpoint's silence runs out; the decode is thrown away if speech resumes.
+STT_SPECULATIVE_FINALS = env_bool("STT_SPECULATIVE_FINALS", True)
 # Interim decodes: at most this often (seconds); the engine stretches it when decodes are slow.
 STT_INTERIM_INTERVAL = env_float("STT_INTERIM_INTERVAL", 1.0)
 # Above this busy share of the decode workers (last 10 s), interims are not decoded: finals only.

@@ -74,3 +74,74 @@ def test_a_phrase_never_starts_before_the_previous_one_ended_nor_before_the_audi
     e = Endpointer(RULES)
     (started,) = feed(e, [0.0] * 30 + [0.9], earliest=29 * VAD_WINDOW)
     assert started.start == 29 * VAD_WINDOW
+
+
+def test_the_end_is_known_once_tail_of_silence_follows_the_speech_and_forgotten_when_speech_resumes():
+    e = Endpointer(RULES)
+    feed(e, [0.9] * 30)
+    assert e.known_end is None  # still speaking
+    feed(e, [0.1] * (TAIL // VAD_WINDOW + 1))
+    assert e.known_end == 30 * VAD_WINDOW + TAIL
+    feed(e, [0.9] * 3)
+    assert e.known_end is None
+    feed(e, [0.1] * 15)
+    known = e.known_end
+    (phrase,) = feed(e, [0.1])
+    assert phrase.end == known == e.position - 16 * VAD_WINDOW + TAIL  # what known_end said before the endpoint
+
+
+# -- speculative finals (engines/whisper.py), with a model that tells which samples it decoded --
+
+class LengthModel:
+    """Stands in for WhisperModel: the text of a decode is the length of the audio it was given."""
+
+    def __init__(self):
+        self.decodes = []
+
+    def transcribe(self, audio, **options):
+        from types import SimpleNamespace
+
+        self.decodes.append(len(audio))
+        segment = SimpleNamespace(text=f"n{len(audio)}", no_speech_prob=0.0, avg_logprob=-0.1, compression_ratio=1.0)
+        return iter([segment]), SimpleNamespace(language="ko")
+
+
+class LoudnessVad:
+    """Speech where a 32 ms window is loud."""
+
+    def __call__(self, audio):
+        return (abs(audio.reshape(-1, VAD_WINDOW)).mean(axis=1) > 0.05).astype("float32")
+
+
+def stream_phrases(settings, pcm: bytes, *, speculative: bool):
+    from transcription.engines import StreamConfig
+    from transcription.engines.whisper import PhraseStreamer
+
+    settings.STT_SPECULATIVE_FINALS = speculative
+    settings.STT_INTERIM_LOAD_MAX = 1.0  # never saturated: speculation is not skipped on a busy machine
+    model = LengthModel()
+    streamer = PhraseStreamer(model, LoudnessVad(), StreamConfig(language="ko-KR", interim_results=False))
+    chunks = [pcm[i:i + 3200] for i in range(0, len(pcm), 3200)]
+    finals = [(r.text, r.start_ms, r.end_ms) for r in streamer.run(iter(chunks)) if r.is_final]
+    return finals, model.decodes, streamer.reused
+
+
+def test_a_speculative_final_is_reused_only_for_exactly_the_audio_it_decoded(settings):
+    """Phrase 1 pauses 300 ms (past TAIL, short of the endpoint) and goes on: that speculation is
+    thrown away, and the one at its end is used. Phrase 2 ends in silence: its final is the
+    speculative decode, no decode at the endpoint. Phrase 3 pauses, goes on, and the stream ends
+    before any silence: decoded afresh. Every final's text is what a decode of its whole span gives
+    without speculation."""
+    import numpy as np
+
+    def tone(seconds, loud=True):
+        n = int(seconds * 16000)
+        return ((np.sin(np.arange(n) * 0.3) * (8000 if loud else 30)).astype("<i2")).tobytes()
+
+    pcm = tone(1.5) + tone(0.3, False) + tone(1.0) + tone(1.2, False) + tone(2.0) + tone(1.5, False)
+    pcm += tone(1.0) + tone(0.3, False) + tone(1.0)
+    with_speculation, decodes, reused = stream_phrases(settings, pcm, speculative=True)
+    without, plain_decodes, _ = stream_phrases(settings, pcm, speculative=False)
+    assert with_speculation == without and len(without) == 3
+    assert reused == 2  # phrases 1 and 2 were decoded before their endpoint...
+    assert len(decodes) == 5 and len(plain_decodes) == 3  # ...two speculations were wasted by resumed speech

@@ -47,6 +47,29 @@ async def test_audio_far_faster_than_real_time_is_refused_with_rate_and_nothing_
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_database_call_stuck_for_seconds_does_not_hold_back_live_audio(connect, make_user, settings):
+    """Django's database calls share one thread. Channels would queue every audio frame behind it
+    (close_old_connections before each message): one slow write stalled every session's interims."""
+    settings.STT_ENGINE = "scripted"
+    user = await sync_to_async(make_user)()
+    communicator = await connect(user=user)
+    assert (await communicator.connect())[0]
+    await started(communicator)
+    stuck = asyncio.ensure_future(sync_to_async(time.sleep)(4))  # the shared database thread, busy
+    await asyncio.sleep(0.1)
+    began = time.monotonic()
+    await communicator.send_to(bytes_data=loud_frame())
+    interim = await communicator.receive_json_from(timeout=2)
+    assert interim["type"] == "interim" and interim["text"] == "w1"
+    assert time.monotonic() - began < 2 and not stuck.done()
+    await stuck
+    await communicator.send_to(bytes_data=quiet_frame())  # the final is stored once the thread is free
+    final = (await receive_until(communicator, lambda e: e["type"] == "final"))[-1]
+    assert final["text"] == "w1" and await Segment.objects.filter(pk=final["segment"]).aexists()
+    await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_connections_per_user_are_capped(connect, make_user, settings):
     settings.STT_MAX_CONNECTIONS_PER_USER = 2
     alice, bob = await sync_to_async(make_user)("alice"), await sync_to_async(make_user)("bob")

@@ -23,10 +23,15 @@ def link_cookie(token: str) -> bytes:
 
 
 async def speak(ws, phrases: int):
+    """Each phrase's first interim is awaited (frames sent at once reach the engine as one chunk, and
+    interims made stale by a newer result are not sent)."""
+    events = []
     for _ in range(phrases):
-        for frame in [loud_frame()] * 3 + [quiet_frame()]:
+        await ws.send_to(bytes_data=loud_frame())
+        events += await receive_until(ws, lambda e: e["type"] == "interim", timeout=10)
+        for frame in [loud_frame()] * 2 + [quiet_frame()]:
             await ws.send_to(bytes_data=frame)
-    return await receive_until(ws, lambda e: e["type"] == "final" and e["phrase"] == phrases - 1, timeout=10)
+    return events + await receive_until(ws, lambda e: e["type"] == "final" and e["phrase"] == phrases - 1, timeout=10)
 
 
 async def speaker(connect, user):

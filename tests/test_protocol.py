@@ -331,7 +331,7 @@ def test_the_browsers_protocol_module_matches_the_servers():
     assert {f"CLOSE_{k}": v for k, v in table("CLOSE").items()} == {k: v for k, v in python.items() if k.startswith("CLOSE_")}
     assert {f"REASON_{k}": v for k, v in table("REASON").items()} == {k: v for k, v in python.items() if k.startswith("REASON_")}
     names = ("SYSTEM", "INTERIM", "FINAL", "TRANSLATION", "ERROR", "SNAPSHOT", "CORRECTION", "STARTED", "ENDED",
-             "RESUMED", "LAG", "PROGRESS", "SPEAKERS")
+             "RESUMED", "LAG", "PROGRESS", "SPEAKERS", "SPEAKER")
     codes = {v for k, v in python.items() if isinstance(v, str) and k not in names and not k.startswith("REASON_")}
     assert set(table("CODE").values()) == codes
     assert all(python[k] == v for k, v in table("CODE").items())

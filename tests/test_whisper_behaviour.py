@@ -134,3 +134,26 @@ def test_the_batch_path_gives_the_same_text_as_single_decodes(whisper):
     batched = decode_batch(model, items)
     assert [r.text for r in batched] == singles
     assert all(text for text in singles) and singles[5].startswith("And so, my fellow Americans,")
+
+
+def test_speculative_finals_give_the_text_a_fresh_decode_gives(whisper, settings):
+    """Korean phrases with a pause inside one (speech resumes after 300 ms) and between them: the
+    finals, decoded before their endpoint where the span held, are those of a run without it."""
+    from faster_whisper.vad import get_vad_model
+
+    from transcription.engines.whisper import PhraseStreamer, StreamingVad
+
+    def pause(seconds):
+        return np.random.default_rng(1).normal(0, 30, int(seconds * 16000)).astype("<i2").tobytes()
+
+    pcm = (read_wav(DATA / "ko/kspon_001.wav") + pause(0.3) + read_wav(DATA / "ko/kspon_002.wav") + pause(1.2)
+           + read_wav(DATA / "ko/kspon_003.wav") + pause(1.2))
+    settings.STT_INTERIM_LOAD_MAX = 1.0  # never saturated: speculation is not skipped on a busy machine
+    runs = {}
+    for speculative in (True, False):
+        settings.STT_SPECULATIVE_FINALS = speculative
+        streamer = PhraseStreamer(whisper.model_for("ko-KR"), StreamingVad(get_vad_model()), StreamConfig(language="ko-KR"))
+        finals = [(r.text, r.start_ms, r.end_ms) for r in streamer.run(iter(frames(pcm))) if r.is_final]
+        runs[speculative] = finals, streamer.reused
+    assert runs[True][0] == runs[False][0] and len(runs[False][0]) >= 2, runs
+    assert runs[True][1] >= 2 and runs[False][1] == 0, runs

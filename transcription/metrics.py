@@ -31,6 +31,8 @@ final_delay = Histogram("stt_final_delay_seconds", "From the arrival of a phrase
 decode_seconds = Histogram("stt_decode_seconds", "Whisper decodes by kind (finals, interims, background)",
                            ["kind"], buckets=DECODE_BUCKETS, registry=registry)
 translations = Counter("stt_translations", "Translations of finals", ["translator", "outcome"], registry=registry)
+speaker_labels_skipped = Counter("stt_speaker_labels_skipped", "Finals left unlabelled: the labelling thread was too far behind",
+                                 registry=registry)
 storage_retries = Counter("stt_storage_retries", "Writes of finals and translations tried again", registry=registry)
 jobs = Counter("stt_jobs", "Background jobs finished", ["kind", "status"], registry=registry)
 jobs_in_state = Gauge("stt_jobs_in_state", "Background jobs in the database by state (all processes)",

@@ -42,6 +42,7 @@ REASON_SHUTDOWN = "shutdown"  # the server is stopping (SIGTERM); reconnect to g
 # Server event types ("type"), and the system events ("event" of type "system").
 SYSTEM, INTERIM, FINAL, TRANSLATION, ERROR, SNAPSHOT = "system", "interim", "final", "translation", "error", "snapshot"
 CORRECTION = "correction"
+SPEAKER = "speaker"  # a final's speaker label, computed after the final was sent
 STARTED, ENDED, RESUMED, LAG = "started", "ended", "resumed", "lag"
 PROGRESS = "progress"  # an uploaded recording's transcription, 0-1 (live viewers of an upload)
 SPEAKERS = "speakers"  # the owner named the session's speakers: {"S1": "민수", ...}
@@ -257,6 +258,11 @@ def event_final_from_segment(segment) -> dict:
 def event_correction(*, segment_id: int, text: str) -> dict:
     """The owner corrected a final: its new text (shown instead of the final's)."""
     return {"type": CORRECTION, "segment": segment_id, "text": text}
+
+
+def event_speaker(*, segment_id: int, phrase: int, speaker: str) -> dict:
+    """The speaker of a final that was sent before its label was ready."""
+    return {"type": SPEAKER, "segment": segment_id, "phrase": phrase, "speaker": speaker}
 
 
 def event_error(code: str, message: str) -> dict:

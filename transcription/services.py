@@ -43,6 +43,11 @@ def segment_create(*, session_id, index: int, seq: int, result: Result) -> Segme
     )
 
 
+def segment_label(*, segment_id: int, speaker: str) -> int:
+    """A final's speaker label that came after the final was stored."""
+    return Segment.objects.filter(pk=segment_id).update(speaker=speaker)
+
+
 @transaction.atomic
 def session_finish(*, session_id, status: str, audio_ms: int, audio_kept: bool = False) -> None:
     """A session is over: its status and length, and its recording kept in storage (STORAGES) where

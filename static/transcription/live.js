@@ -1,6 +1,6 @@
 // Read-only live captions: a snapshot of what is stored, then the session's events as they happen.
 import { CLOSE, EVENT, REASON, SYSTEM, exposeForTests } from "./protocol.js";
-import { addFinal, addTranslation, applyCorrection, scrollToEnd, setSpeakerNames } from "./transcript.js";
+import { addFinal, addTranslation, applyCorrection, applySpeaker, scrollToEnd, setSpeakerNames } from "./transcript.js";
 
 const $ = (id) => document.getElementById(id);
 const root = $("live");
@@ -35,6 +35,7 @@ function onEvent(ev) {
     case EVENT.FINAL: addFinal(ui.finals, ui.interim, ev); break;
     case EVENT.TRANSLATION: addTranslation(ui.finals, ev); break;
     case EVENT.CORRECTION: applyCorrection(ui.finals, ev); break;
+    case EVENT.SPEAKER: applySpeaker(ui.finals, ev); break;
     case EVENT.SYSTEM:
       if (ev.event === SYSTEM.ENDED) {
         over = true;

@@ -3,7 +3,7 @@
 
 export const EVENT = {
   SYSTEM: "system", INTERIM: "interim", FINAL: "final", TRANSLATION: "translation", ERROR: "error", SNAPSHOT: "snapshot",
-  CORRECTION: "correction",
+  CORRECTION: "correction", SPEAKER: "speaker",
 };
 export const SYSTEM = { STARTED: "started", ENDED: "ended", RESUMED: "resumed", LAG: "lag", PROGRESS: "progress", SPEAKERS: "speakers" };
 

@@ -2,7 +2,7 @@
 // If the socket drops, it reconnects and resumes the same session (protocol v2 "resume"),
 // buffering up to MAX_PENDING_FRAMES of audio meanwhile; if the session is gone, it starts anew.
 import { CLOSE, CODE, EVENT, REASON, SYSTEM, exposeForTests } from "./protocol.js";
-import { addFinal, addTranslation, applyCorrection, fmt, scrollToEnd, setSpeakerNames } from "./transcript.js";
+import { addFinal, addTranslation, applyCorrection, applySpeaker, fmt, scrollToEnd, setSpeakerNames } from "./transcript.js";
 
 const MAX_PENDING_FRAMES = 50; // 5 s of 100 ms frames
 const root = document.getElementById("recorder");
@@ -91,6 +91,9 @@ function onEvent(ev) {
       break;
     case EVENT.CORRECTION:
       applyCorrection(ui.finals, ev);
+      break;
+    case EVENT.SPEAKER:
+      applySpeaker(ui.finals, ev);
       break;
     case EVENT.ERROR:
       if (ev.code === CODE.SESSION_EXPIRED) {

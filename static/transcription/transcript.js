@@ -67,3 +67,10 @@ export function applyCorrection(finals, ev) {
   text.textContent = ev.text;
   text.classList.add("corrected");
 }
+
+// A final's speaker label that came after the final.
+export function applySpeaker(finals, ev) {
+  const li = finals.querySelector(`li[data-segment="${ev.segment}"]`);
+  if (!li || li.querySelector(".speaker")) return;
+  li.querySelector(".text").before(speakerChip(ev.speaker), " ");
+}

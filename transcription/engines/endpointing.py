@@ -104,6 +104,15 @@ class Endpointer:
             return self._cut()
         return []
 
+    @property
+    def known_end(self) -> int | None:
+        """Where the phrase in progress will end if no more speech comes: known once TAIL of silence
+        follows its last speech (a short burst, still waiting for more, has none)."""
+        if not self.in_speech or self.speech < MIN_SPEECH:
+            return None
+        end = self.last_speech_end + TAIL
+        return end if self.start < end <= self.position else None
+
     def finish(self, end: int) -> Phrase | None:
         """End the phrase in progress at `end` (the endpoint, a client's finalize, the stream's end)."""
         if not self.in_speech:

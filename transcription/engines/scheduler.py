@@ -127,6 +127,11 @@ class DecodeScheduler:
                 self.in_phrase.discard(key)
                 self.cond.notify()
 
+    def saturated(self) -> bool:
+        """Busy beyond STT_INTERIM_LOAD_MAX: decodes that may be wasted (interims, speculation) wait."""
+        with self.cond:
+            return self.load() > settings.STT_INTERIM_LOAD_MAX
+
     def load(self) -> float:
         """The workers' busy share over the last LOAD_WINDOW seconds, 0-1 (caller holds cond)."""
         now = time.monotonic()

@@ -6,6 +6,10 @@ the clip length, because Whisper always encodes a 30 s window):
 - The endpointer (endpointing.py) ends a phrase after STT_ENDPOINT_SILENCE_MS of silence, or cuts it
   at its quietest point at STT_MAX_PHRASE_SECONDS. Each finished phrase is decoded once: that is the
   final (whisper_decoding.py).
+- Speculation: once TAIL of silence follows the speech, the phrase's end is known (unless speech
+  resumes), so its final is decoded then, while the rest of the endpoint's silence runs out; the
+  endpoint reuses that decode only when the phrase and its context are exactly what was decoded
+  (STT_SPECULATIVE_FINALS). The final's text is the same either way; it comes one decode sooner.
 - Interims re-decode the phrase so far, only when all queued audio has been through the VAD (so
   finals always come first) and no more often than max(STT_INTERIM_INTERVAL, 2 x last decode time).
 The model files, the device and loading are in whisper_model.py.
@@ -81,12 +85,22 @@ class WhisperRecognizer:
             get_scheduler().phrase(streamer, False)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Context:
     """The previous phrase, replayed before a short one (see CONTEXT_MAX_SAMPLES)."""
 
     start: int | None = None
     text: str = ""
+
+
+@dataclass(frozen=True)
+class Speculation:
+    """A final decoded before its endpoint: valid for exactly this span after exactly this context."""
+
+    start: int
+    end: int
+    context: Context
+    decoded: Decoded
 
 
 class PhraseStreamer:
@@ -102,6 +116,9 @@ class PhraseStreamer:
         self.offset = 0
         self.last_interim_at = 0.0
         self.context = Context()
+        self.speculative = settings.STT_SPECULATIVE_FINALS
+        self.speculation: Speculation | None = None
+        self.reused = 0  # finals that cost no decode at their endpoint
 
     # -- audio bookkeeping --
     def samples(self, start: int, end: int) -> np.ndarray:
@@ -124,9 +141,11 @@ class PhraseStreamer:
                 continue
             self.buffer = np.concatenate([self.buffer, pcm16_to_float(chunk)])
             yield from self.detect()
-            if self.endpointer.in_speech and self.config.interim_results:
-                interim = self.maybe_interim()
-                if interim is not None:
+            if self.endpointer.in_speech:
+                interim = self.speculate() if self.speculative else None
+                if interim is None and self.config.interim_results:
+                    interim = self.maybe_interim()
+                if interim is not None and self.config.interim_results:
                     yield interim
         yield from self.finished(self.endpointer.finish(self.offset + len(self.buffer)))
 
@@ -150,6 +169,7 @@ class PhraseStreamer:
             return
         get_scheduler().phrase(self, False)
         result = self.final(phrase) if phrase.worth_decoding else None
+        self.speculation = None
         self.drop_before(phrase.end)
         self.last_interim_at = 0.0
         if result is not None:
@@ -157,7 +177,7 @@ class PhraseStreamer:
 
     def final(self, phrase: Phrase) -> Result | None:
         start, end = phrase.start, phrase.end
-        decoded = self.decode(start, end, final=True)
+        decoded = self.reuse(start, end) or self.decode(start, end, final=True)
         if self.config.vocabulary and self.decoder.options.vocabulary_mode == "confirm":
             decoded = self.confirm_terms(decoded, start, end)
         if decoded.text and phrase.speech_share < MOSTLY_NON_SPEECH \
@@ -172,6 +192,31 @@ class PhraseStreamer:
                       end_ms=end * 1000 // SAMPLE_RATE, confidence=decoded.confidence,
                       language=decoded.language or self.config.language,
                       audio=float_to_pcm16(self.samples(start, end)))
+
+    def speculate(self) -> Result | None:
+        """Decode the final now if the phrase's end is known and not yet decoded; the decode is also
+        the newest interim."""
+        end = self.endpointer.known_end
+        start = self.endpointer.start
+        if end is None or (self.speculation is not None and (self.speculation.start, self.speculation.end) == (start, end)):
+            return None
+        if get_scheduler().saturated():
+            return None  # the decoders are saturated: a decode that speech may waste would delay others
+        decoded = self.decode(start, end, final=True)
+        self.speculation = Speculation(start, end, self.context, decoded)
+        self.last_interim_at = time.monotonic()
+        if not decoded.text:
+            return None
+        return Result(text=decoded.text, is_final=False, start_ms=start * 1000 // SAMPLE_RATE,
+                      language=decoded.language)
+
+    def reuse(self, start: int, end: int) -> Decoded | None:
+        """The speculative decode, if it decoded exactly this phrase after exactly this context."""
+        speculation = self.speculation
+        if speculation is None or (speculation.start, speculation.end, speculation.context) != (start, end, self.context):
+            return None
+        self.reused += 1
+        return speculation.decoded
 
     def confirm_terms(self, decoded: Decoded, start: int, end: int) -> Decoded:
         """Something in the phrase sounds like a vocabulary term: decode it again with the terms as

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 # What a viewer sees; errors, lag and control replies stay with the speaker.
 PUBLISHED = {(protocol.INTERIM, None), (protocol.FINAL, None), (protocol.TRANSLATION, None),
-             (protocol.CORRECTION, None), (protocol.SYSTEM, protocol.ENDED), (protocol.SYSTEM, protocol.SPEAKERS)}
+             (protocol.CORRECTION, None), (protocol.SPEAKER, None), (protocol.SYSTEM, protocol.ENDED), (protocol.SYSTEM, protocol.SPEAKERS)}
 QUEUE_EVENTS = 500
 SEND_TIMEOUT = 2.0
 

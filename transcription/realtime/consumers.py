@@ -61,6 +61,17 @@ class TranscriptionConsumer(JsonEvents, AsyncWebsocketConsumer):
         self.user = user
         self.rate = AudioRateLimit(settings.STT_MAX_AUDIO_RATE, settings.STT_AUDIO_BURST_SECONDS)
 
+    async def dispatch(self, message: dict) -> None:
+        # Channels (4.2+) runs close_old_connections in the shared sync thread before every message.
+        # For audio that is a thread hop per 100 ms frame per session, queued behind any slow
+        # database call: at 150 sessions it saturated the event loop. A frame touches no database,
+        # and every database call here goes through database_sync_to_async, which closes stale
+        # connections itself.
+        if message["type"] == "websocket.receive" and message.get("bytes") is not None:
+            await self.websocket_receive(message)
+            return
+        await super().dispatch(message)
+
     async def disconnect(self, code: int) -> None:
         if self.user is not None:
             connections.release(self.user.pk)

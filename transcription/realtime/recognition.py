@@ -11,13 +11,14 @@ import dataclasses
 import logging
 import threading
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Awaitable, Callable, Iterator
 
 from ..engines import FINALIZE, Control, EngineError, Recognizer, Result, StreamConfig
 from ..engines.base import BYTES_PER_SECOND
 from ..recording import WavRecorder, tee_to_recorder
-from ..speakers import SpeakerLabeller
+from ..speakers import SpeakerLabeller, label_worker
 from .bridge import ThreadStream
 
 logger = logging.getLogger(__name__)
@@ -105,11 +106,12 @@ class AudioQueue:
             yield item
 
 
-SPEAKER_MEMORY_SECONDS = 120  # audio kept for labelling: a final is never that far behind
+SPEAKER_MEMORY_SECONDS = 30  # audio kept for labelling: a final comes within seconds of its audio
+LABEL_WAIT_SECONDS = 0.1  # a final waits this long for its label; a later one follows it as an event
 
 
 class RecentAudio:
-    """The last few minutes of a session's audio, as it passes to the engine (recognition thread)."""
+    """The recent part of a session's audio, as it passes to the engine (recognition thread)."""
 
     def __init__(self, seconds: float) -> None:
         self.max_bytes = int(seconds * BYTES_PER_SECOND)
@@ -119,11 +121,13 @@ class RecentAudio:
     def tee(self, chunks: Iterator) -> Iterator:
         for chunk in chunks:
             if isinstance(chunk, bytes):
-                self.data += chunk
+                # Trimmed before the newest chunk is added: a backlog taken in one chunk is kept whole
+                # (its finals come after it) with `seconds` before it.
                 if len(self.data) > self.max_bytes:
                     cut = len(self.data) - self.max_bytes
                     del self.data[:cut]
                     self.offset += cut
+                self.data += chunk
             yield chunk
 
     def span(self, start_ms: int, end_ms: int) -> bytes:
@@ -183,12 +187,11 @@ class Recognition:
             if self.labeller is None:
                 yield from self.engine.stream(chunks, self.config)
                 return
-            # Each final's speaker, from its own audio, here in the recognition thread (any engine).
+            # Each final's speaker, from its own audio, on the process's labelling thread (any engine).
             recent = RecentAudio(SPEAKER_MEMORY_SECONDS)
             for result in self.engine.stream(recent.tee(chunks), self.config):
                 if result.is_final:
-                    speaker = self.labeller.label(recent.span(result.start_ms, result.end_ms))
-                    result = dataclasses.replace(result, speaker=speaker)
+                    result = self._labelled(result, recent.span(result.start_ms, result.end_ms))
                 yield result
         except EngineError:
             self.audio.cancel()  # at once, so frames still arriving are refused as "ended", not "busy"
@@ -197,6 +200,15 @@ class Recognition:
             logger.exception("recognition thread failed")
             self.audio.cancel()
             raise EngineError(f"engine failed: {exc.__class__.__name__}") from exc
+
+    def _labelled(self, result: Result, pcm: bytes) -> Result:
+        label = label_worker().submit(self.labeller, pcm)
+        try:
+            return dataclasses.replace(result, speaker=label.result(timeout=LABEL_WAIT_SECONDS))
+        except FutureTimeout:
+            return dataclasses.replace(result, pending_speaker=label)
+        except Exception:  # (logged by the labelling thread) a final without a label is better than none
+            return result
 
     # -- event loop --
     async def _pump(self) -> None:

@@ -150,6 +150,7 @@ class LiveSession:
         if not await self.recognition.finish(timeout):
             logger.warning("session %s ended before its engine finished (%s)", self.id, reason)
         await self.translations.finish(timeout)
+        await self.results.settle(timeout=2.0)
         status = TranscriptionSession.Status.ENDED
         if self.recognition.failed:
             status = TranscriptionSession.Status.FAILED

@@ -30,6 +30,11 @@ class TranscriptWriter:
         return await self._attempt(f"final {index}", database_sync_to_async(services.segment_create),
                                    session_id=self.session_id, index=index, seq=seq, result=result)
 
+    async def speaker(self, *, segment_id: int, speaker: str) -> bool:
+        stored = await self._attempt(f"speaker of segment {segment_id}", database_sync_to_async(services.segment_label),
+                                     segment_id=segment_id, speaker=speaker)
+        return stored is not None
+
     async def translation(self, *, segment_id: int, language: str, text: str, engine: str,
                           seq: int) -> Translation | None:
         return await self._attempt(f"translation of segment {segment_id}",

@@ -5,6 +5,11 @@ Apache-2.0; exported once to ONNX by tools/export_campplus.py, run here by onnxr
 faster-whisper already brings: no torch at run time). Kaldi fbank features (kaldi-native-fbank),
 80 bins, mean-normalised, as 3D-Speaker computes them.
 
+One thread per process (LabelWorker) embeds every session's finals, one at a time, in the order they
+came: so a relay box's sessions share at most one core and one model arena for labels, however many
+there are. A final waits for its label only briefly; a later label follows as its own event, and a
+label that could not be computed within MAX_LABEL_LAG_SECONDS is skipped (counted in /metrics).
+
 Labels are given online, one phrase at a time, so they are stable: a phrase joins the speaker whose
 mean embedding is nearest if the cosine similarity reaches SAME_SPEAKER, else it starts a new speaker
 (S1, S2, ...). A phrase too short to embed reliably never starts a speaker: it goes to the nearest
@@ -15,11 +20,16 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import queue
 import threading
+import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 
+from .. import metrics
 from ..audio import SAMPLE_RATE, pcm16_to_float
 
 logger = logging.getLogger(__name__)
@@ -78,6 +88,7 @@ class SpeakerLabeller:
     """One session's speakers: `label(pcm)` for each final in order; labels never change."""
 
     def __init__(self) -> None:
+        label_worker()  # started (and its model loaded) with the first session, not at its first final
         self.sums: list[np.ndarray] = []  # per speaker: the sum of its phrases' embeddings
         self.last: str | None = None
         self._lock = threading.Lock()
@@ -116,3 +127,62 @@ class SpeakerLabeller:
             return self.last  # short and like nobody: most likely still the same voice
         self.last = f"S{best + 1}"
         return self.last
+
+
+MAX_PENDING_LABELS = 256  # phrases waiting for the labelling thread; beyond it a phrase is not labelled
+MAX_LABEL_LAG_SECONDS = 10.0
+LABEL_NICENESS = 19  # a phrase waiting longer is skipped: the thread catches up on newer ones
+
+
+class LabelWorker:
+    """The process's labelling thread: `submit` returns a Future of the phrase's label."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue = queue.Queue(MAX_PENDING_LABELS)
+        self._jobs.put_nowait((time.monotonic(), None, b"", Future()))  # first: load the model
+        self._thread = threading.Thread(target=self._run, name="speaker-labels", daemon=True)
+        self._thread.start()
+
+    def submit(self, labeller: SpeakerLabeller, pcm: bytes) -> Future:
+        future: Future = Future()
+        try:
+            self._jobs.put_nowait((time.monotonic(), labeller, pcm, future))
+        except queue.Full:
+            metrics.speaker_labels_skipped.inc()
+            future.set_result(None)
+        return future
+
+    def _run(self) -> None:
+        try:  # labels take the CPU the sessions leave: the event loop and decodes come first (Linux)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LABEL_NICENESS)
+        except (AttributeError, OSError):
+            pass
+        while True:
+            submitted, labeller, pcm, future = self._jobs.get()
+            if labeller is None:
+                self._load()
+                continue
+            if not future.set_running_or_notify_cancel():
+                continue
+            if time.monotonic() - submitted > MAX_LABEL_LAG_SECONDS:
+                metrics.speaker_labels_skipped.inc()
+                future.set_result(None)
+                continue
+            try:
+                future.set_result(labeller.label(pcm))
+            except Exception as exc:  # a boundary: the thread outlives any one phrase
+                logger.exception("speaker labelling failed")
+                future.set_exception(exc)
+
+
+    @staticmethod
+    def _load() -> None:
+        try:
+            embedder()
+        except Exception:  # reported again, per phrase, when labels are asked for
+            logger.exception("the speaker model could not be loaded")
+
+
+@functools.lru_cache(maxsize=1)
+def label_worker() -> LabelWorker:
+    return LabelWorker()
