@@ -215,7 +215,8 @@ MUTATIONS = [
     # issue 17: speakers
     m("finals without speaker labels",
       "tests/test_speakers.py::test_speakers_false_in_start_leaves_finals_unlabelled",
-      ("transcription/realtime/recognition.py", "                    result = dataclasses.replace(result, speaker=speaker)",
+      ("transcription/realtime/recognition.py",
+       "                    result = self._labelled(result, recent.span(result.start_ms, result.end_ms))",
        "                    pass")),
     m("speaker names missing from exports",
       "tests/test_speakers.py::test_a_renamed_speaker_shows_in_exports_the_detail_and_the_admin",
