@@ -114,13 +114,13 @@ def main() -> None:
         try:
             if not args.scripted:  # load the model before timing
                 asyncio.run(run_level(server.url, server.cookies, 1, [frames[:20]], args.lang))
-            stored_before = stored_finals(server)
+            stored_before, labelled_before = stored_finals(server), labelled_finals(server)
             cpu0 = server.cpu_seconds()
             runs = asyncio.run(run_level(server.url, server.cookies, n, sessions_frames, args.lang))
             cpu = server.cpu_seconds() - cpu0
             rss, peak = server.rss_mb()
             stored = stored_finals(server) - stored_before
-            labelled = labelled_finals(server)
+            labelled = labelled_finals(server) - labelled_before
         finally:
             server.stop()
         failed = [r for r in runs if isinstance(r, BaseException)]
