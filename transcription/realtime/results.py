@@ -74,6 +74,6 @@ class Results:
     async def settle(self, timeout: float) -> None:
         """Wait (a while) for the labels still being computed, so that they are stored."""
         if self._late_labels:
-            done, pending = await asyncio.wait(set(self._late_labels), timeout=timeout)
+            _, pending = await asyncio.wait(set(self._late_labels), timeout=timeout)
             if pending:
                 logger.info("%d speaker labels not ready when the session ended", len(pending))

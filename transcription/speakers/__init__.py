@@ -139,7 +139,6 @@ class LabelWorker:
 
     def __init__(self) -> None:
         self._jobs: queue.Queue = queue.Queue(MAX_PENDING_LABELS)
-        self._jobs.put_nowait((time.monotonic(), None, b"", Future()))  # first: load the model
         self._thread = threading.Thread(target=self._run, name="speaker-labels", daemon=True)
         self._thread.start()
 
@@ -157,11 +156,9 @@ class LabelWorker:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LABEL_NICENESS)
         except (AttributeError, OSError):
             pass
+        self._load()  # at the first session, not at its first final
         while True:
             submitted, labeller, pcm, future = self._jobs.get()
-            if labeller is None:
-                self._load()
-                continue
             if not future.set_running_or_notify_cancel():
                 continue
             if time.monotonic() - submitted > MAX_LABEL_LAG_SECONDS:
