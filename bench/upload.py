@@ -7,7 +7,13 @@
   with 1 s pauses) uploaded through POST /api/sessions/ to a fresh daphne: seconds of audio per
   wall-clock second, from the upload to `"status": "ended"`, and the segments made.
 - live: kspon_long streamed at real time through the socket, alone and while that upload is processed
-  (started just before), alternating runs, final delay pooled. Goal: p95 with an upload within +10 %.
+  (it arrives 2 s into the live session), alternating runs, final delay pooled. Goal: p95 with an
+  upload within +10 %.
+- compare: a 7-minute Korean recording (the 32 KsponSpeech utterances in a shuffled order, twice,
+  with pauses of 0.3-2 s) uploaded to an idle server, and the same file through faster-whisper's own
+  BatchedInferencePipeline (same model, threads and beam 5, batch 8, its VAD), alternating runs:
+  wall time, seconds of audio per second and CER of each, and whether each gives the same text
+  every run. Goal: the upload at least as fast and as accurate.
 """
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ import argparse
 import asyncio
 import io
 import json
+import os
+import random
 import sys
 import threading
 import time
@@ -43,6 +51,23 @@ def ten_minutes() -> bytes:
     return out.getvalue()
 
 
+def conversation() -> tuple[bytes, str]:
+    """The 7-minute recording of `compare` (see above) and its reference text."""
+    rng, parts, references = random.Random(7), [], []
+    utterances = sorted((ROOT / "tests/data/ko").glob("kspon_0[0-2][0-9].wav"))
+    for _ in range(2):
+        for path in rng.sample(utterances, len(utterances)) + [LIVE]:
+            with wave.open(str(path)) as w:
+                parts.append(w.readframes(w.getnframes()))
+            parts.append(bytes(2 * int(16000 * rng.uniform(0.3, 2.0))))
+            references.append(path.with_suffix(".txt").read_text(encoding="utf-8").strip())
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(b"".join(parts))
+    return out.getvalue(), " ".join(references)
+
+
 def frames_of(path: Path) -> list[bytes]:
     with wave.open(str(path)) as w:
         pcm = w.readframes(w.getnframes())
@@ -64,8 +89,8 @@ def upload(server, wav: bytes) -> str:
                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})["id"]
 
 
-def start_server(users: int = 1):
-    server = Server(env={"STT_MAX_SESSIONS_PER_USER": "4"}, users=users)
+def start_server(users: int = 1, env: dict | None = None):
+    server = Server(env={"STT_MAX_SESSIONS_PER_USER": "4", **(env or {})}, users=users)
     server.token = server.create_token("bench0")
     asyncio.run(stream_session(server.url, server.cookies[0], frames_of(LIVE)[:20], "ko-KR"))  # load the model
     return server
@@ -90,12 +115,79 @@ def throughput(wav: bytes) -> dict:
             "segments": detail["segment_count"], "status": detail["status"]}
 
 
+def ours(wav: bytes, reference: str, env: dict) -> dict:
+    from accuracy import score
+
+    server = start_server(env=env)  # a server that has run a session: its model is loaded
+    try:
+        time.sleep(3)  # (that session's second pass done)
+        began = time.monotonic()
+        session = upload(server, wav)
+        while (detail := api(server, f"/api/sessions/{session}/"))["status"] == "processing":
+            time.sleep(0.5)
+        wall = time.monotonic() - began
+    finally:
+        server.stop()
+    text = " ".join(segment["text"] for segment in detail["segments"])
+    return {"wall_s": wall, "rate": detail["audio_ms"] / 1000 / wall, "cer": score([reference], [text], True),
+            "text": text}
+
+
+def theirs(wav: bytes, reference: str) -> dict:
+    """faster-whisper's BatchedInferencePipeline, as its README runs it, in a fresh process."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+        f.write(wav), f.flush()
+        out = subprocess.run([sys.executable, "-c", PIPELINE, f.name], check=True, capture_output=True, text=True,
+                             cwd=ROOT, env={**os.environ, "DJANGO_SETTINGS_MODULE": "sttproject.settings"}).stdout
+    from accuracy import score
+
+    result = json.loads(out.strip().splitlines()[-1])
+    result["cer"] = score([reference], [result["text"]], True)
+    return result
+
+
+PIPELINE = """
+import json, sys, time
+import django; django.setup()
+from django.conf import settings
+from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
+from transcription.engines.whisper_model import resolve_model
+model = WhisperModel(resolve_model("base"), device="cpu", compute_type="int8", cpu_threads=settings.STT_WHISPER_THREADS,
+                     local_files_only=True)
+audio = decode_audio(sys.argv[1])
+began = time.monotonic()
+segments, _ = BatchedInferencePipeline(model).transcribe(audio, language="ko", beam_size=5, batch_size=8)
+text = " ".join(s.text.strip() for s in segments)
+wall = time.monotonic() - began
+print(json.dumps({"wall_s": wall, "rate": len(audio) / 16000 / wall, "text": text}))
+"""
+
+
+def compare(runs: int, env: dict) -> dict:
+    wav, reference = conversation()
+    seconds = (len(wav) - 44) / 32000
+    rows: dict[str, list[dict]] = {"ours": [], "pipeline": []}
+    for number in range(runs):
+        for label in ("ours", "pipeline"):
+            row = ours(wav, reference, env) if label == "ours" else theirs(wav, reference)
+            rows[label].append(row)
+            print(f"run {number + 1} {label:8}: {seconds:.0f} s of audio in {row['wall_s']:.1f} s = {row['rate']:.1f} s "
+                  f"per second, CER {row['cer']:.3f}", flush=True)
+    for label, done in rows.items():
+        same = len({row["text"] for row in done}) == 1
+        print(f"{label:8}: rate {min(r['rate'] for r in done):.1f}-{max(r['rate'] for r in done):.1f} s/s, "
+              f"CER {', '.join(format(r['cer'], '.3f') for r in done)}; the same text every run: {same}")
+    return {label: [{k: v for k, v in row.items() if k != "text"} for row in done] for label, done in rows.items()}
+
+
 def live_run(wav: bytes | None) -> list[float]:
     server = start_server()
     try:
-        if wav is not None:
-            threading.Thread(target=upload, args=(server, wav), daemon=True).start()
-            time.sleep(2)  # accepted, its job running
+        if wav is not None:  # the upload comes 2 s into the live session (its jobs then small ones)
+            threading.Timer(2.0, upload, args=(server, wav)).start()
         return final_delays(asyncio.run(stream_session(server.url, server.cookies[0], frames_of(LIVE), "ko-KR")))
     finally:
         server.stop()
@@ -103,10 +195,13 @@ def live_run(wav: bytes | None) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", default=["throughput", "live"], choices=["throughput", "live"])
+    parser.add_argument("--parts", nargs="+", default=["throughput", "live"], choices=["throughput", "live", "compare"])
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE for our server (compare)")
     args = parser.parse_args()
     wav, result = ten_minutes(), {}
+    if "compare" in args.parts:
+        result["compare"] = compare(args.runs, dict(pair.split("=", 1) for pair in args.env))
     if "throughput" in args.parts:
         result["throughput"] = throughput(wav)
     if "live" in args.parts:

@@ -262,7 +262,10 @@ STT_WHISPER_BATCH_SIZE = env_int("STT_WHISPER_BATCH_SIZE", 8)
 # The second pass over a session's kept audio when it ends: "auto" (whisper sessions), "1" or "0".
 STT_REFINE = os.environ.get("STT_REFINE", "auto")
 STT_REFINE_BEAM_SIZE = env_int("STT_REFINE_BEAM_SIZE", 5)  # the pass can afford a beam (bench/accuracy.py --refine)
-STT_REFINE_WINDOW_SECONDS = env_float("STT_REFINE_WINDOW_SECONDS", 10.0)  # speech per background job
+# Windows of 30 s decoded together per background job while no live session decodes here; while
+# one does, a job is at most this much speech (engines/offline.py).
+STT_REFINE_BATCH_SIZE = env_int("STT_REFINE_BATCH_SIZE", 8)
+STT_REFINE_WINDOW_SECONDS = env_float("STT_REFINE_WINDOW_SECONDS", 10.0)
 # How whisper is given a session's vocabulary: "confirm" (a second decode, with the terms, of a phrase
 # that sounds like one), "prompt" or "hotwords" (on every decode), "off" (bench/vocabulary.py).
 STT_WHISPER_VOCABULARY = os.environ.get("STT_WHISPER_VOCABULARY", "confirm")
@@ -288,7 +291,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "INFO"}},
+    "loggers": {"django.channels.server": {"level": "INFO"},
+                "faster_whisper": {"level": "WARNING"}},  # (a line per batch of every upload otherwise)
 }
 # How long `end` (or a second `start`) waits for the engine to drain its backlog.
 STT_END_TIMEOUT = env_float("STT_END_TIMEOUT", 60.0)

@@ -81,7 +81,7 @@ def check_complete(found: dict, reference: str) -> float:
 def test_an_upload_whose_server_is_killed_resumes_after_restart_with_every_phrase_stored_once(tmp_path):
     data, reference = conversation()
     server = ServerProcess(tmp_path / "server", env={"STT_ENGINE": "whisper", "STT_JOB_STALE_SECONDS": "3",
-                                                    "STT_SPEAKERS": "0"})
+                                                    "STT_SPEAKERS": "0", "STT_REFINE_BATCH_SIZE": "1"})
     server.create_user("uploader")
     token = server.create_token("uploader")
     server.start()
@@ -118,6 +118,7 @@ def test_on_postgresql_a_worker_in_another_process_finishes_an_upload_whose_serv
     data, reference = conversation()
     with postgres_database() as database:
         env = {"DATABASE_URL": database, "STT_ENGINE": "whisper", "STT_JOB_STALE_SECONDS": "3", "STT_SPEAKERS": "0",
+               "STT_REFINE_BATCH_SIZE": "1",  # (progress window by window: a kill falls between two)
                "STT_MEDIA_ROOT": str(tmp_path / "shared-storage")}
         server = ServerProcess(tmp_path / "server", env=env)
         server.create_user("uploader")

@@ -38,8 +38,8 @@ def refine_after(sender, *, session_id, **kwargs) -> bool:
 
 
 def refine_session(job: Job, run: JobRun) -> None:
-    """The second pass: the whole kept recording decoded in windows of joined speech with the text
-    before each as its prompt (engines/offline.py), its words aligned to the live phrases' times and
+    """The second pass: the whole kept recording decoded in windows of joined speech, batched
+    (engines/offline.py), its words aligned to the live phrases' times and
     stored as their refined text. The words of each decoded window are kept in the job's state: an
     attempt after a crash decodes only the windows after them."""
     session = job.session
@@ -50,13 +50,12 @@ def refine_session(job: Job, run: JobRun) -> None:
                    for chunks in run.planned(lambda: [w.to_json() for w in plan_windows(reader)])]
         words = [TimedWord(text, start, end) for text, start, end in run.state.get("words", [])]
 
-        def stored(number: int, decoded: list[TimedWord], previous: str) -> None:
+        def stored(number: int, decoded: list[TimedWord]) -> None:
             words.extend(decoded)
-            run.save(done=number, state={"previous": previous,
-                                         "words": [[w.text, w.start_ms, w.end_ms] for w in words]})
+            run.save(done=number, state={"words": [[w.text, w.start_ms, w.end_ms] for w in words]})
 
         decode_windows(model, reader, windows, language=session.language, vocabulary=session.vocabulary,
-                       start=run.done, previous=run.state.get("previous", ""), on_window=stored)
+                       start=run.done, on_window=stored)
     segments = list(session.segments.order_by("index"))
     texts = align(words, [(s.start_ms, s.end_ms) for s in segments])
     services.session_refine(session=session, refined={s.pk: t for s, t in zip(segments, texts)})

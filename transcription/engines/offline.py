@@ -1,12 +1,16 @@
-"""Whole-file recognition with Whisper: the second pass over a session's kept audio.
+"""Whole-file recognition with Whisper: uploads, and the second pass over a session's kept audio.
 
-faster-whisper's own VAD finds the speech (Silero with its whole-file defaults: pauses under 2 s stay
-inside a chunk, which gives the decoder more context than live endpointing). The speech, joined
-without the pauses between chunks as faster-whisper's vad_filter does, is decoded in windows of at
-most STT_REFINE_WINDOW_SECONDS (10 s; Whisper's own are 30 s, but a 30 s window with beam 5 costs
-3-4 s here, and a live final that falls due meanwhile would wait), each with the text before it as its prompt (what a whole-file decode's
-condition_on_previous_text does) and with word times mapped back to the file. Each window is one job
-of background priority on the decode scheduler: a live final never waits behind a long file.
+Decoded as faster-whisper's BatchedInferencePipeline decodes a file (bench/upload.py --parts compare
+measures the two side by side): its VAD settings (pauses of 160 ms or more cut speech chunks), the
+chunks joined without the pauses into windows of at most 30 s (Whisper's own), each window decoded
+on its own with beam STT_REFINE_BEAM_SIZE and word times mapped back to the file, several windows
+in one batch. The pipeline itself runs each batch.
+
+Each batch is one job of background priority on the decode scheduler (engines/scheduler.py): it
+starts in a pause of everyone's speech. While no live session decodes in this process, a job is a
+batch of STT_REFINE_BATCH_SIZE windows. While one does, a job is at most STT_REFINE_WINDOW_SECONDS
+of speech (a 30 s window's chunks in smaller windows), so a final that falls due during it waits
+little: the cut then depends on when live sessions run (measured in bench/upload.py).
 """
 from __future__ import annotations
 
@@ -22,8 +26,8 @@ from .scheduler import AFTER_THE_FACT, get_scheduler
 from . import doubt
 from .whisper_model import whisper_language
 
-BACKGROUND_TEMPERATURES = (0.0,)  # no sampling: the same file gives the same text every time (a resumed job too)
-PROMPT_CHARS = 120  # the end of the previous window's text, as the next one's prompt
+WINDOW_SECONDS = 30  # speech decoded together in one window (Whisper's own window)
+FRAME = SAMPLE_RATE // 100  # Whisper's 10 ms
 
 
 @dataclass(frozen=True)
@@ -62,32 +66,119 @@ class Window:
 
 
 VAD_BLOCK_SECONDS = 60  # the VAD reads the recording this much at a time: memory does not grow with it
-JOIN_SAMPLES = SAMPLE_RATE  # speech cut by a block's edge, within this of it, is one chunk again
+VAD_WINDOW = 512  # samples per Silero probability
+VAD_CONTEXT = 64  # samples of the window before, which Silero sees with each window
 
 
 def speech_chunks(read: Callable[[int, int], np.ndarray], total: int) -> list[tuple[int, int]]:
-    """The recording's speech, [start, end) samples: faster-whisper's VAD with its whole-file
-    defaults, run over VAD_BLOCK_SECONDS of audio at a time (peak +73 MB, whatever the length:
-    bench/hostile.py --long-hours 4; 300 s blocks took +210 MB)."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
+    """The recording's speech, [start, end) samples: what faster-whisper's VAD finds with the
+    batched pipeline's settings over the whole file, in memory that does not grow with its length."""
+    from faster_whisper.vad import VadOptions
 
-    block = VAD_BLOCK_SECONDS * SAMPLE_RATE
-    chunks: list[tuple[int, int]] = []
-    for offset in range(0, total, block):
-        for found in get_speech_timestamps(read(offset, min(total, offset + block)), VadOptions()):
-            start, end = offset + found["start"], offset + found["end"]
-            if chunks and chunks[-1][1] >= offset - JOIN_SAMPLES and start <= offset + JOIN_SAMPLES:
-                chunks[-1] = (chunks[-1][0], end)  # one stretch of speech across the block's edge
+    options = VadOptions(max_speech_duration_s=WINDOW_SECONDS, min_silence_duration_ms=160)
+    return speech_timestamps(speech_probabilities(read, total), total, options)
+
+
+def speech_probabilities(read: Callable[[int, int], np.ndarray], total: int) -> np.ndarray:
+    """Silero's speech probability per VAD_WINDOW samples, VAD_BLOCK_SECONDS of audio at a time with
+    the model's state and context carried across: the numbers faster-whisper's VAD gives for the
+    whole file at once (it pads the same way), without holding the file (peak +73 MB whatever the
+    length: bench/hostile.py --long-hours 4; 300 s at once took +210 MB)."""
+    from faster_whisper.vad import get_vad_model
+
+    model = get_vad_model()
+    padded = total + VAD_WINDOW - total % VAD_WINDOW
+    block = VAD_BLOCK_SECONDS * SAMPLE_RATE // VAD_WINDOW * VAD_WINDOW
+    h = c = np.zeros((1, 1, 128), dtype=np.float32)
+    context = np.zeros(VAD_CONTEXT, dtype=np.float32)
+    probabilities = []
+    for offset in range(0, padded, block):
+        length = min(block, padded - offset)
+        audio = read(offset, min(total, offset + length)).astype(np.float32)
+        windows = np.pad(audio, (0, length - len(audio))).reshape(-1, VAD_WINDOW)
+        contexts = np.concatenate([context[None], windows[:-1, -VAD_CONTEXT:]])
+        context = windows[-1, -VAD_CONTEXT:].copy()
+        found, h, c = model.session.run(None, {"input": np.concatenate([contexts, windows], 1), "h": h, "c": c})
+        probabilities.append(found)
+    return np.concatenate(probabilities) if probabilities else np.zeros(0, dtype=np.float32)
+
+
+def speech_timestamps(probabilities: np.ndarray, total: int, options) -> list[tuple[int, int]]:
+    """faster-whisper 1.2's get_speech_timestamps from its probabilities on: its decisions, copied
+    because it computes the probabilities of the whole file at once (tests/test_uploads.py checks
+    that both give the same chunks)."""
+    pad = SAMPLE_RATE * options.speech_pad_ms / 1000
+    min_speech = SAMPLE_RATE * options.min_speech_duration_ms / 1000
+    max_speech = SAMPLE_RATE * options.max_speech_duration_s - VAD_WINDOW - 2 * pad
+    min_silence = SAMPLE_RATE * options.min_silence_duration_ms / 1000
+    min_silence_at_max_speech = SAMPLE_RATE * 98 / 1000
+    threshold = options.threshold
+    neg_threshold = options.neg_threshold if options.neg_threshold is not None else max(threshold - 0.15, 0.01)
+    triggered, speeches, current = False, [], {}
+    temp_end = prev_end = next_start = 0
+    for i, probability in enumerate(probabilities):
+        at = VAD_WINDOW * i
+        if probability >= threshold and temp_end:
+            temp_end = 0
+            if next_start < prev_end:
+                next_start = at
+        if probability >= threshold and not triggered:
+            triggered = True
+            current["start"] = at
+            continue
+        if triggered and at - current["start"] > max_speech:
+            if prev_end:
+                current["end"] = prev_end
+                speeches.append(current)
+                current = {}
+                if next_start < prev_end:
+                    triggered = False
+                else:
+                    current["start"] = next_start
+                prev_end = next_start = temp_end = 0
             else:
-                chunks.append((start, end))
-    return chunks
+                current["end"] = at
+                speeches.append(current)
+                current = {}
+                prev_end = next_start = temp_end = 0
+                triggered = False
+                continue
+        if probability < neg_threshold and triggered:
+            if not temp_end:
+                temp_end = at
+            if at - temp_end > min_silence_at_max_speech:
+                prev_end = temp_end
+            if at - temp_end < min_silence:
+                continue
+            current["end"] = temp_end
+            if current["end"] - current["start"] > min_speech:
+                speeches.append(current)
+            current = {}
+            prev_end = next_start = temp_end = 0
+            triggered = False
+    if current and total - current["start"] > min_speech:
+        current["end"] = total
+        speeches.append(current)
+    for i, speech in enumerate(speeches):  # padded, halfway into short pauses
+        if i == 0:
+            speech["start"] = int(max(0, speech["start"] - pad))
+        if i != len(speeches) - 1:
+            silence = speeches[i + 1]["start"] - speech["end"]
+            if silence < 2 * pad:
+                speech["end"] += int(silence // 2)
+                speeches[i + 1]["start"] = int(max(0, speeches[i + 1]["start"] - silence // 2))
+            else:
+                speech["end"] = int(min(total, speech["end"] + pad))
+                speeches[i + 1]["start"] = int(max(0, speeches[i + 1]["start"] - pad))
+        else:
+            speech["end"] = int(min(total, speech["end"] + pad))
+    return [(int(speech["start"]), int(speech["end"])) for speech in speeches]
 
 
-def speech_windows(chunks: Sequence[tuple[int, int]], seconds: float | None = None) -> list[Window]:
-    """Speech chunks in windows of at most `seconds` (STT_REFINE_WINDOW_SECONDS) of speech: each is
-    one background job, and a live final that falls due while one runs waits for it
-    (engines/scheduler.py), so a job must stay short."""
-    window_samples = int((seconds or settings.STT_REFINE_WINDOW_SECONDS) * SAMPLE_RATE)
+def speech_windows(chunks: Sequence[tuple[int, int]], seconds: float = WINDOW_SECONDS) -> list[Window]:
+    """Speech chunks in windows of at most `seconds` of speech, in order (as the pipeline's
+    collect_chunks merges them)."""
+    window_samples = int(seconds * SAMPLE_RATE)
     windows: list[list[tuple[int, int]]] = []
     length = 0
     for start, end in chunks:
@@ -110,34 +201,61 @@ def plan_windows(reader) -> list[Window]:
 
 
 def decode_windows(model, reader, windows: Sequence[Window], *, language: str, vocabulary: Sequence[str] = (),
-                   start: int = 0, previous: str = "", beam_size: int | None = None,
-                   on_window: Callable[[int, list[TimedWord], str], None]) -> None:
-    """Decode `windows[start:]` in order, each a job of background priority on the decode scheduler;
-    `on_window(number, words, previous)` gets each (numbered from 1) with its words in file time and
-    the text the next window is prompted with: enough to store it, and to resume after it later.
-    The recording is read a window at a time: memory does not grow with its length."""
-    for number in range(start + 1, len(windows) + 1):
-        window = windows[number - 1]
-        prompt = ", ".join(vocabulary) + (". " if vocabulary else "") + previous[-PROMPT_CHARS:]
-        decoded = get_scheduler().run_background(
-            lambda w=window, p=prompt: decode_window(model, w.audio(reader.samples), language, p, beam_size),
-            priority=AFTER_THE_FACT)
-        previous = "".join(w.text for w in decoded).strip() or previous
-        on_window(number, [TimedWord(w.text, window.file_ms(w.start_ms), window.file_ms(w.end_ms)) for w in decoded],
-                  previous)
+                   start: int = 0, beam_size: int | None = None,
+                   on_window: Callable[[int, list[TimedWord]], None]) -> None:
+    """Decode `windows[start:]` in order, in jobs of background priority on the decode scheduler
+    (see the module's docstring); `on_window(number, words)` gets each window (numbered from 1) with
+    its words in file time: enough to store it, and to resume after it later. The recording is read
+    a batch at a time: memory does not grow with its length."""
+    scheduler = get_scheduler()
+    prompt = ", ".join(vocabulary) + "." if vocabulary else None
+    number = start
+    while number < len(windows):
+        if scheduler.live():  # one window, in small parts
+            window = windows[number]
+            parts = speech_windows(window.chunks, settings.STT_REFINE_WINDOW_SECONDS)
+            words = []
+            for part in parts:
+                words += scheduler.run_background(
+                    lambda p=part: decode_batch(model, reader, [p], language, prompt, beam_size)[0],
+                    priority=AFTER_THE_FACT)
+            done = [words]
+        else:  # batches of even sizes: 11 windows as 6 + 5 took 9 % less time than 8 + 3
+            remaining = len(windows) - number
+            size = -(-remaining // -(-remaining // settings.STT_REFINE_BATCH_SIZE))
+            group = windows[number:number + size]
+            done = scheduler.run_background(
+                lambda g=group: decode_batch(model, reader, g, language, prompt, beam_size), priority=AFTER_THE_FACT)
+        for words in done:
+            number += 1
+            on_window(number, words)
 
 
-def decode_window(model, audio: np.ndarray, language: str, prompt: str, beam_size: int | None) -> list[TimedWord]:
-    segments, _ = model.transcribe(
-        audio, language=whisper_language(language), beam_size=beam_size or settings.STT_REFINE_BEAM_SIZE,
-        word_timestamps=True, condition_on_previous_text=True, initial_prompt=prompt or None, vad_filter=False,
-        temperature=BACKGROUND_TEMPERATURES,
+def decode_batch(model, reader, windows: Sequence[Window], language: str, prompt: str | None,
+                 beam_size: int | None) -> list[list[TimedWord]]:
+    """Each window's words (file time), the windows decoded as one batch by faster-whisper's
+    BatchedInferencePipeline: their audio laid end to end, one clip per window."""
+    from faster_whisper import BatchedInferencePipeline
+
+    # Each clip starts on a 10 ms boundary: word times are rounded to 10 ms with the clip's offset
+    # in them, and a window's times must not depend on what was decoded before it in the batch.
+    audios = [np.pad(audio, (0, -len(audio) % FRAME)) for audio in (w.audio(reader.samples) for w in windows)]
+    offsets = np.cumsum([0] + [len(audio) for audio in audios])
+    clips = [{"start": offsets[i] / SAMPLE_RATE, "end": offsets[i + 1] / SAMPLE_RATE} for i in range(len(audios))]
+    segments, _ = BatchedInferencePipeline(model).transcribe(
+        np.concatenate(audios), language=whisper_language(language), beam_size=beam_size or settings.STT_REFINE_BEAM_SIZE,
+        batch_size=len(audios), clip_timestamps=clips, word_timestamps=True, initial_prompt=prompt,
+        temperature=0.0,  # no sampling: the same file gives the same text every time (a resumed job too)
     )
-    words = []
+    words: list[list[TimedWord]] = [[] for _ in windows]
     for segment in segments:
         if doubt.silent(segment.no_speech_prob, segment.avg_logprob) or doubt.looped(segment.compression_ratio):
             continue  # no speech, or a loop: not a transcript
-        words += [TimedWord(w.word, int(w.start * 1000), int(w.end * 1000)) for w in segment.words or []]
+        i = int(np.searchsorted(offsets, segment.start * SAMPLE_RATE + SAMPLE_RATE // 100, side="right")) - 1
+        i = min(max(i, 0), len(windows) - 1)
+        window, base_ms = windows[i], int(offsets[i]) * 1000 // SAMPLE_RATE
+        words[i] += [TimedWord(w.word, window.file_ms(int(w.start * 1000) - base_ms),
+                               window.file_ms(int(w.end * 1000) - base_ms)) for w in segment.words or []]
     return words
 
 

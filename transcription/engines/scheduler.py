@@ -75,6 +75,7 @@ class DecodeScheduler:
         self.background: list[tuple[int, int, _Job]] = []  # a heap: priority, then arrival
         self.order = itertools.count()
         self.in_phrase: set[object] = set()  # sessions whose phrase is in progress: a final will follow
+        self.streams: set[object] = set()  # live sessions decoding here (background work takes smaller bites)
         self.stats = collections.Counter()
         self.workers = workers
         self.busy: collections.deque[tuple[float, float]] = collections.deque()  # (start, end) of recent decodes
@@ -126,6 +127,16 @@ class DecodeScheduler:
             else:
                 self.in_phrase.discard(key)
                 self.cond.notify()
+
+    def streaming(self, key: object, live: bool) -> None:
+        """A live session starts (or stops) decoding on this scheduler."""
+        with self.cond:
+            (self.streams.add if live else self.streams.discard)(key)
+
+    def live(self) -> bool:
+        """Whether any live session decodes here: background work then comes in small jobs."""
+        with self.cond:
+            return bool(self.streams)
 
     def saturated(self) -> bool:
         """Busy beyond STT_INTERIM_LOAD_MAX: decodes that may be wasted (interims, speculation) wait."""

@@ -79,10 +79,12 @@ class WhisperRecognizer:
         from faster_whisper.vad import get_vad_model
 
         streamer = PhraseStreamer(self.model_for(config.language), StreamingVad(get_vad_model()), config)
+        get_scheduler().streaming(streamer, True)
         try:
             yield from streamer.run(chunks)
         finally:  # however it ends, this session no longer holds background work back
             get_scheduler().phrase(streamer, False)
+            get_scheduler().streaming(streamer, False)
 
 
 @dataclass(frozen=True)

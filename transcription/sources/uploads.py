@@ -4,8 +4,8 @@
 limit, that PyAV finds an audio track, its length), stores the file and queues a `transcribe` job;
 a refused upload leaves nothing behind. The job (`transcribe_upload`) decodes the file to 16 kHz
 mono, keeps it as the session's audio, and recognises it:
-- whisper: the whole-file decode of the second pass (engines/offline.py: faster-whisper's VAD,
-  windows of joined speech, beam search), at background priority on the decode scheduler, so a live
+- whisper: the whole-file decode of the second pass (engines/offline.py: faster-whisper's batched
+  pipeline on windows of joined speech), at background priority on the decode scheduler, so a live
   session's finals go first; each window's words become phrases at their pauses;
 - any other engine (google, openai): the audio streamed through the engine's own streaming
   recognizer as fast as it takes it.
@@ -17,12 +17,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import close_old_connections, transaction
 
 from .. import admission, protocol, services, speakers
 from ..audio import SAMPLE_RATE
@@ -246,15 +247,31 @@ def recognise(session, recording: WavReader, run: JobRun) -> None:
     windows = [Window.from_json(chunks)
                for chunks in run.planned(lambda: [w.to_json() for w in plan_windows(recording)])]
 
-    def stored(number: int, words, previous: str) -> None:
-        with transaction.atomic():  # the window's phrases and the progress past it, or neither
-            for phrase in phrases(words, session.language):
-                writer.write(phrase)
-            run.save(done=number, state={"previous": previous})
+    def store(number: int, words) -> None:
+        try:
+            with transaction.atomic():  # the window's phrases and the progress past it, or neither
+                for phrase in phrases(words, session.language):
+                    writer.write(phrase)
+                run.save(done=number)
+        finally:
+            close_old_connections()
 
-    decode_windows(engine.model_for(session.language), recording, windows, language=session.language,
-                   vocabulary=session.vocabulary, start=run.done, previous=run.state.get("previous", ""),
-                   on_window=stored)
+    # Windows are labelled and stored by a thread of their own while the next batch decodes (in
+    # order; a failed store stops the decoding at the next window): labels cost ~4 s of a 7-minute
+    # file (bench/upload.py --parts compare).
+    with ThreadPoolExecutor(1, thread_name_prefix="stt-upload-store") as storing:
+        pending: list[Future] = []
+
+        def stored(number: int, words) -> None:
+            for future in [f for f in pending if f.done()]:
+                future.result()  # (raises what a store raised)
+                pending.remove(future)
+            pending.append(storing.submit(store, number, words))
+
+        decode_windows(engine.model_for(session.language), recording, windows, language=session.language,
+                       vocabulary=session.vocabulary, start=run.done, on_window=stored)
+        for future in pending:
+            future.result()
 
 
 def phrases(words, language: str) -> list[Result]:
