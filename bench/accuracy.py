@@ -25,7 +25,7 @@ import jiwer
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Server, stream_session, write_result  # noqa: E402
+from common import ROOT, Server, decode_calibration, final_delays, stream_session, summary, write_result  # noqa: E402
 from latency import normalise  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
@@ -69,6 +69,10 @@ def offline(model_name: str, files: list[Path], language: str, vocabulary: list[
     return texts
 
 
+DELAYS: dict[str, list[float]] = {}  # per language: every streamed final's delay (at real time only)
+FIRST_INTERIMS: dict[str, list[float]] = {}  # per language: each file's first interim after its start
+
+
 async def streamed(server, files: list[Path], language: str, speed: float, vocabulary: list[str],
                    refine: bool = False) -> tuple[list[str], list[str]]:
     """The joined finals of each file streamed through the socket; with `refine`, also the text after
@@ -80,6 +84,10 @@ async def streamed(server, files: list[Path], language: str, speed: float, vocab
         run = await stream_session(server.url, server.cookies[0], frames, language, pace=0.1 / speed,
                                    vocabulary=vocabulary)
         texts.append(" ".join(e["text"] for _, e in run["events"] if e["type"] == "final"))
+        DELAYS.setdefault(language, []).extend(final_delays(run))
+        interims = [at for at, e in run["events"] if e["type"] == "interim"]
+        if interims:
+            FIRST_INTERIMS.setdefault(language, []).append(interims[0] - run["t0"])
         if refine:
             session = next(e["session"] for _, e in run["events"] if e.get("event") == "started")
             refined.append(await asyncio.to_thread(wait_refined, server, session))
@@ -128,6 +136,7 @@ def main() -> None:
     rows, detail = [], {}
     try:
         asyncio.run(streamed(server, [DATA / "en" / "jfk.wav"], "en-US", 3.0, []))  # load the model first
+        DELAYS.clear(), FIRST_INTERIMS.clear()
         for name in args.sets:
             language, cer, files = SETS[name]
             stream_texts, refined_texts = asyncio.run(streamed(server, files, language, args.speed, vocabulary,
@@ -135,6 +144,11 @@ def main() -> None:
             offline_texts = [] if args.no_offline else offline(args.model, files, language, vocabulary,
                                                                 args.vocabulary_mode)
             references = [p.with_suffix(".txt").read_text() for p in files]
+            delays, firsts = summary(DELAYS.pop(language, [])), summary(FIRST_INTERIMS.pop(language, []))
+            if args.speed == 1.0 and delays["p50"] is not None:
+                print(f"{name}: final delay p50 {delays['p50']:.2f} p95 {delays['p95']:.2f} max {delays['max']:.2f} s; "
+                      f"first interim p50 {firsts['p50']:.2f} max {firsts['max']:.2f} s", flush=True)
+                detail[f"{name}-delays"] = {"final": delays, "first_interim": firsts}
             s = score(references, stream_texts, cer)
             o = score(references, offline_texts, cer) if offline_texts else None
             r = score(references, refined_texts, cer) if refined_texts else None
@@ -145,6 +159,7 @@ def main() -> None:
                             for i, (p, ref, st) in enumerate(zip(files, references, stream_texts))]
     finally:
         server.stop()
+    print(f"one base decode of a 1 s clip here: {decode_calibration():.2f} s")
     print(f"model {args.model}, streamed at {args.speed:g}x real time through the socket vs one offline decode per file"
           + (f"; vocabulary ({args.vocabulary_mode}): {vocabulary}" if vocabulary else "")
           + (f"; second pass beam {args.refine_beam}" if args.refine else ""))

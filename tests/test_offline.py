@@ -36,8 +36,9 @@ def decoded_jobs(monkeypatch):
     return jobs
 
 
-def test_an_upload_on_an_idle_server_is_decoded_in_even_batches_of_30_s_windows(decoded_jobs, settings):
+def test_an_upload_on_an_idle_server_is_decoded_in_even_batches_of_30_s_windows(decoded_jobs, settings, monkeypatch):
     settings.STT_REFINE_BATCH_SIZE = 8
+    monkeypatch.setattr(get_scheduler(), "live_until", 0.0)  # (no live session here lately)
     reader = WavReader(DATA / "ko/kspon_long.wav")
     windows = offline.speech_windows([(i * 160_000, i * 160_000 + 400_000) for i in range(11)])  # 11 x 25 s
     stored = []
@@ -62,6 +63,10 @@ def test_while_a_live_session_decodes_an_upload_takes_the_decoder_only_in_small_
     assert stored == [2, 3]  # from where a resumed job left off
     assert all(len(job) == 1 and job[0] <= 10 for job in decoded_jobs)
     assert sum(sum(job) for job in decoded_jobs) == pytest.approx(2 * 30 - 15)  # 2 windows' speech, all of it
+
+    decoded_jobs.clear()  # the session has ended: its second pass, queued at once, still takes small jobs
+    offline.decode_windows(None, reader, windows, language="ko-KR", on_window=lambda n, words: None)
+    assert decoded_jobs and all(len(job) == 1 and job[0] <= 10 for job in decoded_jobs)
 
 
 @pytest.mark.model

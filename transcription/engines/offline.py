@@ -8,9 +8,10 @@ in one batch. The pipeline itself runs each batch.
 
 Each batch is one job of background priority on the decode scheduler (engines/scheduler.py): it
 starts in a pause of everyone's speech. While no live session decodes in this process, a job is a
-batch of STT_REFINE_BATCH_SIZE windows. While one does, a job is at most STT_REFINE_WINDOW_SECONDS
-of speech (a 30 s window's chunks in smaller windows), so a final that falls due during it waits
-little: the cut then depends on when live sessions run (measured in bench/upload.py).
+batch of STT_REFINE_BATCH_SIZE windows. While one does (or did in the last 30 s: the scheduler's
+`live`), a job is at most STT_REFINE_WINDOW_SECONDS of speech (a 30 s window's chunks in smaller
+windows), so a final that falls due during it waits little: the cut then depends on when live
+sessions run (measured in bench/upload.py). A session that starts during a batch waits for it.
 """
 from __future__ import annotations
 
@@ -237,13 +238,15 @@ def decode_batch(model, reader, windows: Sequence[Window], language: str, prompt
     BatchedInferencePipeline: their audio laid end to end, one clip per window."""
     from faster_whisper import BatchedInferencePipeline
 
-    # Each clip starts on a 10 ms boundary: word times are rounded to 10 ms with the clip's offset
-    # in them, and a window's times must not depend on what was decoded before it in the batch.
-    audios = [np.pad(audio, (0, -len(audio) % FRAME)) for audio in (w.audio(reader.samples) for w in windows)]
-    offsets = np.cumsum([0] + [len(audio) for audio in audios])
-    clips = [{"start": offsets[i] / SAMPLE_RATE, "end": offsets[i + 1] / SAMPLE_RATE} for i in range(len(audios))]
+    # Each clip starts on a 10 ms boundary (zeros between clips, in none of them): word times are
+    # rounded to 10 ms with the clip's offset in them, and a window's times must not depend on what
+    # was decoded before it in the batch. (+0.5: the pipeline takes int(seconds * 16000).)
+    audios = [window.audio(reader.samples) for window in windows]
+    offsets = np.cumsum([0] + [len(audio) + -len(audio) % FRAME for audio in audios])
+    clips = [{"start": (offsets[i] + 0.5) / SAMPLE_RATE, "end": (offsets[i] + len(audio) + 0.5) / SAMPLE_RATE}
+             for i, audio in enumerate(audios)]
     segments, _ = BatchedInferencePipeline(model).transcribe(
-        np.concatenate(audios), language=whisper_language(language), beam_size=beam_size or settings.STT_REFINE_BEAM_SIZE,
+        np.concatenate([np.pad(audio, (0, -len(audio) % FRAME)) for audio in audios]), language=whisper_language(language), beam_size=beam_size or settings.STT_REFINE_BEAM_SIZE,
         batch_size=len(audios), clip_timestamps=clips, word_timestamps=True, initial_prompt=prompt,
         temperature=0.0,  # no sampling: the same file gives the same text every time (a resumed job too)
     )

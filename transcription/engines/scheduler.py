@@ -40,6 +40,10 @@ LOAD_WINDOW = 10.0  # seconds over which the workers' busy share is measured
 BACKGROUND_MAX_WAIT = 10.0  # seconds background work waits for a pause in everyone's speech, at most
 LIVE_TRANSLATION = 0  # background priorities: a live session's translations first,
 AFTER_THE_FACT = 1  # then work on finished sessions and uploads
+# After a live session ends, background work stays in small jobs this long: its second pass starts
+# at once, and the next session often follows (bench/background.py); a batch of 30 s windows is
+# several seconds of work that a new session's first final would wait behind.
+LIVE_GRACE_SECONDS = 30.0
 
 
 class Batchable(NamedTuple):
@@ -76,6 +80,7 @@ class DecodeScheduler:
         self.order = itertools.count()
         self.in_phrase: set[object] = set()  # sessions whose phrase is in progress: a final will follow
         self.streams: set[object] = set()  # live sessions decoding here (background work takes smaller bites)
+        self.live_until = 0.0  # (monotonic) the grace after the last one ended
         self.stats = collections.Counter()
         self.workers = workers
         self.busy: collections.deque[tuple[float, float]] = collections.deque()  # (start, end) of recent decodes
@@ -131,12 +136,17 @@ class DecodeScheduler:
     def streaming(self, key: object, live: bool) -> None:
         """A live session starts (or stops) decoding on this scheduler."""
         with self.cond:
-            (self.streams.add if live else self.streams.discard)(key)
+            if live:
+                self.streams.add(key)
+            elif key in self.streams:
+                self.streams.discard(key)
+                self.live_until = time.monotonic() + LIVE_GRACE_SECONDS
 
     def live(self) -> bool:
-        """Whether any live session decodes here: background work then comes in small jobs."""
+        """Whether a live session decodes here, or did within LIVE_GRACE_SECONDS: background work
+        then comes in small jobs."""
         with self.cond:
-            return bool(self.streams)
+            return bool(self.streams) or time.monotonic() < self.live_until
 
     def saturated(self) -> bool:
         """Busy beyond STT_INTERIM_LOAD_MAX: decodes that may be wasted (interims, speculation) wait."""
