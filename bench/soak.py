@@ -143,19 +143,30 @@ def main() -> None:
         start = {s: {"rss_mb": s.rss_mb()[0], "threads": threads(s)} for s in (scripted, whisper)}
         deadline = time.monotonic() + args.minutes * 60
         t_scripted, t_whisper = Tally(), Tally()
+        series: dict = {}
+
+        async def sample_rss() -> None:  # every 30 s: a leak climbs, a working set levels off
+            while time.monotonic() < deadline:
+                await asyncio.sleep(30)
+                for server in (scripted, whisper):
+                    series.setdefault(server, []).append(round(server.rss_mb()[0], 1))
+
+        sampler = asyncio.create_task(sample_rss())
         await asyncio.gather(
             *(user_loop(scripted.url, scripted.cookies[i], deadline, scripted_session, "en-US", t_scripted, i,
                         args.cut_rate) for i in range(args.users)),
             *(user_loop(whisper.url, whisper.cookies[i], deadline, lambda rng: rng.choice(recordings), "en-US",
                         t_whisper, 1000 + i, args.cut_rate) for i in range(args.whisper_users)),
         )
+        sampler.cancel()
         await asyncio.sleep(3)  # sessions cut off finish their last phrase on the server
         end = {s: {"rss_mb": s.rss_mb()[0], "threads": threads(s)} for s in (scripted, whisper)}
         result = {}
         for name, server, tally in (("scripted", scripted, t_scripted), ("whisper", whisper, t_whisper)):
             figures = check(server, tally)
             figures.update(rss_start_mb=round(start[server]["rss_mb"], 1), rss_end_mb=round(end[server]["rss_mb"], 1),
-                           threads_start=start[server]["threads"], threads_end=end[server]["threads"])
+                           threads_start=start[server]["threads"], threads_end=end[server]["threads"],
+                           rss_every_30s_mb=series.get(server, []))
             result[name] = figures
         return result
 
@@ -173,6 +184,7 @@ def main() -> None:
     for key in keys:
         print(f"{key:42} {result['scripted'][key]!s:>10} {result['whisper'][key]!s:>10}")
     for name in ("scripted", "whisper"):
+        print(f"RSS every 30 s ({name}): {result[name]['rss_every_30s_mb']}")
         print(f"errors ({name}): {result[name]['errors'] or 'none'}")
     lost = sum(result[n]["received_not_stored"] + result[n]["completed_sessions_with_different_finals"]
                for n in result)

@@ -1,5 +1,8 @@
 import os
 
+from sttproject.memory import limit_malloc_arenas
+
+limit_malloc_arenas()  # before the server's threads allocate (sttproject/memory.py)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sttproject.settings")
 
 from sttproject.request_body import get_asgi_application  # noqa: E402

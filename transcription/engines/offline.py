@@ -29,6 +29,7 @@ from .whisper_model import whisper_language
 
 WINDOW_SECONDS = 30  # speech decoded together in one window (Whisper's own window)
 FRAME = SAMPLE_RATE // 100  # Whisper's 10 ms
+PROMPT_CHARS = 120  # a small part's prompt: the end of the text of the parts before it in its window
 
 
 @dataclass(frozen=True)
@@ -212,13 +213,13 @@ def decode_windows(model, reader, windows: Sequence[Window], *, language: str, v
     prompt = ", ".join(vocabulary) + "." if vocabulary else None
     number = start
     while number < len(windows):
-        if scheduler.live():  # one window, in small parts
-            window = windows[number]
-            parts = speech_windows(window.chunks, settings.STT_REFINE_WINDOW_SECONDS)
-            words = []
-            for part in parts:
+        if scheduler.live():  # one window, in small parts, each prompted with the text before it
+            words: list[TimedWord] = []
+            for part in speech_windows(windows[number].chunks, settings.STT_REFINE_WINDOW_SECONDS):
+                before = "".join(word.text for word in words).strip()[-PROMPT_CHARS:]
                 words += scheduler.run_background(
-                    lambda p=part: decode_batch(model, reader, [p], language, prompt, beam_size)[0],
+                    lambda p=part, b=before: decode_batch(model, reader, [p], language,
+                                                          " ".join(filter(None, [prompt, b])) or None, beam_size)[0],
                     priority=AFTER_THE_FACT)
             done = [words]
         else:  # batches of even sizes: 11 windows as 6 + 5 took 9 % less time than 8 + 3
