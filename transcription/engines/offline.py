@@ -66,6 +66,15 @@ class Window:
             at -= end - start
         return self.chunks[-1][1] * 1000 // SAMPLE_RATE
 
+    def file_span(self, start_ms: int, end_ms: int) -> tuple[int, int]:
+        """A word's times in the joined audio, in the file, inside the one chunk its middle is in: a
+        word timed across a joint would otherwise span the pause, and the phrase with it (a phrase
+        that is cut at pauses then holds two speakers)."""
+        middle = self.file_ms((start_ms + end_ms) // 2) * SAMPLE_RATE // 1000
+        first, last = next(((a, b) for a, b in self.chunks if a <= middle < b), self.chunks[-1])
+        clamp = lambda ms: min(max(ms, first * 1000 // SAMPLE_RATE), last * 1000 // SAMPLE_RATE)  # noqa: E731
+        return clamp(self.file_ms(start_ms)), clamp(self.file_ms(end_ms))
+
 
 VAD_BLOCK_SECONDS = 60  # the VAD reads the recording this much at a time: memory does not grow with it
 VAD_WINDOW = 512  # samples per Silero probability
@@ -258,8 +267,8 @@ def decode_batch(model, reader, windows: Sequence[Window], language: str, prompt
         i = int(np.searchsorted(offsets, segment.start * SAMPLE_RATE + SAMPLE_RATE // 100, side="right")) - 1
         i = min(max(i, 0), len(windows) - 1)
         window, base_ms = windows[i], int(offsets[i]) * 1000 // SAMPLE_RATE
-        words[i] += [TimedWord(w.word, window.file_ms(int(w.start * 1000) - base_ms),
-                               window.file_ms(int(w.end * 1000) - base_ms)) for w in segment.words or []]
+        words[i] += [TimedWord(w.word, *window.file_span(int(w.start * 1000) - base_ms, int(w.end * 1000) - base_ms))
+                     for w in segment.words or []]
     return words
 
 
