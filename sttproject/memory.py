@@ -9,10 +9,7 @@ before the server's threads allocate, so no launcher has to. Nothing happens off
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
-
-logger = logging.getLogger(__name__)
 
 M_ARENA_MAX = -8  # glibc's malloc.h
 

@@ -116,7 +116,7 @@ def speech_probabilities(read: Callable[[int, int], np.ndarray], total: int) -> 
 
 def speech_timestamps(probabilities: np.ndarray, total: int, options) -> list[tuple[int, int]]:
     """faster-whisper 1.2's get_speech_timestamps from its probabilities on: its decisions, copied
-    because it computes the probabilities of the whole file at once (tests/test_uploads.py checks
+    because it computes the probabilities of the whole file at once (tests/test_offline.py checks
     that both give the same chunks)."""
     pad = SAMPLE_RATE * options.speech_pad_ms / 1000
     min_speech = SAMPLE_RATE * options.min_speech_duration_ms / 1000
@@ -256,7 +256,8 @@ def decode_batch(model, reader, windows: Sequence[Window], language: str, prompt
     clips = [{"start": (offsets[i] + 0.5) / SAMPLE_RATE, "end": (offsets[i] + len(audio) + 0.5) / SAMPLE_RATE}
              for i, audio in enumerate(audios)]
     segments, _ = BatchedInferencePipeline(model).transcribe(
-        np.concatenate([np.pad(audio, (0, -len(audio) % FRAME)) for audio in audios]), language=whisper_language(language), beam_size=beam_size or settings.STT_REFINE_BEAM_SIZE,
+        np.concatenate([np.pad(audio, (0, -len(audio) % FRAME)) for audio in audios]),
+        language=whisper_language(language), beam_size=beam_size or settings.STT_REFINE_BEAM_SIZE,
         batch_size=len(audios), clip_timestamps=clips, word_timestamps=True, initial_prompt=prompt,
         temperature=0.0,  # no sampling: the same file gives the same text every time (a resumed job too)
     )
@@ -264,7 +265,7 @@ def decode_batch(model, reader, windows: Sequence[Window], language: str, prompt
     for segment in segments:
         if doubt.silent(segment.no_speech_prob, segment.avg_logprob) or doubt.looped(segment.compression_ratio):
             continue  # no speech, or a loop: not a transcript
-        i = int(np.searchsorted(offsets, segment.start * SAMPLE_RATE + SAMPLE_RATE // 100, side="right")) - 1
+        i = int(np.searchsorted(offsets, segment.start * SAMPLE_RATE + FRAME, side="right")) - 1
         i = min(max(i, 0), len(windows) - 1)
         window, base_ms = windows[i], int(offsets[i]) * 1000 // SAMPLE_RATE
         words[i] += [TimedWord(w.word, *window.file_span(int(w.start * 1000) - base_ms, int(w.end * 1000) - base_ms))
