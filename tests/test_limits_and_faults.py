@@ -70,6 +70,30 @@ async def test_a_database_call_stuck_for_seconds_does_not_hold_back_live_audio(c
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_the_database_thread_keeps_its_sqlite_connection_between_writes(make_user, monkeypatch):
+    """Every final, label and translation is one call on Django's database thread. Opening a SQLite
+    connection (with its pragmas) for each was most of that thread's time: at 300 relay sessions it
+    held every final back by seconds (README, bench/load.py). The connection is kept instead."""
+    from channels.db import database_sync_to_async
+    from django.db.backends.sqlite3.base import DatabaseWrapper
+
+    from transcription import services
+    from transcription.engines import Result
+
+    session = await sync_to_async(TranscriptionSession.objects.create)(owner=await sync_to_async(make_user)(),
+                                                                      language="ko-KR")
+    opened, open_connection = [], DatabaseWrapper.get_new_connection
+    monkeypatch.setattr(DatabaseWrapper, "get_new_connection",
+                        lambda self, params: opened.append(1) or open_connection(self, params))
+    for index in range(6):
+        await database_sync_to_async(services.segment_create)(
+            session_id=session.pk, index=index, seq=index + 1, result=Result(f"문장 {index}", True, index * 1000,
+                                                                               index * 1000 + 900))
+    assert await Segment.objects.filter(session=session).acount() == 6
+    assert len(opened) <= 1, f"{len(opened)} connections opened for 6 finals"
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_connections_per_user_are_capped(connect, make_user, settings):
     settings.STT_MAX_CONNECTIONS_PER_USER = 2
     alice, bob = await sync_to_async(make_user)("alice"), await sync_to_async(make_user)("bob")

@@ -225,3 +225,34 @@ async def test_a_label_that_is_late_follows_its_final_and_never_holds_it_back(co
     assert labels_by_segment(seen) == {final["segment"]: "S1"}
     await viewer.disconnect()
     await socket.disconnect()
+
+
+async def test_on_a_busy_box_a_final_does_not_wait_for_a_label_behind_other_sessions_phrases(monkeypatch):
+    """A relay box: the labelling thread is embedding another session's phrase. A new final goes on at
+    once and its label follows; a final that is next in line gets its label on itself."""
+    import asyncio
+    import time
+
+    from transcription.engines import Result, StreamConfig
+    from transcription.realtime import recognition
+    from transcription.realtime.recognition import Recognition
+    from transcription.speakers import SpeakerLabeller, label_worker
+
+    monkeypatch.setattr(recognition, "LABEL_WAIT_SECONDS", 3.0)
+    monkeypatch.setattr(SpeakerLabeller, "label", lambda self, pcm: time.sleep(0.5) or "S1")
+
+    def session() -> Recognition:
+        return Recognition(engine=None, config=StreamConfig(language="ko-KR"), on_result=None, on_error=None,
+                           max_backlog_seconds=5, name="test", labeller=SpeakerLabeller())
+
+    final, audio = Result("안녕하세요", True, 0, 1000), bytes(32000)
+    started = time.monotonic()
+    alone = await asyncio.to_thread(session()._labelled, final, audio)  # (as the recognition thread)
+    assert alone.speaker == "S1" and time.monotonic() - started < 2.5  # next in line: labelled on the final
+
+    label_worker().submit(SpeakerLabeller(), audio)  # another session's phrase is being embedded
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    busy = await asyncio.to_thread(session()._labelled, final, audio)
+    assert time.monotonic() - started < 0.3 and busy.speaker is None
+    assert busy.pending_speaker.result(timeout=5) == "S1"  # it follows the final

@@ -107,7 +107,7 @@ class AudioQueue:
 
 
 SPEAKER_MEMORY_SECONDS = 30  # audio kept for labelling: a final comes within seconds of its audio
-LABEL_WAIT_SECONDS = 0.1  # a final waits this long for its label; a later one follows it as an event
+LABEL_WAIT_SECONDS = 0.1  # a final next in line waits this long for its label; a later one follows as an event
 
 
 class RecentAudio:
@@ -202,7 +202,11 @@ class Recognition:
             raise EngineError(f"engine failed: {exc.__class__.__name__}") from exc
 
     def _labelled(self, result: Result, pcm: bytes) -> Result:
-        label = label_worker().submit(self.labeller, pcm)
+        worker = label_worker()
+        behind = worker.behind()  # other sessions' phrases first (a busy relay box): the final does not wait
+        label = worker.submit(self.labeller, pcm)
+        if behind:
+            return dataclasses.replace(result, pending_speaker=label)
         try:
             return dataclasses.replace(result, speaker=label.result(timeout=LABEL_WAIT_SECONDS))
         except FutureTimeout:

@@ -7,8 +7,9 @@ faster-whisper already brings: no torch at run time). Kaldi fbank features (kald
 
 One thread per process (LabelWorker) embeds every session's finals, one at a time, in the order they
 came: so a relay box's sessions share at most one core and one model arena for labels, however many
-there are. A final waits for its label only briefly; a later label follows as its own event, and a
-label that could not be computed within MAX_LABEL_LAG_SECONDS is skipped (counted in /metrics).
+there are. A final waits for its label only briefly, and only when no other phrase is ahead of it; a
+later label follows as its own event, and a label that could not be computed within
+MAX_LABEL_LAG_SECONDS is skipped (counted in /metrics).
 
 Labels are given online, one phrase at a time, so they are stable: a phrase joins the speaker whose
 mean embedding is nearest if the cosine similarity reaches SAME_SPEAKER, else it starts a new speaker
@@ -142,8 +143,13 @@ class LabelWorker:
 
     def __init__(self) -> None:
         self._jobs: queue.Queue = queue.Queue(MAX_PENDING_LABELS)
+        self._working = False  # a phrase is being embedded now
         self._thread = threading.Thread(target=self._run, name="speaker-labels", daemon=True)
         self._thread.start()
+
+    def behind(self) -> bool:
+        """Another phrase is ahead of a new one: its label will not be quick."""
+        return self._working or not self._jobs.empty()
 
     def submit(self, labeller: SpeakerLabeller, pcm: bytes) -> Future:
         future: Future = Future()
@@ -168,11 +174,14 @@ class LabelWorker:
                 metrics.speaker_labels_skipped.inc()
                 future.set_result(None)
                 continue
+            self._working = True
             try:
                 future.set_result(labeller.label(pcm))
             except Exception as exc:  # a boundary: the thread outlives any one phrase
                 logger.exception("speaker labelling failed")
                 future.set_exception(exc)
+            finally:
+                self._working = False
 
 
     @staticmethod
