@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import io
+from http import HTTPStatus
 import logging
 import sys
 
 from daphne import server as daphne_server
 from daphne.cli import CommandLineInterface
+from autobahn.websocket.types import ConnectionDeny
 from daphne.http_protocol import HTTPFactory, WebRequest
+from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet import defer, reactor
 
 from .request_body import BODY_FILE
@@ -141,11 +144,34 @@ class GuardedHTTPFactory(HTTPFactory):
         return protocol
 
 
+class DenyingWebSocketProtocol(WebSocketProtocol):
+    """ASGI's WebSocket denial response: an application may answer a handshake with an HTTP status
+    instead of accepting it (daphne sends 403 for every refusal). Deepgram's and OpenAI's clients tell
+    a wrong key (401) from a bad parameter (400) by it. Autobahn writes the status line and its own
+    short body; the application's body is not sent."""
+
+    def handle_reply(self, message):
+        if message.get("type") == "websocket.http.response.start" and self.state == self.STATE_CONNECTING:
+            self.denial_status = int(message.get("status", 403))
+            return
+        if message.get("type") == "websocket.http.response.body" and hasattr(self, "handshake_deferred"):
+            if message.get("more_body"):
+                return
+            status = getattr(self, "denial_status", 403)
+            self.handshake_deferred.errback(ConnectionDeny(code=status, reason=HTTPStatus(status).phrase))
+            del self.handshake_deferred
+            self.server.protocol_disconnected(self)
+            return
+        super().handle_reply(message)
+
+
 class GuardedServer(daphne_server.Server):
     def create_application(self, protocol, scope):
         body = getattr(protocol, "body_file", None)
         if body is not None:
             scope["extensions"] = {**scope.get("extensions", {}), BODY_FILE: body}
+        if scope.get("type") == "websocket":
+            scope["extensions"] = {**scope.get("extensions", {}), "websocket.http.response": {}}
         return super().create_application(protocol, scope)
 
 
@@ -156,6 +182,7 @@ class GuardedCommandLineInterface(CommandLineInterface):
 def main(argv: list[str] | None = None) -> None:
     # daphne builds its HTTPFactory inside Server.run and offers no setting for the request class.
     daphne_server.HTTPFactory = GuardedHTTPFactory
+    WebSocketFactory.protocol = DenyingWebSocketProtocol
     GuardedCommandLineInterface().run(sys.argv[1:] if argv is None else argv)
 
 

@@ -279,6 +279,8 @@ STT_MAX_PHRASE_SECONDS = env_float("STT_MAX_PHRASE_SECONDS", 15.0)
 # Decode a phrase's final as soon as its end is known (TAIL of silence after its last speech),
 # while the endpoint's silence runs out; the decode is thrown away if speech resumes.
 STT_SPECULATIVE_FINALS = env_bool("STT_SPECULATIVE_FINALS", True)
+# Whisper finals carry each word's start, end and probability (faster-whisper's alignment pass).
+STT_WORD_TIMES = env_bool("STT_WORD_TIMES", True)
 # Interim decodes: at most this often (seconds); the engine stretches it when decodes are slow.
 STT_INTERIM_INTERVAL = env_float("STT_INTERIM_INTERVAL", 1.0)
 # Above this busy share of the decode workers (last 10 s), interims are not decoded: finals only.

@@ -163,7 +163,7 @@ async def test_every_socket_route_refuses_anonymous_and_foreign_origins(world):
 
     *_, session, _, _ = world
     paths = {"ws/transcribe/": "/ws/transcribe/", "ws/sessions/<uuid:session_id>/live/": f"/ws/sessions/{session.pk}/live/"}
-    assert {str(p.pattern) for p in websocket_urlpatterns} == set(paths)
+    assert {str(p.pattern) for p in websocket_urlpatterns} == set(paths) | {"v1/listen", "v1/realtime"}
     for path in paths.values():
         anonymous = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://localhost")])
         await anonymous.connect()
@@ -172,3 +172,13 @@ async def test_every_socket_route_refuses_anonymous_and_foreign_origins(world):
         foreign = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://evil.example")])
         assert not (await foreign.connect())[0], path
         await foreign.disconnect()
+    # Deepgram's and OpenAI's sockets (programs: a token, no cookie) refuse anyone without one at the
+    # handshake, with HTTP 401 where the server can send a status (ours), else daphne's 403.
+    for path in ("/v1/listen", "/v1/realtime?intent=transcription"):
+        anonymous = WebsocketCommunicator(application, path)
+        assert not (await anonymous.connect())[0], path
+        anonymous = WebsocketCommunicator(application, path, headers=[(b"authorization", b"Token not-a-token")])
+        anonymous.scope["extensions"] = {"websocket.http.response": {}}
+        await anonymous.send_input({"type": "websocket.connect"})
+        answer = await anonymous.receive_output(timeout=5)
+        assert answer["type"] == "websocket.http.response.start" and answer["status"] == 401, path

@@ -190,6 +190,36 @@ def test_every_session_route_is_404_for_another_user(client, recorded, make_user
     assert link.is_active()
 
 
+@pytest.mark.django_db
+def test_a_long_phrase_is_cut_into_caption_cues_at_its_word_boundaries(client, make_user):
+    """A 12 s phrase of 30 timed words becomes two or more SRT/VTT cues of at most two caption lines, each
+    starting and ending on a word's own time; the words, in order, are the phrase. A corrected
+    phrase (its words no longer spell it) stays one cue."""
+    import srt as srt_parser
+    import webvtt
+
+    alice = make_user("alice")
+    session = TranscriptionSession.objects.create(owner=alice, language="ko-KR", engine="whisper", status="ended")
+    words = [{"word": f" 단어{i:02d}", "start_ms": 1000 + 400 * i, "end_ms": 1300 + 400 * i, "probability": 0.9}
+             for i in range(30)]
+    text = " ".join(w["word"].strip() for w in words)
+    Segment.objects.create(session=session, index=0, text=text, original_text=text, start_ms=1000, end_ms=13100,
+                           words=words)
+    client.force_login(alice)
+    get = lambda fmt: client.get(reverse("transcription:session_export", args=[session.pk, fmt])).content.decode()  # noqa: E731
+    subtitles = list(srt_parser.parse(get("srt")))
+    cues = list(webvtt.from_string(get("vtt")))
+    assert len(subtitles) == len(cues) >= 2
+    assert " ".join(s.content for s in subtitles) == text == " ".join(c.text for c in cues)
+    starts = {w["start_ms"] for w in words} | {1000}
+    ends = {w["end_ms"] for w in words} | {13100}
+    for cue in subtitles:
+        assert len(cue.content) <= 84 and (cue.end - cue.start).total_seconds() <= 7.0
+        assert round(cue.start.total_seconds() * 1000) in starts and round(cue.end.total_seconds() * 1000) in ends
+    Segment.objects.filter(session=session).update(text=text.replace("단어05", "낱말"))
+    assert len(list(srt_parser.parse(get("srt")))) == 1
+
+
 def test_admin_plays_and_exports_any_session_for_staff_only(client, admin_client, recorded):
     user, session = recorded
     change = admin_client.get(reverse("admin:transcription_transcriptionsession_change", args=[session.pk])).content.decode()

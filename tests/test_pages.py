@@ -49,6 +49,25 @@ def test_owner_sees_list_and_detail(client, alice_session):
     assert b"0:00" in detail.content
 
 
+def test_the_session_page_marks_the_words_the_recogniser_was_unsure_of(client, alice_session):
+    """A reviewer goes straight to the doubtful words: low-confidence ones are marked, others not; a
+    corrected phrase shows its correction instead."""
+    alice, session = alice_session
+    words = [("ask", 0.98), ("knot", 0.21), ("what", 0.95), ("<your>", 0.4)]
+    Segment.objects.create(session=session, index=1, text="ask knot what <your>", original_text="ask knot what <your>",
+                           start_ms=3000, end_ms=5000,
+                           words=[{"word": f" {w}", "start_ms": 3000 + 400 * i, "end_ms": 3300 + 400 * i, "probability": p}
+                                  for i, (w, p) in enumerate(words)])
+    client.force_login(alice)
+    page = client.get(reverse("transcription:session_detail", args=[session.pk])).content.decode()
+    assert 'ask <mark class="unsure" title="confidence 0.21">knot</mark> what' in page
+    assert '<mark class="unsure" title="confidence 0.40">&lt;your&gt;</mark>' in page  # escaped
+    assert '<mark class="unsure" title="confidence 0.98">' not in page and "unsure of are" in page
+    Segment.objects.filter(session=session, index=1).update(text="ask not what your")
+    page = client.get(reverse("transcription:session_detail", args=[session.pk])).content.decode()
+    assert 'title="confidence 0.21"' not in page and "<ins>not</ins>" in page
+
+
 def test_other_users_get_404_and_see_nothing(client, alice_session, make_user):
     _, session = alice_session
     client.force_login(make_user("mallory"))

@@ -37,12 +37,12 @@ async def test_events_in_order_and_final_stored_before_it_is_sent(connect, make_
 
     await communicator.send_to(bytes_data=loud_frame())
     assert await communicator.receive_json_from(timeout=5) == {
-        "type": "interim", "text": "w1", "phrase": 0, "revision": 1, "seq": 2}
+        "type": "interim", "text": "w1", "phrase": 0, "revision": 1, "start_ms": 0, "seq": 2}
     await communicator.send_to(bytes_data=loud_frame())  # engine repeats "w1": not sent again
     assert await communicator.receive_nothing(timeout=0.3)
     await communicator.send_to(bytes_data=loud_frame())
     assert await communicator.receive_json_from(timeout=5) == {
-        "type": "interim", "text": "w1 w2", "phrase": 0, "revision": 2, "seq": 3}
+        "type": "interim", "text": "w1 w2", "phrase": 0, "revision": 2, "start_ms": 0, "seq": 3}
     await communicator.send_to(bytes_data=quiet_frame())
     final = await communicator.receive_json_from(timeout=5)
     assert final["type"] == "final" and final["text"] == "w1 w2" and final["seq"] == 4 and final["phrase"] == 0

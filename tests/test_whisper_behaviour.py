@@ -157,3 +157,43 @@ def test_speculative_finals_give_the_text_a_fresh_decode_gives(whisper, settings
         runs[speculative] = finals, streamer.reused
     assert runs[True][0] == runs[False][0] and len(runs[False][0]) >= 2, runs
     assert runs[True][1] >= 2 and runs[False][1] == 0, runs
+
+
+def test_finals_carry_timed_words_at_the_cost_of_no_second_decode_and_with_the_same_text(whisper, settings, monkeypatch):
+    """Korean phrases in a row, the later ones decoded after the previous phrase (the context decode):
+    every final has its words, in order, inside its phrase, with a probability, and they spell the
+    final. Its text is what the decode without word times gives, and each decode encodes the audio
+    once (faster-whisper would decode the tail after the last word again: made-up words, twice the time)."""
+    from faster_whisper import WhisperModel
+    from faster_whisper.vad import get_vad_model
+
+    from transcription.engines.whisper import PhraseStreamer, StreamingVad
+
+    def pause(seconds):
+        return np.random.default_rng(2).normal(0, 30, int(seconds * 16000)).astype("<i2").tobytes()
+
+    pcm = (read_wav(DATA / "ko/kspon_006.wav") + pause(1.0) + read_wav(DATA / "ko/kspon_001.wav") + pause(1.0)
+           + read_wav(DATA / "ko/kspon_005.wav") + pause(1.2))
+    encodes = []
+    encode = WhisperModel.encode
+    monkeypatch.setattr(WhisperModel, "encode", lambda self, features: encodes.append(1) or encode(self, features))
+    runs = {}
+    for word_times in (True, False):
+        settings.STT_WORD_TIMES = word_times
+        settings.STT_SPECULATIVE_FINALS = False
+        streamer = PhraseStreamer(whisper.model_for("ko-KR"), StreamingVad(get_vad_model()),
+                                  StreamConfig(language="ko-KR", interim_results=False))
+        encodes.clear()
+        runs[word_times] = [r for r in streamer.run(iter(frames(pcm))) if r.is_final]
+        decodes = len(encodes)
+        runs[word_times, "encodes"] = decodes
+    timed, plain = runs[True], runs[False]
+    assert [r.text for r in timed] == [r.text for r in plain] and len(timed) == 3
+    assert runs[True, "encodes"] == runs[False, "encodes"]
+    assert all(not r.words for r in plain)
+    for final in timed:
+        assert final.words and "".join(w.word for w in final.words).replace(" ", "") == final.text.replace(" ", "")
+        starts = [w.start_ms for w in final.words]
+        assert starts == sorted(starts)
+        assert all(final.start_ms <= w.start_ms <= w.end_ms <= final.end_ms + 50 for w in final.words), final
+        assert all(0 <= w.probability <= 1 for w in final.words)

@@ -56,17 +56,46 @@ def _cue_lines(segment: Segment) -> str:
     return "\n".join(line.strip() for line in _lines(segment) if line.strip())
 
 
+MAX_CUE_CHARS = 84  # two caption lines of 42: a longer phrase is cut into cues at word boundaries
+MAX_CUE_MS = 7000
+
+
+def cues_of(segment: Segment) -> list[tuple[int, int, str]]:
+    """The phrase's caption cues. A long phrase whose timed words still spell its text (it was not
+    corrected) and that has no translation lines is cut at word boundaries, each cue timed by its
+    words; any other phrase is one cue."""
+    words = [w for w in segment.words or [] if str(w.get("word", "")).strip()]
+    text = _cue_lines(segment)
+    whole = [(segment.start_ms, segment.end_ms, text)]
+    if (len(text) <= MAX_CUE_CHARS and segment.end_ms - segment.start_ms <= MAX_CUE_MS) or not words \
+            or text != segment.text.strip() \
+            or "".join(w["word"] for w in words).replace(" ", "") != segment.text.replace(" ", ""):
+        return whole
+    cues, current = [], []
+    for word in words:
+        joined = " ".join(w["word"].strip() for w in current + [word])
+        if current and (len(joined) > MAX_CUE_CHARS or word["end_ms"] - current[0]["start_ms"] > MAX_CUE_MS):
+            cues.append(current)
+            current = []
+        current.append(word)
+    cues.append(current)
+    out = [(c[0]["start_ms"], c[-1]["end_ms"], " ".join(w["word"].strip() for w in c)) for c in cues]
+    out[0] = (segment.start_ms, *out[0][1:])
+    out[-1] = (out[-1][0], max(out[-1][1], segment.end_ms), out[-1][2])
+    return out
+
+
 def export_srt(session: TranscriptionSession, segments: list[Segment]) -> str:
     shown = speakers_shown(session, segments)
-    return srt_of([(s.start_ms, s.end_ms, (f"{s.speaker_name}: " if shown and s.speaker else "") + _cue_lines(s))
-                   for s in segments])
+    return srt_of([(start, end, (f"{s.speaker_name}: " if shown and s.speaker else "") + text)
+                   for s in segments for start, end, text in cues_of(s)])
 
 
 def export_vtt(session: TranscriptionSession, segments: list[Segment]) -> str:
     """A speaker's phrases in WebVTT voice spans: `<v 민수>…`."""
     shown = speakers_shown(session, segments)
-    return vtt_of([(s.start_ms, s.end_ms, _cue_lines(s)) for s in segments],
-                  voices=[s.speaker_name if shown else "" for s in segments])
+    cues = [(cue, s.speaker_name if shown else "") for s in segments for cue in cues_of(s)]
+    return vtt_of([cue for cue, _ in cues], voices=[voice for _, voice in cues])
 
 
 def srt_of(cues: list[tuple[int, int, str]]) -> str:

@@ -209,7 +209,7 @@ def event_lag(seconds: float) -> dict:
 
 
 def event_interim(result: Result, *, phrase: int, revision: int) -> dict:
-    event = {"type": INTERIM, "text": result.text, "phrase": phrase, "revision": revision}
+    event = {"type": INTERIM, "text": result.text, "phrase": phrase, "revision": revision, "start_ms": result.start_ms}
     if result.stability is not None:
         event["stability"] = round(result.stability, 2)
     return event

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from . import selectors, services
 from .sources import uploads
 from .exports import EXPORT_FORMATS, export_response
+from .templatetags.stt import UNSURE_BELOW
 from .forms import GlossaryForm
 from .media import audio_response
 from .realtime.broadcast import notify_revoked
@@ -111,6 +112,7 @@ def session_detail(request, session_id):
             "share_links": selectors.share_links_for_session(session=session),
             "jobs": selectors.jobs_for_session(session=session),
             "changed": any(s.original_text and s.text != s.original_text for s in segments),
+            "unsure": any((w.get("probability") or 1.0) < UNSURE_BELOW for s in segments for w in s.words or []),
             "speakers": speaker_rows(session, segments),
             "share_expiry_choices": SHARE_EXPIRY_CHOICES,
         },

@@ -27,7 +27,7 @@ from django.conf import settings
 
 from ..audio import SAMPLE_RATE, float_to_pcm16, pcm16_to_float
 from . import vocabulary
-from .base import FINALIZE, Control, Result, StreamConfig
+from .base import FINALIZE, Control, Result, StreamConfig, Word
 from .endpointing import EndpointRules, Endpointer, Phrase, PREROLL, Started
 from .guards import is_silence_hallucination
 from .scheduler import get_scheduler
@@ -45,6 +45,18 @@ CONTEXT_MAX_SAMPLES = 8 * SAMPLE_RATE  # previous phrase start .. new phrase sta
 CONTEXT_PHRASE_MAX_SAMPLES = 6 * SAMPLE_RATE  # longer previous phrases are not replayed
 SHORT_PHRASE_SAMPLES = 3 * SAMPLE_RATE // 2  # only phrases shorter than this get the context
 MOSTLY_NON_SPEECH = 0.5  # below this share of speech windows, stock "silence" phrases are dropped
+
+
+def words_after(words: tuple, prefix: str, *, shift: float) -> tuple:
+    """The words of a context decode that come after its prefix (the previous final's text), their
+    times moved by `shift` seconds (from the context's audio to the phrase's)."""
+    kept, seen = [], ""
+    for text, begin, end, probability in words:
+        if len(seen.strip()) < len(prefix.strip()):
+            seen += text
+            continue
+        kept.append((text, max(0.0, begin + shift), max(0.0, end + shift), probability))
+    return tuple(kept)
 
 
 class WhisperRecognizer:
@@ -190,8 +202,12 @@ class PhraseStreamer:
             return None
         keep = end - start <= CONTEXT_PHRASE_MAX_SAMPLES
         self.context = Context(start, decoded.text) if keep else Context()
-        return Result(text=decoded.text, is_final=True, start_ms=start * 1000 // SAMPLE_RATE,
+        start_ms = start * 1000 // SAMPLE_RATE
+        return Result(text=decoded.text, is_final=True, start_ms=start_ms,
                       end_ms=end * 1000 // SAMPLE_RATE, confidence=decoded.confidence,
+                      words=tuple(Word(text.strip(), start_ms + round(begin * 1000), start_ms + round(finish * 1000),
+                                       round(probability, 3))
+                                  for text, begin, finish, probability in decoded.words if text.strip()),
                       language=decoded.language or self.config.language,
                       audio=float_to_pcm16(self.samples(start, end)))
 
@@ -253,7 +269,8 @@ class PhraseStreamer:
                                               prompt=prompt)
             rest = decoded.text[len(previous.text) :].lstrip(" .,?!。、？！")
             if decoded.text.startswith(previous.text) and rest:
-                return decoded._replace(text=rest)
+                return decoded._replace(text=rest, words=words_after(decoded.words, previous.text,
+                                                                     shift=(previous.start - start) / SAMPLE_RATE))
             # The prefix was not kept, or nothing came after it: the phrase must not vanish.
             logger.debug("context decode gave no new text; decoding the phrase alone")
         # No text prompt of earlier finals: measured, it made conversational Korean worse.

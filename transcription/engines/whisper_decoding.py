@@ -9,6 +9,7 @@ tokens) made the tail (bench/latency.py: p95 4.7-5.8 s). An unsure final is left
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ class DecodeOptions:
     vocabulary_mode: str = "confirm"
     vocabulary: tuple[str, ...] = ()
     batch: bool = False
+    word_times: bool = False  # finals carry their words' times and probabilities
 
     @classmethod
     def from_settings(cls, language: str, vocabulary: tuple[str, ...]) -> DecodeOptions:
@@ -68,17 +70,23 @@ class DecodeOptions:
 
         return cls(language=language, beam_size=settings.STT_WHISPER_BEAM_SIZE,
                    retry_beam=settings.STT_WHISPER_RETRY_BEAM, retry_unsure=settings.STT_WHISPER_RETRY_UNSURE,
-                   vocabulary_mode=settings.STT_WHISPER_VOCABULARY, vocabulary=vocabulary, batch=batching())
+                   vocabulary_mode=settings.STT_WHISPER_VOCABULARY, vocabulary=vocabulary, batch=batching(),
+                   word_times=settings.STT_WORD_TIMES)
 
     @property
     def whisper_language(self) -> str | None:
         return whisper_language(self.language)
 
 
+ONE_WINDOW = 30 * 16000  # samples: Whisper's window (word times are given for audio that fits one)
+
+
 class Decoded(NamedTuple):
     text: str
     confidence: float | None
     language: str | None
+    # A final's words: (text, start s, end s, probability), times from the start of the decoded audio.
+    words: tuple[tuple[str, float, float, float], ...] = ()
 
 
 class Attempt(NamedTuple):
@@ -113,16 +121,18 @@ class WhisperDecoder:
         """Greedy, and once more with a beam for a final that looped (see the module's docstring)."""
         started = time.monotonic()
         terms = {"initial_prompt": prompt} if prompt else self.terms
-        attempt = self._once(audio, prefix, terms, beam_size=self.options.beam_size)
+        words = final and self.options.word_times and len(audio) <= ONE_WINDOW
+        attempt = self._once(audio, prefix, terms, beam_size=self.options.beam_size, words=words)
         retry = attempt.looped or attempt.unsure and self.options.retry_unsure
         if final and retry and self.options.retry_beam > self.options.beam_size:
-            second = self._once(audio, prefix, terms, beam_size=self.options.retry_beam)
+            second = self._once(audio, prefix, terms, beam_size=self.options.retry_beam, words=words)
             if second.score > attempt.score:
                 attempt = second
         self.last_cost = time.monotonic() - started
         return attempt.decoded
 
-    def _once(self, audio: np.ndarray, prefix: str | None, terms: dict, *, beam_size: int) -> Attempt:
+    def _once(self, audio: np.ndarray, prefix: str | None, terms: dict, *, beam_size: int,
+              words: bool = False) -> Attempt:
         try:
             segments, info = self.model.transcribe(
                 audio,
@@ -134,12 +144,18 @@ class WhisperDecoder:
                 condition_on_previous_text=False,
                 prefix=prefix,
                 without_timestamps=True,
+                word_timestamps=words,  # (the same text: an alignment pass after the decode)
                 vad_filter=False,  # our own VAD already chose the audio
                 **terms,
                 # (a prompt of terms may be long: then only Whisper's own limit of the context applies)
                 **({} if terms else {"max_new_tokens": max_tokens(len(audio))}),
             )
-            texts, logprobs, looped, unsure = [], [], False, False
+            texts, logprobs, timed, looped, unsure = [], [], [], False, False
+            if words:
+                # With word times, faster-whisper moves its next window back to the last word's end and
+                # encodes and decodes the rest again (silence: made-up words). A phrase fits one window,
+                # which without timestamps is one segment: that is all there is, as without word times.
+                segments = itertools.islice(segments, 1)
             for segment in segments:
                 if doubt.silent(segment.no_speech_prob, segment.avg_logprob):
                     continue
@@ -151,11 +167,12 @@ class WhisperDecoder:
                 if segment.text.strip():
                     texts.append(segment.text.strip())
                     logprobs.append(segment.avg_logprob)
+                    timed += [(w.word, w.start, w.end, w.probability) for w in getattr(segment, "words", None) or ()]
         except Exception as exc:
             logger.exception("whisper decode failed")
             raise EngineError(f"whisper decode failed: {exc}") from exc
         text = cut_repetitions(" ".join(texts))
         score = float(np.mean(logprobs)) if logprobs else -10.0
         language = info.language if self.options.whisper_language is None else self.options.language
-        decoded = Decoded(text, float(np.exp(score)) if logprobs else None, language)
+        decoded = Decoded(text, float(np.exp(score)) if logprobs else None, language, tuple(timed))
         return Attempt(decoded, looped, unsure, score - (5.0 if looped else 0.0))

@@ -1,7 +1,7 @@
 """WebSocket authentication: the browser's session cookie, or a program's API token.
 
-Programs send `Authorization: Bearer <token>` on the handshake (a `?token=` query is not read: URLs
-end up in logs). Tokens are knox tokens: only their SHA-512 digest is stored.
+Programs send `Authorization: Bearer <token>` on the handshake, or `Token <token>` as Deepgram's
+clients do (a `?token=` query is not read: URLs end up in logs). Tokens are knox tokens: only their SHA-512 digest is stored.
 
 The Origin check guards cookie-authenticated sockets against cross-site use. A browser cannot put an
 Authorization header on a WebSocket, so a handshake that carries one is a program's and is not
@@ -15,15 +15,15 @@ from django.contrib.auth.models import AnonymousUser
 
 from ..auth import user_for_token
 
-BEARER = b"bearer"
+SCHEMES = {b"bearer", b"token"}
 
 
 def bearer_token(scope) -> str | None:
-    """The token of an `Authorization: Bearer ...` header, '' for a malformed one, None without one."""
+    """The token of an `Authorization: Bearer|Token ...` header, '' for a malformed one, None without one."""
     for name, value in scope.get("headers", []):
         if name == b"authorization":
             parts = value.split()
-            if len(parts) == 2 and parts[0].lower() == BEARER:
+            if len(parts) == 2 and parts[0].lower() in SCHEMES:
                 return parts[1].decode("latin-1")
             return ""
     return None

@@ -40,6 +40,8 @@ class AudioQueue:
         self._closed = False
         self._cond = threading.Condition()
         self._last_taken = time.monotonic()  # when the engine last took audio (or audio began waiting)
+        self.finalizes_asked = 0
+        self.finalizes_done = 0  # FINALIZE markers the engine has acted on (it asked for what follows)
 
     def put(self, data: bytes) -> bool:
         """False when the backlog is full or the queue closed (the audio is refused, never dropped)."""
@@ -53,11 +55,14 @@ class AudioQueue:
             self._cond.notify()
             return True
 
-    def finalize(self) -> None:
+    def finalize(self) -> int:
+        """Queue a FINALIZE; its number, which `finalizes_done` reaches once the engine acted on it."""
         with self._cond:
             if not self._closed:
                 self._chunks.append(FINALIZE)
+                self.finalizes_asked += 1
                 self._cond.notify()
+            return self.finalizes_asked
 
     def close(self) -> None:
         """No more audio: the engine drains what is queued, then finishes its last phrase."""
@@ -104,6 +109,10 @@ class AudioQueue:
                     self._size -= len(item)
                 self._last_taken = time.monotonic()
             yield item
+            if item is FINALIZE:  # the engine asks for more: it has finalised what came before
+                with self._cond:
+                    self.finalizes_done += 1
+                    self._cond.notify_all()
 
 
 SPEAKER_MEMORY_SECONDS = 30  # audio kept for labelling: a final comes within seconds of its audio
@@ -156,6 +165,7 @@ class Recognition:
         self.failed = False
         self._stream: ThreadStream[Result] = ThreadStream(self._recognize, name=name)
         self._pump_task: asyncio.Task | None = None
+        self._handling = False  # the pump is handing a result to the session now
 
     def start(self) -> None:
         self._stream.start()
@@ -169,8 +179,22 @@ class Recognition:
         """False once the session is closing or its engine has failed: audio is no longer wanted."""
         return not self.audio.closed
 
-    def finalize(self) -> None:
-        self.audio.finalize()
+    def finalize(self) -> int:
+        return self.audio.finalize()
+
+    async def finalized(self, number: int, timeout: float) -> bool:
+        """Wait until the engine has acted on FINALIZE `number` and its final, if it had one, has been
+        handled (stored and sent)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.audio.finalizes_done < number and not self.audio.closed:
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)  # (the thread hands results over through the loop's queue)
+        while (self._stream.waiting() or self._handling) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        return True
 
     async def fail(self, exc: EngineError) -> None:
         """Declare the engine failed from outside its thread (it hangs): audio is refused from now."""
@@ -220,7 +244,11 @@ class Recognition:
             async for result in self._stream:
                 if not result.is_final and self._stream.waiting():
                     continue  # a newer result is waiting: this interim is stale, shed it
-                await self.on_result(result)
+                self._handling = True
+                try:
+                    await self.on_result(result)
+                finally:
+                    self._handling = False
         except EngineError as exc:
             if not self.failed:  # (a hang already reported stays the one error)
                 self.failed = True

@@ -206,9 +206,10 @@ class LiveSession:
     async def emit(self, event: dict) -> None:
         await self.outbox.emit(event)
 
-    def finalize(self) -> None:
+    def finalize(self) -> int:
+        """The phrase in progress becomes a final; the number to wait for with `recognition.finalized`."""
         self.touch()
-        self.recognition.finalize()
+        return self.recognition.finalize()
 
     async def _on_control(self, message: dict) -> None:
         """A correction or speakers' names to announce, or a language a viewer wants (control.py)."""

@@ -31,3 +31,26 @@ def changes_from(current: str, original: str):
         if b2 > b1:
             out.append(f"<ins>{escape(' '.join(after[b1:b2]))}</ins>")
     return mark_safe(" ".join(out))
+
+
+UNSURE_BELOW = 0.5  # a word's probability under this is marked on the session page for review
+
+
+@register.filter
+def unsure_marked(segment):
+    """The phrase's words, those the recogniser was unsure of marked (<mark class="unsure">), when its
+    timed words spell its text (they do until someone corrects it); else the plain text."""
+    from django.utils.html import escape
+    from django.utils.safestring import mark_safe
+
+    words = [w for w in segment.words or [] if str(w.get("word", "")).strip()]
+    if not words or "".join(w["word"] for w in words).replace(" ", "") != segment.text.replace(" ", ""):
+        return segment.text
+    out = []
+    for word in words:
+        text, probability = escape(word["word"].strip()), word.get("probability")
+        if probability is not None and probability < UNSURE_BELOW:
+            out.append(f'<mark class="unsure" title="confidence {probability:.2f}">{text}</mark>')
+        else:
+            out.append(text)
+    return mark_safe(" ".join(out))
