@@ -335,6 +335,10 @@ MUTATIONS = [
     m("OpenAI: a bad audio format accepted",
       "tests/test_compat.py::test_openai_client_gets_openai_errors_for_a_wrong_key_and_a_bad_format",
       ("transcription/realtime/openai_realtime.py", 'audio_format.get("type") != "audio/pcm" or ', ""), timeout=150),
+    m("Deepgram and OpenAI sockets take audio at any speed",
+      ("tests/test_compat_protocol.py::test_deepgram_audio_too_fast_gets_a_deepgram_error_and_what_was_accepted_is_stored",
+       "tests/test_compat_protocol.py::test_openai_audio_too_fast_gets_rate_limit_exceeded_in_openais_error_shape"),
+      ("transcription/realtime/compat.py", "        if not self.rate.allow(len(pcm)):", "        if False:")),
     m("whisper finals without word times",
       "tests/test_whisper_behaviour.py::test_finals_carry_timed_words_at_the_cost_of_no_second_decode_and_with_the_same_text",
       ("transcription/engines/whisper_decoding.py", "word_timestamps=words,", "word_timestamps=False,"), timeout=120),
@@ -407,11 +411,11 @@ def run_tests(tree: Path, tests: tuple[str, ...], *, per_test: int = 600) -> tup
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ci", action="store_true", help="the subset CI runs")
-    parser.add_argument("--only", help="mutations whose name contains this")
+    parser.add_argument("--only", help="mutations whose name contains this (several: separated by |)")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
     args = parser.parse_args()
     chosen = [mu for mu in MUTATIONS if (not args.ci or mu.name not in CI_SKIP)
-              and (not args.only or args.only in mu.name)]
+              and (not args.only or any(part in mu.name for part in args.only.split("|")))]
     began = time.monotonic()
     clean = scratch_copy()
     try:

@@ -213,11 +213,17 @@ async def test_openai_client_gets_openai_errors_for_a_wrong_key_and_a_bad_format
                                            "audio": {"input": {"format": {"type": "audio/pcmu"}}}})
         await conn.send({"type": "input_audio_buffer.append", "audio": "not base64!"})
         errors = []
-        async for event in conn:
-            if event.type == "error":
-                errors.append(event.error)
-                if len(errors) == 2:
-                    break
+
+        async def two_errors():
+            async for event in conn:
+                if event.type == "error":
+                    errors.append(event.error)
+                    if len(errors) == 2:
+                        return
+        try:
+            await asyncio.wait_for(two_errors(), 15)
+        except asyncio.TimeoutError:
+            pass
     assert [(e.type, e.code, e.param) for e in errors] == [
         ("invalid_request_error", "invalid_value", "session.audio.input.format"),
         ("invalid_request_error", "invalid_value", "audio")]

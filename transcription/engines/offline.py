@@ -268,7 +268,9 @@ def decode_batch(model, reader, windows: Sequence[Window], language: str, prompt
         i = int(np.searchsorted(offsets, segment.start * SAMPLE_RATE + FRAME, side="right")) - 1
         i = min(max(i, 0), len(windows) - 1)
         window, base_ms = windows[i], int(offsets[i]) * 1000 // SAMPLE_RATE
-        words[i] += [TimedWord(w.word, *window.file_span(int(w.start * 1000) - base_ms, int(w.end * 1000) - base_ms))
+        # (rounded, not truncated: a window's offset in the batch must not move a word by 1 ms)
+        words[i] += [TimedWord(w.word, *window.file_span(round(w.start * 1000) - base_ms,
+                                                         round(w.end * 1000) - base_ms))
                      for w in segment.words or []]
     return words
 

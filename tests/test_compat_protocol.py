@@ -1,0 +1,72 @@
+"""The Deepgram and OpenAI sockets on the ASGI application itself (scripted engine, no model): audio
+sent faster than real time gets each vendor's own error, and what was accepted is still stored."""
+import base64
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from knox.models import AuthToken
+
+from transcription.models import Segment
+
+from .conftest import loud_frame, quiet_frame
+
+
+def token_for(user) -> str:
+    return AuthToken.objects.create(user, expiry=None)[1]
+
+
+async def messages_until(socket, done, limit: int = 100) -> list[dict]:
+    seen = []
+    for _ in range(limit):
+        seen.append(json.loads(await socket.receive_from(timeout=5)))
+        if done(seen[-1]):
+            return seen
+    raise AssertionError(seen)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_deepgram_audio_too_fast_gets_a_deepgram_error_and_what_was_accepted_is_stored(make_user, settings):
+    from sttproject.asgi import application
+
+    settings.STT_ENGINE = "scripted"
+    settings.STT_MAX_AUDIO_RATE = 2.0
+    settings.STT_AUDIO_BURST_SECONDS = 1.0
+    token = await sync_to_async(token_for)(await sync_to_async(make_user)())
+    socket = WebsocketCommunicator(application, "/v1/listen?encoding=linear16&sample_rate=16000&language=ko",
+                                   headers=[(b"authorization", f"Token {token}".encode())])
+    assert (await socket.connect())[0]
+    for frame in [loud_frame()] * 3 + [quiet_frame()] + [loud_frame()] * 30:  # 3.4 s at once
+        await socket.send_to(bytes_data=frame)
+    seen = await messages_until(socket, lambda m: m["type"] == "Error")
+    assert seen[-1]["variant"] == "rate" and "real time" in seen[-1]["description"]
+    await socket.send_to(text_data=json.dumps({"type": "CloseStream"}))
+    seen += await messages_until(socket, lambda m: m["type"] == "Metadata")
+    finals = [m["channel"]["alternatives"][0]["transcript"] for m in seen if m["type"] == "Results" and m["is_final"]]
+    assert finals[0] == "w1 w2" and len(finals) == 2  # the phrase before, and what was accepted after it
+    stored = [s.text async for s in Segment.objects.filter(session_id=seen[-1]["request_id"]).order_by("index")]
+    assert stored == finals
+    await socket.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_openai_audio_too_fast_gets_rate_limit_exceeded_in_openais_error_shape(make_user, settings):
+    from sttproject.asgi import application
+
+    settings.STT_ENGINE = "scripted"
+    settings.STT_MAX_AUDIO_RATE = 2.0
+    settings.STT_AUDIO_BURST_SECONDS = 1.0
+    token = await sync_to_async(token_for)(await sync_to_async(make_user)())
+    socket = WebsocketCommunicator(application, "/v1/realtime?intent=transcription",
+                                   headers=[(b"authorization", f"Bearer {token}".encode())])
+    assert (await socket.connect())[0]
+    assert json.loads(await socket.receive_from(timeout=5))["type"] == "session.created"
+    second = bytes(48000)  # 1 s of 24 kHz PCM16
+    for n in range(4):
+        await socket.send_to(text_data=json.dumps({"type": "input_audio_buffer.append", "event_id": f"e{n}",
+                                                   "audio": base64.b64encode(second).decode()}))
+    error = (await messages_until(socket, lambda m: m["type"] == "error"))[-1]
+    assert error["error"]["type"] == "invalid_request_error" and error["error"]["code"] == "rate_limit_exceeded"
+    assert error["error"]["event_id"] in {"e1", "e2", "e3"}
+    await socket.disconnect()
