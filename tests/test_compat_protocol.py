@@ -70,3 +70,32 @@ async def test_openai_audio_too_fast_gets_rate_limit_exceeded_in_openais_error_s
     assert error["error"]["type"] == "invalid_request_error" and error["error"]["code"] == "rate_limit_exceeded"
     assert error["error"]["event_id"] in {"e1", "e2", "e3"}
     await socket.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_deepgram_diarize_waits_briefly_for_a_late_speaker_label_and_keeps_the_order(make_user, settings,
+                                                                                          monkeypatch):
+    """A busy box labels late: with diarize=true the final waits for its label (Deepgram's words always
+    carry a speaker), and what came after it follows it, in order."""
+    import time
+
+    from sttproject.asgi import application
+    from transcription.speakers import SpeakerLabeller
+
+    monkeypatch.setattr(SpeakerLabeller, "label", lambda self, pcm: time.sleep(0.8) or "S2")
+    settings.STT_ENGINE = "scripted"
+    settings.STT_SPEAKERS = True
+    token = await sync_to_async(token_for)(await sync_to_async(make_user)())
+    socket = WebsocketCommunicator(application, "/v1/listen?sample_rate=16000&diarize=true&interim_results=true",
+                                   headers=[(b"authorization", f"Token {token}".encode())])
+    assert (await socket.connect())[0]
+    for frame in [loud_frame()] * 5 + [quiet_frame()] + [loud_frame()] * 2:  # a phrase, then the next begins
+        await socket.send_to(bytes_data=frame)
+    seen = await messages_until(socket, lambda m: m["type"] == "Results" and m["is_final"])
+    final = seen[-1]
+    assert {w["speaker"] for w in final["channel"]["alternatives"][0]["words"]} == {1}  # S2
+    after = json.loads(await socket.receive_from(timeout=5))  # the next phrase's interim, queued behind it
+    assert after["type"] == "Results" and not after["is_final"] and after["start"] >= final["start"] + final["duration"]
+    await socket.send_to(text_data=json.dumps({"type": "CloseStream"}))
+    await messages_until(socket, lambda m: m["type"] == "Metadata")
+    await socket.disconnect()

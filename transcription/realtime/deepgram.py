@@ -13,6 +13,7 @@ body. `model` is accepted and mapped to this server's engine (Metadata says whic
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -26,6 +27,7 @@ from .compat import CompatConsumer, PcmTo16k, Refused, query
 ENCODINGS = {"linear16"}  # PCM16LE; containers (opus, webm) are refused with 400: not decoded here
 SAMPLE_RATES = range(8000, 48001)
 MAX_TERMS = 100
+LABEL_HOLD_SECONDS = 2.0  # with diarize, how long a final may wait for a late speaker label
 TRUE, FALSE = {"true", "1", "yes"}, {"false", "0", "no", ""}
 
 # Our error codes as Deepgram's: handshake refusals (HTTP status, err_code) and in-stream errors.
@@ -79,8 +81,33 @@ def speaker_number(label: str | None) -> int | None:
     return None
 
 
+def results_message(event: dict, *, final: bool, from_finalize: bool, diarize: bool, heard_ms: int,
+                    metadata: dict) -> dict:
+    """Our interim or final as Deepgram's `Results` (an interim runs to the audio heard so far)."""
+    start_ms = event.get("start_ms", 0)
+    speaker = speaker_number(event.get("speaker")) if diarize else None
+    words = [{"word": w["word"], "start": round(w["start_ms"] / 1000, 3), "end": round(w["end_ms"] / 1000, 3),
+              "confidence": round(w.get("probability") or 0.0, 3), "punctuated_word": w["word"],
+              **({"speaker": speaker} if speaker is not None else {})} for w in event.get("words") or []]
+    end_ms = event.get("end_ms", start_ms) if final else max(start_ms, heard_ms)
+    return {
+        "type": "Results",
+        "channel_index": [0, 1],
+        "duration": round(max(0, end_ms - start_ms) / 1000, 3),
+        "start": round(start_ms / 1000, 3),
+        "is_final": final,
+        "speech_final": final and not from_finalize,
+        "from_finalize": from_finalize,
+        "channel": {"alternatives": [{"transcript": event["text"], "confidence": round(event.get("confidence") or 0.0, 3),
+                                      "words": words}]},
+        "metadata": metadata,
+    }
+
+
 class DeepgramListenConsumer(CompatConsumer):
     finalizing = False
+    held: dict | None = None  # a final waiting for its speaker label (diarize)
+    queued: list[dict] = []  # the events after it
     phrase_open = -1  # the phrase whose SpeechStarted was sent
 
     # -- handshake --
@@ -160,6 +187,39 @@ class DeepgramListenConsumer(CompatConsumer):
 
     # -- our events, as Deepgram's --
     async def send_event(self, event: dict) -> None:
+        """With `diarize`, a final whose speaker label is still being computed waits for it (at most
+        LABEL_HOLD_SECONDS, the events after it queued behind it): Deepgram's words carry speakers."""
+        if event.get("type") == protocol.FINAL:
+            event = {**event, "from_finalize": self.finalizing}
+            self.finalizing = False
+        if self.held is not None:
+            if event.get("type") == protocol.SPEAKER and event["segment"] == self.held["segment"]:
+                await self.release(event["speaker"])
+            else:
+                self.queued.append(event)
+                if event.get("event") == protocol.ENDED:
+                    await self.release(None)
+            return
+        if self.diarize and event.get("type") == protocol.FINAL and not event.get("speaker"):
+            self.held, self.queued = event, []
+            held = event
+            self.live.spawn(self.release_later(held))
+            return
+        await self.translate(event)
+
+    async def release_later(self, held: dict) -> None:
+        await asyncio.sleep(LABEL_HOLD_SECONDS)
+        if self.held is held:
+            await self.release(None)
+
+    async def release(self, speaker: str | None) -> None:
+        held, queued = self.held, self.queued
+        self.held, self.queued = None, []
+        await self.translate({**held, "speaker": speaker} if speaker else held)
+        for event in queued:
+            await self.send_event(event)
+
+    async def translate(self, event: dict) -> None:
         kind = event.get("type")
         if kind == protocol.INTERIM:
             if self.vad_events and event["phrase"] != self.phrase_open:
@@ -169,8 +229,7 @@ class DeepgramListenConsumer(CompatConsumer):
             if self.interim_results:
                 await self.send_json(self.results(event, final=False))
         elif kind == protocol.FINAL:
-            from_finalize, self.finalizing = self.finalizing, False
-            await self.send_json(self.results(event, final=True, from_finalize=from_finalize))
+            await self.send_json(self.results(event, final=True, from_finalize=event["from_finalize"]))
             if self.utterance_end_ms is not None:
                 words = event.get("words") or []
                 end = words[-1]["end_ms"] if words else event["end_ms"]
@@ -182,32 +241,12 @@ class DeepgramListenConsumer(CompatConsumer):
             await self.close()
 
     def results(self, event: dict, *, final: bool, from_finalize: bool = False) -> dict:
-        start_ms = event.get("start_ms", 0)
-        words = []
-        for word in event.get("words") or []:
-            item = {"word": word["word"], "start": round(word["start_ms"] / 1000, 3),
-                    "end": round(word["end_ms"] / 1000, 3), "confidence": round(word.get("probability") or 0.0, 3),
-                    "punctuated_word": word["word"]}
-            if self.diarize and speaker_number(event.get("speaker")) is not None:
-                item["speaker"] = speaker_number(event.get("speaker"))
-            words.append(item)
-        heard_ms = int(self.live.audio_seconds * 1000) if self.live else start_ms
-        end_ms = event.get("end_ms", start_ms) if final else heard_ms
-        return {
-            "type": "Results",
-            "channel_index": [0, 1],
-            "duration": round(max(0, end_ms - start_ms) / 1000, 3),
-            "start": round(start_ms / 1000, 3),
-            "is_final": final,
-            "speech_final": final and not from_finalize,
-            "from_finalize": from_finalize,
-            "channel": {"alternatives": [{"transcript": event["text"],
-                                          "confidence": round(event.get("confidence") or 0.0, 3),
-                                          "words": words}]},
-            "metadata": {"request_id": self.live.id if self.live else "",
-                         "model_info": {"name": self.model, "version": "sttproject", "arch": self.engine_name()},
-                         "model_uuid": self.model_uuid},
-        }
+        heard_ms = int(self.live.audio_seconds * 1000) if self.live else 0
+        metadata = {"request_id": self.live.id if self.live else "",
+                    "model_info": {"name": self.model, "version": "sttproject", "arch": self.engine_name()},
+                    "model_uuid": self.model_uuid}
+        return results_message(event, final=final, from_finalize=from_finalize, diarize=self.diarize,
+                               heard_ms=heard_ms, metadata=metadata)
 
     def metadata(self) -> dict:
         live = self.live
