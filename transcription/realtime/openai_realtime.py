@@ -162,9 +162,10 @@ class OpenAIRealtimeConsumer(CompatConsumer):
 
         start = self.start_message()
         admitted = await admission.check(message=start, token_digest=self.scope.get("auth_token"))
-        if not connections.acquire(self.account.pk, settings.STT_MAX_CONNECTIONS_PER_USER):
-            raise ProtocolError(protocol.TOO_MANY_SESSIONS, "too many connections for this user")
-        self.user = self.account
+        if self.user is None:  # (counted once: a refused first audio may be followed by another)
+            if not connections.acquire(self.account.pk, settings.STT_MAX_CONNECTIONS_PER_USER):
+                raise ProtocolError(protocol.TOO_MANY_SESSIONS, "too many connections for this user")
+            self.user = self.account
         self.live = await admission.open_session(admitted, user=self.account)
         self.rate = AudioRateLimit(settings.STT_MAX_AUDIO_RATE, settings.STT_AUDIO_BURST_SECONDS)
         await self.live.start(self)
