@@ -255,6 +255,7 @@ def test_our_own_openai_engine_transcribes_through_a_second_server(server, tmp_p
                     event = json.loads(raw)
                     if event["type"] == "final":
                         finals.append(event["text"])
+                        assert 0 < event["confidence"] <= 1  # from the decoding node's logprobs
                     if event.get("event") == "ended" or event["type"] == "error":
                         assert event["type"] != "error", event
                         break

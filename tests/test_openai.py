@@ -95,6 +95,10 @@ def test_deltas_become_interims_and_completions_finals(realtime):
         ("phrase", False), ("phrase 1", False), ("phrase 1", True),
         ("phrase", False), ("phrase 2", False), ("phrase 2", True),
     ]
+    # The session asks for the tokens' log-probabilities: a final's confidence is their mean's exp.
+    import math
+
+    assert [r.confidence for r in results if r.is_final] == [round(math.exp(-0.15), 3)] * 2
 
 
 async def test_finalize_and_end_commit_the_phrase_in_progress(connect, make_user, realtime):

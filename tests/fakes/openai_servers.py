@@ -131,8 +131,12 @@ class RealtimeServer:
             for word in text.split(" "):
                 send({"type": "conversation.item.input_audio_transcription.delta", "item_id": item,
                       "content_index": 0, "delta": word + " "})
-            send({"type": "conversation.item.input_audio_transcription.completed", "item_id": item,
-                  "content_index": 0, "transcript": text, "usage": {"type": "duration", "seconds": 1.0}})
+            completed = {"type": "conversation.item.input_audio_transcription.completed", "item_id": item,
+                         "content_index": 0, "transcript": text, "usage": {"type": "duration", "seconds": 1.0}}
+            if "item.input_audio_transcription.logprobs" in (self.sessions[-1] if self.sessions else {}).get("include", []):
+                completed["logprobs"] = [{"token": word, "logprob": -0.1 * (n + 1), "bytes": list(word.encode())}
+                                         for n, word in enumerate(text.split(" "))]
+            send(completed)
             item = None
 
         for message in ws:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import threading
 import time
 from typing import Iterator
@@ -114,7 +115,7 @@ class Items:
             start = self.spans.get(event.item_id, [self.offset_ms])[0]
             return Result(text=text.strip(), is_final=False, start_ms=start)
         elif kind == "conversation.item.input_audio_transcription.completed":
-            return self._final(event.item_id, event.transcript)
+            return self._final(event.item_id, event.transcript, getattr(event, "logprobs", None))
         elif kind == "conversation.item.input_audio_transcription.failed":
             logger.warning("OpenAI could not transcribe item %s: %s", event.item_id, getattr(event, "error", None))
             self._done(event.item_id)
@@ -147,13 +148,17 @@ class Items:
             self.cond.notify_all()
         return span
 
-    def _final(self, item_id: str, transcript: str) -> Result | None:
+    def _final(self, item_id: str, transcript: str, logprobs=None) -> Result | None:
         span = self._done(item_id)
         if not transcript.strip():
             return None
         start = span[0]
         end = span[1] if len(span) > 1 else self.sent_ms
+        # The service's token log-probabilities (asked for in the session): the final's confidence.
+        scores = [p.logprob for p in logprobs or () if getattr(p, "logprob", None) is not None]
+        confidence = round(math.exp(sum(scores) / len(scores)), 3) if scores else None
         return Result(text=transcript.strip(), is_final=True, start_ms=start, end_ms=max(start, end),
+                      confidence=confidence,
                       language=self.language if self.language != AUTO_LANGUAGE else None)
 
 
@@ -181,6 +186,7 @@ class RealtimeStream:
             transcription["prompt"] = ", ".join(self.config.vocabulary)
         return {
             "type": "transcription",
+            "include": ["item.input_audio_transcription.logprobs"],
             "audio": {
                 "input": {
                     "format": {"type": "audio/pcm", "rate": 24000},
