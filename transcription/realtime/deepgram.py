@@ -159,15 +159,16 @@ class DeepgramListenConsumer(CompatConsumer):
                 self.feed(bytes_data)
                 return
             try:
-                message = json.loads(text_data or "")
+                message = json.loads(text_data or "") if len(text_data or "") <= protocol.MAX_TEXT_FRAME_BYTES else None
                 kind = message.get("type") if isinstance(message, dict) else None
             except ValueError:
                 kind = None
             if kind == "KeepAlive":
                 self.live.touch()
             elif kind == "Finalize":
-                self.finalizing = True
-                self.live.finalize()
+                self.finalizing = True  # the final it makes says so; with no phrase in progress, none does
+                live, number = self.live, self.live.finalize()
+                live.spawn(self.finalize_done(live, number))
             elif kind == "CloseStream":
                 await self.close_stream()
             elif kind == "Configure":
@@ -179,6 +180,10 @@ class DeepgramListenConsumer(CompatConsumer):
                 raise ProtocolError(protocol.UNKNOWN_TYPE, "expected KeepAlive, Finalize, CloseStream or Configure")
         except ProtocolError as exc:
             await self.send_error(exc.code, exc.message)
+
+    async def finalize_done(self, live, number: int) -> None:
+        await live.recognition.finalized(number, 30.0)
+        self.finalizing = False
 
     async def close_stream(self) -> None:
         live = self.live

@@ -174,6 +174,8 @@ class OpenAIRealtimeConsumer(CompatConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         client_event = None
         try:
+            if len(text_data or "") > MAX_APPEND_BYTES + 4096:  # (not parsed: the largest event is an append)
+                raise BadEvent("invalid_value", "event too large: audio at most 700,000 characters an append")
             try:
                 message = json.loads(text_data or "")
             except ValueError:
