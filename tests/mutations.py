@@ -338,7 +338,7 @@ MUTATIONS = [
     m("Deepgram and OpenAI sockets take audio at any speed",
       ("tests/test_compat_protocol.py::test_deepgram_audio_too_fast_gets_a_deepgram_error_and_what_was_accepted_is_stored",
        "tests/test_compat_protocol.py::test_openai_audio_too_fast_gets_rate_limit_exceeded_in_openais_error_shape"),
-      ("transcription/realtime/compat.py", "        if not self.rate.allow(len(pcm)):", "        if False:")),
+      ("transcription/realtime/consumers.py", "    if not rate.allow(len(pcm)):", "    if False:")),
     m("Deepgram diarize: a final does not wait for its late speaker label",
       "tests/test_compat_protocol.py::test_deepgram_diarize_waits_briefly_for_a_late_speaker_label_and_keeps_the_order",
       ("transcription/realtime/deepgram.py", "LABEL_HOLD_SECONDS = 2.0", "LABEL_HOLD_SECONDS = 0.0")),

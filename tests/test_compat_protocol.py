@@ -17,6 +17,17 @@ def token_for(user) -> str:
     return AuthToken.objects.create(user, expiry=None)[1]
 
 
+async def socket_of(make_user, settings, path: str, scheme: str) -> WebsocketCommunicator:
+    """A program's socket on the ASGI application (scripted engine, 2x real time, a 1 s burst)."""
+    from sttproject.asgi import application
+
+    settings.STT_ENGINE = "scripted"
+    settings.STT_MAX_AUDIO_RATE = 2.0
+    settings.STT_AUDIO_BURST_SECONDS = 1.0
+    token = await sync_to_async(token_for)(await sync_to_async(make_user)())
+    return WebsocketCommunicator(application, path, headers=[(b"authorization", f"{scheme} {token}".encode())])
+
+
 async def messages_until(socket, done, limit: int = 100) -> list[dict]:
     seen = []
     for _ in range(limit):
@@ -28,14 +39,7 @@ async def messages_until(socket, done, limit: int = 100) -> list[dict]:
 
 @pytest.mark.django_db(transaction=True)
 async def test_deepgram_audio_too_fast_gets_a_deepgram_error_and_what_was_accepted_is_stored(make_user, settings):
-    from sttproject.asgi import application
-
-    settings.STT_ENGINE = "scripted"
-    settings.STT_MAX_AUDIO_RATE = 2.0
-    settings.STT_AUDIO_BURST_SECONDS = 1.0
-    token = await sync_to_async(token_for)(await sync_to_async(make_user)())
-    socket = WebsocketCommunicator(application, "/v1/listen?encoding=linear16&sample_rate=16000&language=ko",
-                                   headers=[(b"authorization", f"Token {token}".encode())])
+    socket = await socket_of(make_user, settings, "/v1/listen?encoding=linear16&sample_rate=16000&language=ko", "Token")
     assert (await socket.connect())[0]
     for frame in [loud_frame()] * 3 + [quiet_frame()] + [loud_frame()] * 30:  # 3.4 s at once
         await socket.send_to(bytes_data=frame)
@@ -52,14 +56,7 @@ async def test_deepgram_audio_too_fast_gets_a_deepgram_error_and_what_was_accept
 
 @pytest.mark.django_db(transaction=True)
 async def test_openai_audio_too_fast_gets_rate_limit_exceeded_in_openais_error_shape(make_user, settings):
-    from sttproject.asgi import application
-
-    settings.STT_ENGINE = "scripted"
-    settings.STT_MAX_AUDIO_RATE = 2.0
-    settings.STT_AUDIO_BURST_SECONDS = 1.0
-    token = await sync_to_async(token_for)(await sync_to_async(make_user)())
-    socket = WebsocketCommunicator(application, "/v1/realtime?intent=transcription",
-                                   headers=[(b"authorization", f"Bearer {token}".encode())])
+    socket = await socket_of(make_user, settings, "/v1/realtime?intent=transcription", "Bearer")
     assert (await socket.connect())[0]
     assert json.loads(await socket.receive_from(timeout=5))["type"] == "session.created"
     second = bytes(48000)  # 1 s of 24 kHz PCM16

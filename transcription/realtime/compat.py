@@ -17,9 +17,9 @@ from .. import protocol
 from ..audio import SAMPLE_RATE
 from ..protocol import ProtocolError
 from . import admission, shutdown
-from .consumers import NO_CHANNEL_LAYER
+from .consumers import NO_CHANNEL_LAYER, feed_audio
 from .limits import AudioRateLimit, connections
-from .session import LiveSession, Refusal
+from .session import LiveSession
 
 DENIAL = "websocket.http.response"  # the ASGI extension for an HTTP answer instead of a handshake
 
@@ -146,16 +146,8 @@ class CompatConsumer(AsyncWebsocketConsumer):
         if len(data) > protocol.MAX_AUDIO_FRAME_BYTES * 8:
             raise ProtocolError(protocol.FRAME_TOO_LARGE, "audio message too large")
         pcm = self.converter.convert(data) if self.converter is not None else data
-        if not pcm:
-            return
-        if not self.rate.allow(len(pcm)):
-            raise ProtocolError(protocol.RATE, f"audio is arriving faster than {settings.STT_MAX_AUDIO_RATE:g}x "
-                                               "real time; it was not accepted")
-        refusal = live.feed(pcm)
-        if refusal is Refusal.BUSY:
-            raise ProtocolError(protocol.BUSY, "recognition is too far behind; this audio was not accepted")
-        if refusal is Refusal.ENDED:
-            raise ProtocolError(protocol.NOT_STARTED, "the stream is closed")
+        if pcm:
+            feed_audio(live, self.rate, pcm)
 
     async def replaced(self) -> None:  # (no resume here: never called)
         await self.close()

@@ -32,6 +32,20 @@ UPLOAD_POLL_SECONDS = 0.5
 NO_CHANNEL_LAYER = "none"
 
 
+def feed_audio(live: LiveSession, rate: AudioRateLimit, pcm: bytes) -> None:
+    """16 kHz PCM16 into a running session, within the audio rate limit; ProtocolError when refused
+    (every socket that takes audio: ours, Deepgram's, OpenAI's)."""
+    if not rate.allow(len(pcm)):
+        raise ProtocolError(protocol.RATE, f"audio is arriving faster than {settings.STT_MAX_AUDIO_RATE:g}x real time; "
+                                           "this frame was not accepted")
+    refusal = live.feed(pcm)
+    if refusal is Refusal.ENDED:
+        raise ProtocolError(protocol.NOT_STARTED, "this session has ended; send 'start' for a new one")
+    if refusal is Refusal.BUSY:
+        raise ProtocolError(protocol.BUSY, "recognition is too far behind; this audio frame was not accepted")
+    # (Refusal.FAILING: dropped; the engine's error and `ended`, which say why, come next)
+
+
 class JsonEvents:
     """Events go to the client as JSON text frames, Korean and all as it is."""
 
@@ -142,15 +156,7 @@ class TranscriptionConsumer(JsonEvents, AsyncWebsocketConsumer):
         live = self.live
         if live is None or live.closing:
             raise ProtocolError(protocol.NOT_STARTED, "audio before 'start' is not accepted")
-        if not self.rate.allow(len(data)):
-            raise ProtocolError(protocol.RATE, f"audio is arriving faster than {settings.STT_MAX_AUDIO_RATE:g}x real time; "
-                                               "this frame was not accepted")
-        refusal = live.feed(data)
-        if refusal is Refusal.ENDED:
-            raise ProtocolError(protocol.NOT_STARTED, "this session has ended; send 'start' for a new one")
-        if refusal is Refusal.BUSY:
-            raise ProtocolError(protocol.BUSY, "recognition is too far behind; this audio frame was not accepted")
-        # (Refusal.FAILING: dropped; the engine's error and `ended`, which say why, come next)
+        feed_audio(live, self.rate, data)
 
     def running(self) -> LiveSession:
         if self.live is None or self.live.closing:

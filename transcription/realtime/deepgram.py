@@ -107,7 +107,7 @@ def results_message(event: dict, *, final: bool, from_finalize: bool, diarize: b
 class DeepgramListenConsumer(CompatConsumer):
     finalizing = False
     held: dict | None = None  # a final waiting for its speaker label (diarize)
-    queued: list[dict] = []  # the events after it
+    queued: list[dict]  # the events after it (set when a final is held)
     phrase_open = -1  # the phrase whose SpeechStarted was sent
 
     # -- handshake --

@@ -25,12 +25,15 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from .. import admission as rules
 from .. import protocol
 from ..engines.base import AUTO_LANGUAGE
 from ..protocol import ProtocolError
 from . import admission
 from .compat import CompatConsumer, PcmTo16k, Refused, query
+from .limits import AudioRateLimit, connections
 
 INPUT_RATE = 24000
 LOGPROBS = "item.input_audio_transcription.logprobs"
@@ -156,10 +159,6 @@ class OpenAIRealtimeConsumer(CompatConsumer):
 
     async def open_live(self) -> None:
         """The first audio: our `start`, with the configuration the client sent."""
-        from django.conf import settings
-
-        from .limits import AudioRateLimit, connections
-
         start = self.start_message()
         admitted = await admission.check(message=start, token_digest=self.scope.get("auth_token"))
         if self.user is None:  # (counted once: a refused first audio may be followed by another)
