@@ -348,6 +348,7 @@ STT_MAX_SESSIONS_PER_USER = env_int("STT_MAX_SESSIONS_PER_USER", max(1, STT_MAX_
 STT_MAX_SESSION_SECONDS = env_float("STT_MAX_SESSION_SECONDS", 4 * 3600)
 # Speaker labels on finals (3D-Speaker CAM++, transcription/speakers/); `"speakers": false` per session.
 STT_SPEAKERS = env_bool("STT_SPEAKERS", True)
+STT_SPEAKER_CHANGES = env_bool("STT_SPEAKER_CHANGES", True)  # end a phrase where another voice takes over
 # Uploaded recordings (the upload page, POST /api/sessions/, /v1/audio/transcriptions).
 STT_MAX_UPLOAD_MB = env_float("STT_MAX_UPLOAD_MB", 500)
 STT_MAX_UPLOAD_SECONDS = env_float("STT_MAX_UPLOAD_SECONDS", 4 * 3600)

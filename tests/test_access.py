@@ -25,7 +25,8 @@ PUBLIC = {  # reachable without logging in
 OWN = {  # login required; only the user's own things, no session id in the URL
     "password_change", "password_change_done", "transcription:recorder", "transcription:session_list",
     "transcription:api_tokens", "transcription:api_token_revoke", "api:api-root", "api:session-list",
-    "transcription:glossary", "transcription:upload",
+    "transcription:glossary", "transcription:upload", "transcription:voices", "transcription:voice_delete",
+    "api:voice-list", "api:voice-detail",
 }
 TOKEN = {  # a Bearer token (API token, or the metrics token) or staff: 401 without, never a login page
     "metrics", "openai_transcriptions", "openai_translations",
@@ -35,7 +36,7 @@ SESSION = {  # about one session: 404 for anyone but its owner
     "transcription:session_translate", "transcription:session_audio", "transcription:session_export",
     "transcription:live_own", "transcription:share_create", "transcription:share_revoke",
     "api:session-detail", "api:session-export", "api:session-translate", "api:session-segment",
-    "api:session-speakers", "transcription:session_speakers",
+    "api:session-speakers", "transcription:session_speakers", "api:session-voices", "transcription:session_voice",
 }
 
 
@@ -56,7 +57,8 @@ def world(make_user):
     segment = Segment.objects.create(session=session, index=0, text="비밀", start_ms=0, end_ms=900)
     link = ShareLink.objects.create(session=session)
     values = {"session_id": session.pk, "pk": session.pk, "fmt": "txt", "share_id": link.pk, "token": "not-a-token",
-              "format": "json", "uidb64": "x", "object_id": session.pk, "segment_id": segment.pk}
+              "format": "json", "uidb64": "x", "object_id": session.pk, "segment_id": segment.pk,
+              "voice_id": 1}
     return alice, mallory, session, link, values
 
 

@@ -11,7 +11,7 @@ LAYERS = [
     ("data", ["models", "backends"]),
     ("plug-ins", ["engines", "speakers", "translation"]),
     ("data services", ["recording", "services", "selectors", "exports", "media", "forms", "auth", "sources.decoding"]),
-    ("background", ["jobs", "refine", "intake", "admission"]),
+    ("background", ["jobs", "refine", "voices", "intake", "admission"]),
     ("session core", ["realtime"]),
     ("sources", ["sources", "compat"]),
     ("edges", ["views", "api", "admin", "urls", "management", "templatetags", "workers", "checks", "apps", "client",

@@ -8,3 +8,4 @@ class TranscriptionConfig(AppConfig):
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers system checks)
         from . import refine  # noqa: F401  (the second pass listens for finished sessions)
+        from . import voices  # noqa: F401  (so does the revision of speaker labels)

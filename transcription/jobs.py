@@ -36,6 +36,7 @@ HANDLERS = {
     Job.Kind.TRANSCRIBE: "transcription.sources.uploads.transcribe_upload",
     Job.Kind.REFINE: "transcription.refine.refine_session",
     Job.Kind.TRANSLATE: "transcription.refine.translate_session",
+    Job.Kind.SPEAKERS: "transcription.voices.relabel_session",
 }
 
 

@@ -85,6 +85,8 @@ class Segment(models.Model):
     words = models.JSONField(default=list, blank=True)
     language = models.CharField(max_length=16, blank=True)
     speaker = models.CharField(max_length=16, blank=True, help_text="Speaker label (S1, S2, ...), stable in a session")
+    live_speaker = models.CharField(max_length=16, blank=True, help_text="The label given live, kept when the "
+                                    "labels were revised after the session (empty: never revised)")
     seq = models.PositiveIntegerField(null=True, blank=True, help_text="Sequence number of its 'final' event")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -185,6 +187,7 @@ class Job(models.Model):
         TRANSLATE = "translate", "Translate"
         REFINE = "refine", "Second pass"
         TRANSCRIBE = "transcribe", "Transcribe an upload"
+        SPEAKERS = "speakers", "Revise speaker labels"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -230,3 +233,28 @@ class Job(models.Model):
     @property
     def active(self) -> bool:
         return self.status in self.ACTIVE
+
+
+class Voice(models.Model):
+    """A voice a user enrolled from a labelled speaker ("this is 민수"): in that user's later sessions a
+    matching speaker is named live. Only the embedding is kept (a mean of CAM++ phrase embeddings),
+    never audio; deleting the row deletes all there is of it. Never shared between users."""
+
+    MAX_NAME_LENGTH = 50
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="voices")
+    name = models.CharField(max_length=MAX_NAME_LENGTH)
+    embedding = models.BinaryField(help_text="float32 speaker embedding")
+    phrases = models.PositiveIntegerField(default=0, help_text="Phrases it was learnt from")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="voice_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def vector(self):
+        import numpy as np
+        return np.frombuffer(bytes(self.embedding), dtype=np.float32)

@@ -198,6 +198,39 @@ SPEAKER_NAME_CHARS = 40
 
 
 @transaction.atomic
+def session_voice_named(*, session_id, label: str, name: str) -> dict[str, str]:
+    """A live label recognised as one of the owner's enrolled voices; a name the owner gave wins."""
+    session = TranscriptionSession.objects.select_for_update().get(pk=session_id)
+    names = dict(session.speaker_names or {})
+    if label not in names:
+        names[label] = name
+        session.speaker_names = names
+        session.save(update_fields=["speaker_names"])
+    return names
+
+
+@transaction.atomic
+def session_relabel(*, session: TranscriptionSession, labels: dict[int, str]) -> int:
+    """Speaker labels revised after the session (segment id -> label); each segment's live label is kept
+    in `live_speaker` the first time. Names follow their labels. Returns the segments changed."""
+    changed = 0
+    for segment in session.segments.filter(pk__in=labels).select_for_update():
+        label = labels[segment.pk]
+        if label == segment.speaker:
+            continue
+        segment.live_speaker = segment.live_speaker or segment.speaker
+        segment.speaker = label
+        segment.save(update_fields=["speaker", "live_speaker"])
+        changed += 1
+    still = set(session.segments.exclude(speaker="").values_list("speaker", flat=True))
+    names = {label: name for label, name in (session.speaker_names or {}).items() if label in still}
+    if names != (session.speaker_names or {}):
+        session.speaker_names = names
+        session.save(update_fields=["speaker_names"])
+    return changed
+
+
+@transaction.atomic
 def session_name_speakers(*, session: TranscriptionSession, names: dict[str, str]) -> dict[str, str]:
     """The owner names speaker labels ("S1" -> "민수"); an empty name gives the label back. Only labels
     the session has can be named. Returns every name now set."""

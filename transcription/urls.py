@@ -13,6 +13,7 @@ urlpatterns = [
     path("sessions/<uuid:session_id>/delete/", views.session_delete, name="session_delete"),
     path("sessions/<uuid:session_id>/rename/", views.session_rename, name="session_rename"),
     path("sessions/<uuid:session_id>/speakers/", views.session_speakers, name="session_speakers"),
+    path("sessions/<uuid:session_id>/voice/", views.session_voice, name="session_voice"),
     path("sessions/<uuid:session_id>/translate/", views.session_translate, name="session_translate"),
     path("sessions/<uuid:session_id>/audio.wav", views.session_audio, name="session_audio"),
     path("sessions/<uuid:session_id>/export.<str:fmt>", views.session_export, name="session_export"),
@@ -22,5 +23,7 @@ urlpatterns = [
     path("live/<str:token>/", views.live_shared, name="live_shared"),
     path("settings/tokens/", views.api_tokens, name="api_tokens"),
     path("settings/glossary/", views.glossary, name="glossary"),
+    path("settings/voices/", views.voices, name="voices"),
+    path("settings/voices/<int:voice_id>/delete/", views.voice_delete, name="voice_delete"),
     path("settings/tokens/revoke/", views.api_token_revoke, name="api_token_revoke"),
 ]

@@ -23,8 +23,9 @@ from .media import audio_response
 from .realtime.broadcast import notify_revoked
 from .realtime.control import announce_speakers
 from .jobs import job_start
-from .models import Job
+from .models import Job, Voice
 from .translation import get_translator
+from .voices import NoVoice, enrol
 
 
 logger = logging.getLogger(__name__)
@@ -182,6 +183,36 @@ def session_speakers(request, session_id):
         announce_speakers(session)
         messages.success(request, "Speakers named.")
     return redirect("transcription:session_detail", session_id=session.pk)
+
+
+@login_required
+@require_POST
+def session_voice(request, session_id):
+    """Remember a labelled speaker's voice under a name, for this user's later sessions."""
+    session = selectors.session_get_for_user(user=request.user, session_id=session_id)
+    try:
+        voice = enrol(session, request.POST.get("speaker", ""), request.POST.get("name", ""))
+    except NoVoice as exc:
+        messages.error(request, str(exc))
+    else:
+        announce_speakers(session)
+        messages.success(request, f"Voice saved as {voice.name}: your next sessions will name it.")
+    return redirect("transcription:session_detail", session_id=session.pk)
+
+
+@login_required
+def voices(request):
+    return render(request, "transcription/voices.html", {"voices": Voice.objects.filter(owner=request.user)})
+
+
+@login_required
+@require_POST
+def voice_delete(request, voice_id):
+    deleted, _ = Voice.objects.filter(owner=request.user, pk=voice_id).delete()
+    if not deleted:
+        raise Http404("no such voice")
+    messages.success(request, "Voice deleted.")
+    return redirect("transcription:voices")
 
 
 @login_required

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from ..models import Job, Segment, TranscriptionSession, Translation
+from ..models import Job, Segment, TranscriptionSession, Translation, Voice
 
 
 class TranslationSerializer(serializers.ModelSerializer):
@@ -18,7 +18,8 @@ class SegmentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Segment
-        fields = ["id", "index", "speaker", "speaker_name", "text", "original_text", "refined_text", "corrected",
+        fields = ["id", "index", "speaker", "live_speaker", "speaker_name", "text", "original_text", "refined_text",
+                  "corrected",
                   "start_ms", "end_ms",
                   "confidence", "language", "words", "translations"]
 
@@ -90,3 +91,14 @@ class SessionFilterSerializer(serializers.Serializer):
     since = serializers.DateField(required=False, help_text="Started on or after this date (YYYY-MM-DD)")
     until = serializers.DateField(required=False, help_text="Started on or before this date (YYYY-MM-DD)")
     q = serializers.CharField(required=False, max_length=200, help_text="Words in the title or transcript")
+
+
+class VoiceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Voice
+        fields = ["id", "name", "phrases", "created_at"]
+
+
+class EnrolSerializer(serializers.Serializer):
+    speaker = serializers.CharField(max_length=16, help_text="The session's speaker label, e.g. 'S1'")
+    name = serializers.CharField(max_length=Voice.MAX_NAME_LENGTH, help_text="Whose voice it is, e.g. '민수'")

@@ -10,12 +10,14 @@ from .. import selectors, services
 from ..sources import uploads
 from ..exports import EXPORT_FORMATS, export_response
 from ..jobs import job_start
-from ..models import Job
+from ..models import Job, Voice
 from .. import protocol
 from ..translation import get_translator
 from ..realtime.control import announce_correction, announce_speakers
-from .serializers import (CorrectionSerializer, JobSerializer, SegmentSerializer, SessionDetailSerializer,
-                          SessionFilterSerializer, SessionSerializer, UploadSerializer)
+from ..voices import NoVoice, enrol
+from .serializers import (CorrectionSerializer, EnrolSerializer, JobSerializer, SegmentSerializer,
+                          SessionDetailSerializer, SessionFilterSerializer, SessionSerializer, UploadSerializer,
+                          VoiceSerializer)
 
 
 class TranslateRequestSerializer(serializers.Serializer):
@@ -112,6 +114,22 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         announce_speakers(session)
         return Response({"speaker_names": names})
 
+    @extend_schema(request=EnrolSerializer, responses={201: VoiceSerializer})
+    @action(detail=True, methods=["post"])
+    def voices(self, request, pk=None):
+        """Save a labelled speaker's voice under a name (`{"speaker": "S1", "name": "민수"}`): the label is
+        named now, and in your later sessions a matching speaker is named live. Needs the session's kept
+        audio. A voice of the same name is replaced."""
+        session = self.get_object()
+        params = EnrolSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        try:
+            voice = enrol(session, params.validated_data["speaker"], params.validated_data["name"])
+        except NoVoice as exc:
+            return Response({"code": protocol.BAD_REQUEST, "detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        announce_speakers(session)
+        return Response(VoiceSerializer(voice).data, status=status.HTTP_201_CREATED)
+
     @extend_schema(request=CorrectionSerializer, responses={200: SegmentSerializer},
                    parameters=[OpenApiParameter("segment_id", OpenApiTypes.INT, OpenApiParameter.PATH)])
     @action(detail=True, methods=["patch"], url_path=r"segments/(?P<segment_id>[0-9]+)")
@@ -127,3 +145,13 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
             return Response({"text": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
         announce_correction(segment)
         return Response(SegmentSerializer(segment).data)
+
+
+class VoiceViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Your enrolled voices (list, delete). Deleting one deletes all that was kept of it. Another user's
+    voice is a 404."""
+
+    serializer_class = VoiceSerializer
+
+    def get_queryset(self):
+        return Voice.objects.filter(owner=self.request.user)

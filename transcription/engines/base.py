@@ -23,6 +23,7 @@ class StreamConfig:
     language: str  # BCP-47 as the client sent it, e.g. "ko-KR" (audio is always 16 kHz mono PCM16)
     interim_results: bool = True
     vocabulary: tuple[str, ...] = ()  # names and jargon to expect (the session's terms and the glossary)
+    speaker_changes: bool = False  # end a phrase where another voice takes over (with speaker labels)
 
 
 @dataclass(frozen=True)

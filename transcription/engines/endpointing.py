@@ -128,7 +128,19 @@ class Endpointer:
     def _cut(self) -> list[Started | Phrase]:
         look = min(len(self.probs) - 1, CUT_LOOK_BACK_WINDOWS)
         tail = self.probs[-look:] if look > 0 else self.probs
-        quietest = int(np.argmin(tail)) + len(self.probs) - len(tail)
+        return self._split(int(np.argmin(tail)) + len(self.probs) - len(tail))
+
+    def cut_between(self, earliest: int, latest: int) -> list[Started | Phrase]:
+        """End the phrase in progress at its quietest window ending in [earliest, latest] (another voice
+        took over there); the speech after goes on as the next phrase."""
+        count = len(self.probs)
+        ends = [self.position - (count - 1 - j) * VAD_WINDOW for j in range(count - 1)]
+        candidates = [j for j, end in enumerate(ends) if earliest <= end <= latest and end > self.start]
+        if not self.in_speech or not candidates:
+            return []
+        return self._split(min(candidates, key=lambda j: self.probs[j]))
+
+    def _split(self, quietest: int) -> list[Started | Phrase]:
         cut = self.position - (len(self.probs) - quietest - 1) * VAD_WINDOW
         rest = self.probs[quietest + 1 :]
         phrase = self.finish(cut)

@@ -117,6 +117,14 @@ class Speculation:
     decoded: Decoded
 
 
+def voice_changes():
+    """A session's detector of a new voice inside a phrase (speakers/changes.py), if the model is here."""
+    from .. import speakers
+    from ..speakers.changes import ChangeDetector
+
+    return ChangeDetector(speakers.embedder().embed) if speakers.available() else None
+
+
 class PhraseStreamer:
     """One session: its audio buffer, endpointing, and one decode per finished phrase."""
 
@@ -133,6 +141,7 @@ class PhraseStreamer:
         self.speculative = settings.STT_SPECULATIVE_FINALS
         self.speculation: Speculation | None = None
         self.reused = 0  # finals that cost no decode at their endpoint
+        self.changes = voice_changes() if config.speaker_changes else None
 
     # -- audio bookkeeping --
     def samples(self, start: int, end: int) -> np.ndarray:
@@ -174,6 +183,14 @@ class PhraseStreamer:
                     get_scheduler().phrase(self, True)  # a final will follow: background work waits
                 else:
                     yield from self.finished(event)
+        if self.changes is not None and self.endpointer.in_speech:
+            change = self.changes.check(self.samples, self.endpointer.start, self.endpointer.position)
+            if change is not None:
+                for event in self.endpointer.cut_between(*change):
+                    if isinstance(event, Started):
+                        get_scheduler().phrase(self, True)
+                    else:
+                        yield from self.finished(event)
         if not self.endpointer.in_speech:  # keep only the pre-roll while nobody speaks
             self.drop_before(max(self.offset, self.endpointer.position - PREROLL))
 

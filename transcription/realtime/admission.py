@@ -19,6 +19,7 @@ from ..auth import token_is_valid
 from ..engines import Recognizer, StreamConfig, get_engine
 from ..protocol import ProtocolError
 from ..translation import Translator
+from ..voices import enrolled
 from . import shutdown
 from .registry import sessions
 from .session import LiveSession
@@ -58,11 +59,14 @@ async def open_session(admitted: Admission, *, user) -> LiveSession:
         record = await database_sync_to_async(services.session_start)(
             owner=user, language=message.lang, engine=admitted.engine.name, translate_to=message.translate_to or "",
             vocabulary=vocabulary)
+        labels = speakers_wanted(message.speakers)
+        voices = await database_sync_to_async(enrolled)(user.pk) if labels else ()
         metrics.sessions_started.labels(engine=admitted.engine.name).inc()
         return LiveSession(record=record, engine=admitted.engine,
-                           config=StreamConfig(language=message.lang, vocabulary=tuple(vocabulary)),
+                           config=StreamConfig(language=message.lang, vocabulary=tuple(vocabulary),
+                                              speaker_changes=labels and settings.STT_SPEAKER_CHANGES),
                            translator=admitted.translator, translate_to=message.translate_to,
-                           speakers=speakers_wanted(message.speakers))
+                           speakers=labels, voices=voices)
 
 
 def refused(code: str, message: str) -> ProtocolError:

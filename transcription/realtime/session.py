@@ -53,7 +53,7 @@ class Refusal(enum.Enum):
 class LiveSession:
     def __init__(self, *, record: TranscriptionSession, engine: Recognizer, config: StreamConfig,
                  translator: Translator | None = None, translate_to: str | None = None,
-                 speakers: bool = False) -> None:
+                 speakers: bool = False, voices=()) -> None:
         self.id = str(record.pk)
         self.owner_id = record.owner_id
         self.language = config.language
@@ -80,7 +80,8 @@ class LiveSession:
         self.recognition = Recognition(engine=engine, config=config, on_result=self.results.handle,
                                        on_error=self._on_error, max_backlog_seconds=settings.STT_MAX_BACKLOG_SECONDS,
                                        name=f"stt-{self.id}", audio_path=audio_path,
-                                       labeller=SpeakerLabeller() if speakers else None)
+                                       labeller=SpeakerLabeller(voices, on_named=self._voice_recognised)
+                                       if speakers else None)
         self._translator = translator
         self.monitor = SessionMonitor(self)
         self.control = ControlListener(self.id, self._on_control)
@@ -218,6 +219,15 @@ class LiveSession:
                                    if message["type"] == CORRECTION else protocol.event_speakers(message["names"]))
         elif message["type"] == WANT_TRANSLATION and not self.closing:
             await self.translations.want(message["language"])
+
+    def _voice_recognised(self, label: str, name: str) -> None:
+        """(the labelling thread) A speaker matched one of the owner's enrolled voices."""
+        self._loop.call_soon_threadsafe(self.spawn, self._name_speaker(label, name))
+
+    async def _name_speaker(self, label: str, name: str) -> None:
+        names = await self.writer.voice_named(label=label, name=name)
+        if names is not None:
+            await self.outbox.emit(protocol.event_speakers(names))
 
     async def _on_error(self, exc: EngineError) -> None:
         await self.outbox.emit(protocol.event_error(protocol.ENGINE_CODES[exc.kind], str(exc)))

@@ -30,6 +30,12 @@ class TranscriptWriter:
         return await self._attempt(f"final {index}", database_sync_to_async(services.segment_create),
                                    session_id=self.session_id, index=index, seq=seq, result=result)
 
+    async def voice_named(self, *, label: str, name: str) -> dict | None:
+        """A live label named after an enrolled voice: every name now set (None if not stored)."""
+        stored = await self._attempt(f"name of speaker {label}", database_sync_to_async(services.session_voice_named),
+                                     session_id=self.session_id, label=label, name=name)
+        return stored
+
     async def speaker(self, *, segment_id: int, speaker: str) -> bool:
         stored = await self._attempt(f"speaker of segment {segment_id}", database_sync_to_async(services.segment_label),
                                      segment_id=segment_id, speaker=speaker)

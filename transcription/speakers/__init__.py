@@ -16,6 +16,10 @@ mean embedding is nearest if the cosine similarity reaches SAME_SPEAKER, else it
 (S1, S2, ...). A phrase too short to embed reliably never starts a speaker: it goes to the nearest
 one if it is close enough, else to the previous phrase's. A phrase with two speakers gets the label
 of whoever dominates its audio.
+
+A user's enrolled voices (Voice rows, given as (name, embedding) pairs) name a speaker live: once a
+speaker's mean embedding reaches VOICE_MATCH with a voice, `on_named(label, name)` is called, once.
+After the session, `recluster` (clustering.py) revises the labels with every phrase known at once.
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ from ..audio import SAMPLE_RATE, pcm16_to_float
 logger = logging.getLogger(__name__)
 
 MODEL = Path(__file__).resolve().parent / "campplus.onnx"
-SAME_SPEAKER = 0.5  # cosine similarity to a speaker's mean that joins it (bench/speakers.py)
+SAME_SPEAKER = 0.5  # cosine similarity to a speaker's mean that joins it (0.35-0.55 alike on the tune part)
 SHORT_SAME_SPEAKER = 0.4  # what a short phrase needs to join the nearest speaker instead of the previous one
 MIN_EMBED_SECONDS = 0.4  # shorter: not embedded, the previous phrase's speaker
 MIN_NEW_SPEAKER_SECONDS = 1.0  # shorter: may join a speaker, never start one
@@ -88,30 +92,56 @@ def available() -> bool:
     return MODEL.exists()
 
 
+VOICE_MATCH = 0.6  # cosine similarity of a speaker's mean to an enrolled voice that names it (bench/speaker_eval.py)
+
+
+def phrase_embedding(pcm: bytes) -> np.ndarray | None:
+    """The CAM++ embedding of a phrase's middle MAX_EMBED_SECONDS; None if too short or not finite."""
+    samples = pcm16_to_float(pcm)
+    if len(samples) < MIN_EMBED_SECONDS * SAMPLE_RATE:
+        return None
+    if len(samples) > MAX_EMBED_SECONDS * SAMPLE_RATE:
+        middle = (len(samples) - int(MAX_EMBED_SECONDS * SAMPLE_RATE)) // 2
+        samples = samples[middle:middle + int(MAX_EMBED_SECONDS * SAMPLE_RATE)]
+    embedding = embedder().embed(samples)
+    return embedding if np.all(np.isfinite(embedding)) else None
+
+
+def voice_of(embeddings: list[np.ndarray]) -> np.ndarray:
+    """An enrolled voice: the normalised mean of a speaker's phrase embeddings."""
+    total = np.sum(embeddings, axis=0)
+    return (total / (np.linalg.norm(total) + 1e-9)).astype(np.float32)
+
+
+def closest_voice(embedding: np.ndarray, voices, *, exclude=()) -> str | None:
+    """The name of the enrolled voice nearest `embedding` if it reaches VOICE_MATCH."""
+    unit = embedding / (np.linalg.norm(embedding) + 1e-9)
+    scored = [(float(unit @ voice), name) for name, voice in voices if name not in exclude]
+    best = max(scored, default=None)
+    return best[1] if best is not None and best[0] >= VOICE_MATCH else None
+
+
 class SpeakerLabeller:
     """One session's speakers: `label(pcm)` for each final in order; labels never change."""
 
-    def __init__(self) -> None:
+    def __init__(self, voices=(), on_named=None) -> None:
         label_worker()  # started (and its model loaded) with the first session, not at its first final
         self.sums: list[np.ndarray] = []  # per speaker: the sum of its phrases' embeddings
         self.last: str | None = None
+        self.voices = [(name, np.asarray(voice, dtype=np.float32)) for name, voice in voices]
+        self.names: dict[str, str] = {}  # label -> the enrolled voice that named it
+        self.on_named = on_named
         self._lock = threading.Lock()
 
     def label(self, pcm: bytes) -> str | None:
         """The speaker of a phrase (PCM16 16 kHz mono); None when it cannot be told (no audio)."""
-        samples = pcm16_to_float(pcm)
-        seconds = len(samples) / SAMPLE_RATE
-        if seconds < MIN_EMBED_SECONDS:
-            return self.last
-        if seconds > MAX_EMBED_SECONDS:
-            middle = (len(samples) - int(MAX_EMBED_SECONDS * SAMPLE_RATE)) // 2
-            samples = samples[middle:middle + int(MAX_EMBED_SECONDS * SAMPLE_RATE)]
+        seconds = len(pcm) / 2 / SAMPLE_RATE
         try:
-            embedding = embedder().embed(samples)
+            embedding = phrase_embedding(pcm)
         except Exception:  # a boundary: a phrase without a label is better than a lost final
             logger.exception("speaker embedding failed")
             return self.last
-        if not np.all(np.isfinite(embedding)):
+        if embedding is None:
             return self.last
         with self._lock:
             return self._assign(embedding, long_enough=seconds >= MIN_NEW_SPEAKER_SECONDS)
@@ -130,6 +160,12 @@ class SpeakerLabeller:
         else:
             return self.last  # short and like nobody: most likely still the same voice
         self.last = f"S{best + 1}"
+        if self.voices and self.last not in self.names:
+            name = closest_voice(self.sums[best], self.voices, exclude=set(self.names.values()))
+            if name is not None:
+                self.names[self.last] = name
+                if self.on_named is not None:
+                    self.on_named(self.last, name)
         return self.last
 
 
