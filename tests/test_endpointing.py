@@ -57,6 +57,18 @@ def test_a_long_phrase_is_cut_at_its_quietest_window_and_goes_on():
     assert events[-1] == Started(cut.end) and e.in_speech and e.start == cut.end
 
 
+def test_a_change_of_voice_cuts_the_phrase_at_its_quietest_window_and_speech_goes_on():
+    """Another voice took over somewhere in [earliest, latest] without a pause: the phrase ends at the
+    quietest window there, and the rest is the next phrase (speakers/changes.py finds the range)."""
+    e = Endpointer(RULES)
+    feed(e, [0.9] * 60 + [0.6] + [0.9] * 60)
+    earliest, latest = 50 * VAD_WINDOW, 70 * VAD_WINDOW
+    phrase, started = e.cut_between(earliest, latest)
+    assert phrase.end == 61 * VAD_WINDOW and phrase.start == 0  # the end of the 0.6 window
+    assert started == Started(phrase.end) and e.in_speech and e.start == phrase.end
+    assert e.cut_between(10**9, 10**9 + 1) == []  # no window there: nothing cut
+
+
 def test_finishing_closes_the_phrase_in_progress_only():
     e = Endpointer(RULES)
     assert e.finish(1000) is None

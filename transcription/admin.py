@@ -12,12 +12,12 @@ from . import metrics
 from .exports import EXPORT_FORMATS, export_response, export_session
 from .media import audio_response
 
-from .models import GlossaryTerm, Job, Segment, SegmentEdit, TranscriptionSession, Translation
+from .models import GlossaryTerm, Job, Segment, SegmentEdit, TranscriptionSession, Translation, Voice
 
 
 class SegmentInline(admin.TabularInline):
     model = Segment
-    fields = ("index", "start_ms", "end_ms", "speaker_name", "text", "corrected", "confidence")
+    fields = ("index", "start_ms", "end_ms", "speaker_name", "live_speaker", "text", "corrected", "confidence")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -126,8 +126,22 @@ class SegmentAdmin(admin.ModelAdmin):
     search_fields = ("text", "original_text")
     list_select_related = ("session", "session__owner")
     readonly_fields = ("session", "index", "start_ms", "end_ms", "original_text", "refined_text", "corrected",
-                       "confidence", "words", "language", "created_at")
+                       "live_speaker", "confidence", "words", "language", "created_at")
     inlines = [SegmentEditInline, TranslationInline]
+
+
+@admin.register(Voice)
+class VoiceAdmin(admin.ModelAdmin):
+    """Enrolled voices: who saved which name; the voice print itself is not shown."""
+    list_display = ("name", "owner", "phrases", "created_at")
+    list_filter = (("owner", admin.RelatedOnlyFieldListFilter),)
+    search_fields = ("name", "owner__username")
+    list_select_related = ("owner",)
+    fields = ("owner", "name", "phrases", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:  # learnt from a session's speaker, not typed in
+        return False
 
 
 @admin.register(GlossaryTerm)
