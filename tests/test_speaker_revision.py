@@ -155,3 +155,53 @@ def test_a_new_voice_taking_over_without_a_pause_ends_the_phrase_there():
         alone = voice_audio(voice).astype(np.float32) / 32768
         detector = ChangeDetector(speakers.embedder().embed)
         assert all(detector.check(lambda a, b: alone[a:b], 0, p) is None for p in range(8000, len(alone), 8000))
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_in_a_live_session_an_enrolled_voice_is_named_for_the_speaker_and_the_viewers(connect, make_user,
+                                                                                           settings):
+    """The whisper engine through the socket: the user enrolled MEE009 as 민수 earlier; in a new session
+    of other words of MEE009 and a stranger, the speaker's socket and a viewer get a `speakers` event
+    naming MEE009's label, the name is stored, and the stranger stays unnamed."""
+    from asgiref.sync import sync_to_async
+
+    from transcription import speakers
+
+    from .conftest import receive_until, session_cookie, viewer_socket
+    from .test_speakers import labels_by_segment
+
+    settings.STT_ENGINE = "whisper"
+    settings.STT_SPEAKERS = True
+    settings.STT_MAX_BACKLOG_SECONDS = 120
+    settings.STT_MAX_AUDIO_RATE = 0
+    user = await sync_to_async(make_user)()
+    enrolment = [speakers.phrase_embedding(p.tobytes()) for p in phrases_of("MEE009", 0, 3)]
+    await Voice.objects.acreate(owner=user, name="민수", embedding=speakers.voice_of(enrolment).tobytes(), phrases=3)
+
+    gap = np.zeros(16000, dtype=np.int16)
+    mee, stranger = phrases_of("MEE009", 12, 4), phrases_of("speaker90", 0, 3)
+    pcm = np.concatenate([x for p in (mee[0], mee[1], stranger[0], mee[2], stranger[1], mee[3], stranger[2])
+                          for x in (p, gap)])
+    socket = await connect(user=user)
+    assert (await socket.connect())[0]
+    await socket.send_json_to({"type": "start", "lang": "en"})
+    started = (await receive_until(socket, lambda e: e.get("event") == "started"))[-1]
+    viewer = viewer_socket(started["session"], cookie=await sync_to_async(session_cookie)(user))
+    assert (await viewer.connect())[0]
+    await viewer.receive_json_from(timeout=10)
+    data = pcm.tobytes()
+    for i in range(0, len(data), 3200):
+        await socket.send_to(bytes_data=data[i:i + 3200])
+    await socket.send_json_to({"type": "end"})
+    events = await receive_until(socket, lambda e: e.get("event") == "ended", timeout=180)
+    labels = labels_by_segment(events)
+    named = [e["names"] for e in events if e.get("event") == "speakers"]
+    assert named, events
+    minsu = [label for label, name in named[-1].items() if name == "민수"]
+    assert len(minsu) == 1 and minsu[0] in labels.values(), (named, labels)
+    session = await TranscriptionSession.objects.aget(pk=started["session"])
+    assert session.speaker_names == named[-1]
+    seen = await receive_until(viewer, lambda e: e.get("event") == "ended", timeout=30)
+    assert any(e.get("event") == "speakers" and e["names"].get(minsu[0]) == "민수" for e in seen)
+    await viewer.disconnect()
+    await socket.disconnect()

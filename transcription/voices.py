@@ -33,9 +33,10 @@ def relabel_wanted(session: TranscriptionSession) -> bool:
 
 @receiver(session_finished)
 def relabel_after(sender, *, session_id, **kwargs) -> bool:
-    """A live session with kept audio and speaker labels ended: queue the revision of its labels."""
+    """A session (live or an upload) with kept audio and speaker labels ended: queue the revision of its
+    labels."""
     session = TranscriptionSession.objects.get(pk=session_id)
-    if session.source != TranscriptionSession.Source.LIVE or not relabel_wanted(session):
+    if not relabel_wanted(session):
         return False
     return job_start(session=session, kind=Job.Kind.SPEAKERS)[1]
 

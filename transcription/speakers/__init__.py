@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 MODEL = Path(__file__).resolve().parent / "campplus.onnx"
 SAME_SPEAKER = 0.5  # cosine similarity to a speaker's mean that joins it (0.35-0.55 alike on the tune part)
 SHORT_SAME_SPEAKER = 0.4  # what a short phrase needs to join the nearest speaker instead of the previous one
+EXEMPLARS = 0  # >0: a phrase is also compared with the mean of its N nearest phrases of each speaker
+MAX_EXEMPLARS = 64  # the latest phrases kept per speaker for that (bounds the memory and the cost)
 MIN_EMBED_SECONDS = 0.4  # shorter: not embedded, the previous phrase's speaker
 MIN_NEW_SPEAKER_SECONDS = 1.0  # shorter: may join a speaker, never start one
 MAX_EMBED_SECONDS = 12.0  # the middle of a longer phrase is enough (and bounds the cost)
@@ -127,6 +129,7 @@ class SpeakerLabeller:
     def __init__(self, voices=(), on_named=None) -> None:
         label_worker()  # started (and its model loaded) with the first session, not at its first final
         self.sums: list[np.ndarray] = []  # per speaker: the sum of its phrases' embeddings
+        self.exemplars: list[list[np.ndarray]] = []  # per speaker: its phrases' embeddings
         self.last: str | None = None
         self.voices = [(name, np.asarray(voice, dtype=np.float32)) for name, voice in voices]
         self.names: dict[str, str] = {}  # label -> the enrolled voice that named it
@@ -150,12 +153,17 @@ class SpeakerLabeller:
         best, similarity = None, -1.0
         for index, total in enumerate(self.sums):
             score = float(embedding @ (total / np.linalg.norm(total)))
+            if EXEMPLARS and self.exemplars[index]:  # a voice that varies: also its nearest phrases
+                near = sorted((float(embedding @ e) for e in self.exemplars[index]), reverse=True)[:EXEMPLARS]
+                score = max(score, sum(near) / len(near))
             if score > similarity:
                 best, similarity = index, score
         if best is not None and similarity >= (SAME_SPEAKER if long_enough else SHORT_SAME_SPEAKER):
             self.sums[best] = self.sums[best] + embedding
+            self.exemplars[best] = (self.exemplars[best] + [embedding])[-MAX_EXEMPLARS:]
         elif long_enough or not self.sums:
             self.sums.append(embedding.copy())
+            self.exemplars.append([embedding])
             best = len(self.sums) - 1
         else:
             return self.last  # short and like nobody: most likely still the same voice

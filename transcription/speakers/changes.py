@@ -17,6 +17,9 @@ WINDOW = SAMPLE_RATE * 3 // 2  # 1.5 s: enough voice for an embedding
 HOP = SAMPLE_RATE // 2
 CHANGE_BELOW = 0.4  # cosine similarity to the phrase so far that means another voice (bench/speaker_eval.py)
 CONFIRM = 2  # windows in a row under it
+SIDE = SAMPLE_RATE  # locating the change: 1 s either side of each candidate point...
+STEP = SAMPLE_RATE // 5  # ...every 0.2 s of the second the change is in (12 embeddings of 1 s, ~0.15 s)
+NEAR = SAMPLE_RATE // 10  # the cut is at the quietest VAD window this close to the located point
 
 
 class ChangeDetector:
@@ -25,6 +28,7 @@ class ChangeDetector:
         self.phrase_start: int | None = None
         self.windows: list[tuple[int, np.ndarray]] = []  # (end sample, embedding) of the phrase in progress
         self.low: list[int] = []  # ends of the latest windows in a row under CHANGE_BELOW
+        self.reference: np.ndarray | None = None  # the phrase's voice before the first of them
         self.next_end = 0
 
     def check(self, samples, start: int, position: int) -> tuple[int, int] | None:
@@ -41,10 +45,29 @@ class ChangeDetector:
             if not before:
                 continue
             mean = np.sum(before, axis=0)
-            similarity = float(embedding @ (mean / (np.linalg.norm(mean) + 1e-9)))
-            self.low = self.low + [end] if similarity < CHANGE_BELOW else []
+            mean = mean / (np.linalg.norm(mean) + 1e-9)
+            similarity = float(embedding @ mean)
+            if similarity >= CHANGE_BELOW:
+                self.low = []
+                continue
+            if not self.low:
+                self.reference = mean
+            self.low.append(end)
             if len(self.low) >= CONFIRM:
                 first = self.low[0]  # its window is mostly the new voice: the change is in its first part
+                at = self.locate(samples, max(start + HOP, first - WINDOW + HOP // 2), first - HOP // 2)
                 self.windows, self.low = [], []
-                return first - WINDOW + HOP // 2, first - HOP // 2
+                return at - NEAR, at + NEAR
         return None
+
+    def locate(self, samples, earliest: int, latest: int) -> int:
+        """The point in [earliest, latest] where the second before is most the old voice and the second
+        after least."""
+        best, score = (earliest + latest) // 2, -np.inf
+        for point in range(earliest, latest + 1, STEP):
+            before = self.embed(samples(max(self.phrase_start, point - SIDE), point))
+            after = self.embed(samples(point, point + SIDE))
+            margin = float(before @ self.reference) - float(after @ self.reference)
+            if margin > score:
+                best, score = point, margin
+        return best
