@@ -205,3 +205,18 @@ async def test_in_a_live_session_an_enrolled_voice_is_named_for_the_speaker_and_
     assert any(e.get("event") == "speakers" and e["names"].get(minsu[0]) == "민수" for e in seen)
     await viewer.disconnect()
     await socket.disconnect()
+
+
+def test_the_whisper_engine_ends_a_phrase_where_another_voice_takes_over_without_a_pause(settings):
+    """Back-to-back turns through the engine: with speaker changes on, the finals follow the turns (each
+    final's time is almost all one voice: 0.95 here); the endpointer alone joins turns (0.82)."""
+    from transcription.engines import StreamConfig, get_engine
+
+    pcm, truth = conversation(("speaker90", "beckett"), back_to_back=True, seed=2, turns_each=2)
+    data = pcm.tobytes()
+    chunks = (data[i:i + 32000] for i in range(0, len(data), 32000))  # 1 s at a time: as when catching up
+    finals = [r for r in get_engine("whisper").stream(chunks, StreamConfig(language="auto", speaker_changes=True))
+              if r.is_final]
+    one_voice = [(f.start_ms, f.end_ms, str(i)) for i, f in enumerate(finals)]  # each final its own label
+    purity, _ = weighted_purity(one_voice, truth)
+    assert purity >= 0.9 and len(finals) >= len(truth), ([(f.start_ms, f.end_ms) for f in finals], truth)

@@ -178,19 +178,16 @@ class PhraseStreamer:
         if windows <= 0:
             return
         for prob in self.vad(self.samples(position, position + windows * VAD_WINDOW)):
-            for event in self.endpointer.push(float(prob), earliest=self.offset):
+            events = self.endpointer.push(float(prob), earliest=self.offset)
+            if self.changes is not None and self.endpointer.in_speech and not events:
+                # window by window, so that a change is seen however much audio came at once
+                change = self.changes.check(self.samples, self.endpointer.start, self.endpointer.position)
+                events = self.endpointer.cut_between(*change) if change is not None else []
+            for event in events:
                 if isinstance(event, Started):
                     get_scheduler().phrase(self, True)  # a final will follow: background work waits
                 else:
                     yield from self.finished(event)
-        if self.changes is not None and self.endpointer.in_speech:
-            change = self.changes.check(self.samples, self.endpointer.start, self.endpointer.position)
-            if change is not None:
-                for event in self.endpointer.cut_between(*change):
-                    if isinstance(event, Started):
-                        get_scheduler().phrase(self, True)
-                    else:
-                        yield from self.finished(event)
         if not self.endpointer.in_speech:  # keep only the pre-roll while nobody speaks
             self.drop_before(max(self.offset, self.endpointer.position - PREROLL))
 
