@@ -3,6 +3,7 @@
 
     python bench/speaker_eval.py live --part held-out          # the server, whisper, through the socket
     python bench/speaker_eval.py replay RESULT.json [--set K=V] # the labeller again on the finals a live run got
+    python bench/speaker_eval.py enrol --part held-out          # enrolled voices named in a new session
 
 - live: each conversation streamed through a real server (whisper base, lang auto) at `--pace`; the
   finals' spans and labels (late `speaker` events applied) and the re-clustered labels after the session
@@ -125,18 +126,66 @@ def replay(result: dict, settings: dict[str, float]) -> dict:
     return {"part": result["part"], "runs": runs}
 
 
+def enrolment(part: str, share: float = 0.4) -> dict:
+    """Each voice of the part with >= 8 s of material is enrolled from the first `share` of it (3 s
+    phrases); then, for each, a new session: the rest of it as 2-4 s phrases between phrases of two other
+    voices of the part, every voice of the part enrolled. Counts the enrolled voice's phrases whose label
+    got its name, and other voices' phrases that got it."""
+    import numpy as np
+
+    from tests.speakers_truth import voice_audio
+    from transcription import speakers
+
+    rate = 16000
+    audio = {v: voice_audio(v) for v, info in voice_set()["voices"].items() if info["part"] == part}
+    audio = {v: a for v, a in audio.items() if len(a) >= 8 * rate}
+    enrolled, rest = [], {}
+    for voice, samples in audio.items():
+        cut = int(len(samples) * share)
+        phrases = [samples[i:i + 3 * rate] for i in range(0, cut - rate, 3 * rate)]
+        enrolled.append((voice, speakers.voice_of([speakers.phrase_embedding(p.tobytes()) for p in phrases])))
+        rest[voice] = samples[cut:]
+    rng = np.random.default_rng(0)
+    rows = {}
+    for index, voice in enumerate(audio):
+        others = [v for v in audio if v != voice]
+        others = [others[index % len(others)], others[(index + 1) % len(others)]]
+        pieces = []
+        for who in [voice] + others:
+            samples, at = rest[who] if who == voice else audio[who], 0
+            while at + rate <= len(samples):
+                length = int(rng.uniform(2.0, 4.0) * rate)
+                pieces.append((who, samples[at:at + length]))
+                at += length
+        order = rng.permutation(len(pieces))
+        named = {}
+        labeller = speakers.SpeakerLabeller(enrolled, on_named=lambda label, name: named.setdefault(label, name))
+        labels = [(pieces[i][0], labeller.label(pieces[i][1].tobytes())) for i in order]
+        own = [named.get(label) == voice for who, label in labels if who == voice]
+        wrong = [named.get(label) not in (None, who) for who, label in labels if who != voice]
+        rows[voice] = {"phrases": len(own), "named": round(sum(own) / max(1, len(own)), 3),
+                       "others_misnamed": round(sum(wrong) / max(1, len(wrong)), 3)}
+        print(f"  {voice}: {sum(own)} of {len(own)} phrases named {voice}; "
+              f"other voices' phrases misnamed: {sum(wrong)} of {len(wrong)}", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
     one = sub.add_parser("live")
     one.add_argument("--part", default="held-out", choices=list(CONVERSATIONS))
     one.add_argument("--pace", type=float, default=0.05, help="seconds per 0.1 s of audio (0.1: real time)")
+    three = sub.add_parser("enrol")
+    three.add_argument("--part", default="held-out", choices=list(CONVERSATIONS))
     two = sub.add_parser("replay")
     two.add_argument("result", type=Path)
     two.add_argument("--set", nargs="*", default=[], help="NAME=VALUE of transcription.speakers")
     args = parser.parse_args()
     print(f"voices: {sorted(voice_set()['voices'])}")
-    if args.mode == "live":
+    if args.mode == "enrol":
+        write_result(f"speaker_enrol-{args.part}", enrolment(args.part))
+    elif args.mode == "live":
         result = live(args.part, args.pace)
         print("live:")
         result["live"] = table(result["runs"])
