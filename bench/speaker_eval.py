@@ -193,7 +193,7 @@ def main() -> None:
         result["reclustered"] = table(result["runs"], "reclustered")
         write_result(f"speaker_eval-{args.part}", result)
     else:
-        settings = dict((k, float(v)) for k, v in (s.split("=") for s in args.set))
+        settings = {k: int(v) if v.isdigit() else float(v) for k, v in (s.split("=") for s in args.set)}
         result = replay(json.loads(args.result.read_text()), settings)
         print(settings)
         table(result["runs"])

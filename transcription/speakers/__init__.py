@@ -14,8 +14,11 @@ MAX_LABEL_LAG_SECONDS is skipped (counted in /metrics).
 Labels are given online, one phrase at a time, so they are stable: a phrase joins the speaker whose
 mean embedding is nearest if the cosine similarity reaches SAME_SPEAKER, else it starts a new speaker
 (S1, S2, ...). A phrase too short to embed reliably never starts a speaker: it goes to the nearest
-one if it is close enough, else to the previous phrase's. A phrase with two speakers gets the label
-of whoever dominates its audio.
+one if it is close enough, else to the previous phrase's. With the whisper engine a phrase rarely
+holds two voices: a new voice ends it (changes.py); otherwise it gets the label of whoever dominates
+its audio. The thresholds were chosen on the tune part of the evaluation set (bench/speaker_eval.py;
+comparing also with a speaker's nearest phrases, and waiting longer before opening a speaker, gained
+nothing there).
 
 A user's enrolled voices (Voice rows, given as (name, embedding) pairs) name a speaker live: once a
 speaker's mean embedding reaches VOICE_MATCH with a voice, `on_named(label, name)` is called, once.
@@ -40,10 +43,8 @@ from ..audio import SAMPLE_RATE, pcm16_to_float
 logger = logging.getLogger(__name__)
 
 MODEL = Path(__file__).resolve().parent / "campplus.onnx"
-SAME_SPEAKER = 0.5  # cosine similarity to a speaker's mean that joins it (0.35-0.55 alike on the tune part)
+SAME_SPEAKER = 0.4  # cosine similarity to a speaker's mean that joins it (tuned: bench/speaker_eval.py replay)
 SHORT_SAME_SPEAKER = 0.4  # what a short phrase needs to join the nearest speaker instead of the previous one
-EXEMPLARS = 0  # >0: a phrase is also compared with the mean of its N nearest phrases of each speaker
-MAX_EXEMPLARS = 64  # the latest phrases kept per speaker for that (bounds the memory and the cost)
 MIN_EMBED_SECONDS = 0.4  # shorter: not embedded, the previous phrase's speaker
 MIN_NEW_SPEAKER_SECONDS = 1.0  # shorter: may join a speaker, never start one
 MAX_EMBED_SECONDS = 12.0  # the middle of a longer phrase is enough (and bounds the cost)
@@ -129,7 +130,6 @@ class SpeakerLabeller:
     def __init__(self, voices=(), on_named=None) -> None:
         label_worker()  # started (and its model loaded) with the first session, not at its first final
         self.sums: list[np.ndarray] = []  # per speaker: the sum of its phrases' embeddings
-        self.exemplars: list[list[np.ndarray]] = []  # per speaker: its phrases' embeddings
         self.last: str | None = None
         self.voices = [(name, np.asarray(voice, dtype=np.float32)) for name, voice in voices]
         self.names: dict[str, str] = {}  # label -> the enrolled voice that named it
@@ -153,17 +153,12 @@ class SpeakerLabeller:
         best, similarity = None, -1.0
         for index, total in enumerate(self.sums):
             score = float(embedding @ (total / np.linalg.norm(total)))
-            if EXEMPLARS and self.exemplars[index]:  # a voice that varies: also its nearest phrases
-                near = sorted((float(embedding @ e) for e in self.exemplars[index]), reverse=True)[:EXEMPLARS]
-                score = max(score, sum(near) / len(near))
             if score > similarity:
                 best, similarity = index, score
         if best is not None and similarity >= (SAME_SPEAKER if long_enough else SHORT_SAME_SPEAKER):
             self.sums[best] = self.sums[best] + embedding
-            self.exemplars[best] = (self.exemplars[best] + [embedding])[-MAX_EXEMPLARS:]
         elif long_enough or not self.sums:
             self.sums.append(embedding.copy())
-            self.exemplars.append([embedding])
             best = len(self.sums) - 1
         else:
             return self.last  # short and like nobody: most likely still the same voice

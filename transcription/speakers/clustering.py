@@ -9,7 +9,7 @@ import collections
 
 import numpy as np
 
-RECLUSTER_SAME = 0.35  # average cosine similarity at which two clusters are one speaker (bench/speaker_eval.py)
+RECLUSTER_SAME = 0.4  # average cosine similarity at which two clusters are one speaker (bench/speaker_eval.py)
 
 
 def recluster(embeddings: list[np.ndarray | None], live: list[str], durations: list[float],
