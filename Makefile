@@ -56,6 +56,9 @@ bench: install-dev
 	STT_MAX_SESSIONS=0 $(PY) bench/load.py --scripted --levels 100 200 300
 	$(PY) bench/load.py --conversations --levels 2 3 4
 	$(PY) bench/speakers.py
+	$(PY) bench/speaker_eval.py live --part held-out --pace 0.1
+	$(PY) bench/speaker_eval.py live --part real --pace 0.1
+	$(PY) bench/speaker_eval.py enrol --part held-out
 	$(PY) bench/upload.py
 	$(PY) bench/background.py
 

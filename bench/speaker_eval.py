@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import Server, login, write_result  # noqa: E402
@@ -32,6 +34,16 @@ from tests.speakers_truth import CONVERSATIONS, conversation, voice_set, weighte
 
 
 def conversations(part: str):
+    if part == "real":  # recordings nobody cut (overlaps and all), with their RTTM truth
+        import wave
+
+        from tests.speakers_truth import VOICES
+        for name, info in voice_set()["real"].items():
+            with wave.open(str(VOICES / info["file"])) as w:
+                pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+            yield {"voices": tuple(sorted({r["speaker"] for r in info["ranges"]})), "back_to_back": True,
+                   "seed": -1, "recording": name}, pcm, info["ranges"]
+        return
     for index, voices in enumerate(CONVERSATIONS[part]):
         for back_to_back in (False, True):
             pcm, truth = conversation(voices, back_to_back=back_to_back, seed=index)
@@ -118,11 +130,14 @@ def replay(result: dict, settings: dict[str, float]) -> dict:
     for name, value in settings.items():
         setattr(speakers, name, value)
     runs = []
+    audio = {about.get("recording") or (tuple(about["voices"]), about["back_to_back"], about["seed"]): pcm
+             for about, pcm, _ in conversations(result["part"])}
     for run in result["runs"]:
-        pcm, _ = conversation(tuple(run["voices"]), back_to_back=run["back_to_back"], seed=run["seed"])
+        pcm = audio[run.get("recording") or (tuple(run["voices"]), run["back_to_back"], run["seed"])]
         labeller = speakers.SpeakerLabeller()
         finals = [[s, e, labeller.label(pcm[s * 16:e * 16].tobytes()) or "-"] for s, e, *_ in run["finals"]]
         runs.append({**run, "finals": finals})
+        runs[-1]["reclustered"] = reclustered(runs[-1], pcm)
     return {"part": result["part"], "runs": runs}
 
 
@@ -174,7 +189,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
     one = sub.add_parser("live")
-    one.add_argument("--part", default="held-out", choices=list(CONVERSATIONS))
+    one.add_argument("--part", default="held-out", choices=[*CONVERSATIONS, "real"])
     one.add_argument("--pace", type=float, default=0.05, help="seconds per 0.1 s of audio (0.1: real time)")
     three = sub.add_parser("enrol")
     three.add_argument("--part", default="held-out", choices=list(CONVERSATIONS))
@@ -197,9 +212,6 @@ def main() -> None:
         result = replay(json.loads(args.result.read_text()), settings)
         print(settings)
         table(result["runs"])
-        for run in result["runs"]:
-            pcm, _ = conversation(tuple(run["voices"]), back_to_back=run["back_to_back"], seed=run["seed"])
-            run["reclustered"] = reclustered(run, pcm)
         print("re-clustered:")
         table(result["runs"], "reclustered")
 
