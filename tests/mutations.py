@@ -269,7 +269,7 @@ MUTATIONS = [
     m("an enrolled voice named live is neither stored nor announced",
       "tests/test_speaker_revision.py::test_in_a_live_session_an_enrolled_voice_is_named_for_the_speaker_and_the_viewers",
       ("transcription/realtime/session.py",
-       "        self._loop.call_soon_threadsafe(self.spawn, self._name_speaker(label, name))", "        pass"),
+       "        self.session._loop.call_soon_threadsafe(self.session.spawn, self.announce(label, name))", "        pass"),
       timeout=120),
     m("an enrolled voice cannot be deleted",
       "tests/test_speaker_revision.py::test_an_enrolled_voice_names_its_speaker_in_a_later_session_and_a_deleted_one_is_forgotten",

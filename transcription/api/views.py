@@ -152,6 +152,7 @@ class VoiceViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.Gen
     voice is a 404."""
 
     serializer_class = VoiceSerializer
+    queryset = Voice.objects.none()  # (for the schema; requests get their user's own)
 
     def get_queryset(self):
         return Voice.objects.filter(owner=self.request.user)

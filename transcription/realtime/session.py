@@ -50,6 +50,22 @@ class Refusal(enum.Enum):
     FAILING = "failing"  # its engine failed a moment ago; its error and `ended` follow at once
 
 
+class VoiceNames:
+    """A speaker whose voice matched one the owner enrolled: the name is stored, then announced."""
+
+    def __init__(self, session: LiveSession) -> None:
+        self.session = session
+
+    def recognised(self, label: str, name: str) -> None:
+        """(the labelling thread)"""
+        self.session._loop.call_soon_threadsafe(self.session.spawn, self.announce(label, name))
+
+    async def announce(self, label: str, name: str) -> None:
+        names = await self.session.writer.voice_named(label=label, name=name)
+        if names is not None:
+            await self.session.outbox.emit(protocol.event_speakers(names))
+
+
 class LiveSession:
     def __init__(self, *, record: TranscriptionSession, engine: Recognizer, config: StreamConfig,
                  translator: Translator | None = None, translate_to: str | None = None,
@@ -80,7 +96,7 @@ class LiveSession:
         self.recognition = Recognition(engine=engine, config=config, on_result=self.results.handle,
                                        on_error=self._on_error, max_backlog_seconds=settings.STT_MAX_BACKLOG_SECONDS,
                                        name=f"stt-{self.id}", audio_path=audio_path,
-                                       labeller=SpeakerLabeller(voices, on_named=self._voice_recognised)
+                                       labeller=SpeakerLabeller(voices, on_named=VoiceNames(self).recognised)
                                        if speakers else None)
         self._translator = translator
         self.monitor = SessionMonitor(self)
@@ -219,15 +235,6 @@ class LiveSession:
                                    if message["type"] == CORRECTION else protocol.event_speakers(message["names"]))
         elif message["type"] == WANT_TRANSLATION and not self.closing:
             await self.translations.want(message["language"])
-
-    def _voice_recognised(self, label: str, name: str) -> None:
-        """(the labelling thread) A speaker matched one of the owner's enrolled voices."""
-        self._loop.call_soon_threadsafe(self.spawn, self._name_speaker(label, name))
-
-    async def _name_speaker(self, label: str, name: str) -> None:
-        names = await self.writer.voice_named(label=label, name=name)
-        if names is not None:
-            await self.outbox.emit(protocol.event_speakers(names))
 
     async def _on_error(self, exc: EngineError) -> None:
         await self.outbox.emit(protocol.event_error(protocol.ENGINE_CODES[exc.kind], str(exc)))
