@@ -39,7 +39,10 @@ def frames_of(path: Path) -> list[bytes]:
 
 
 def finals(run: dict) -> list[dict]:
-    return [e for _, e in run["events"] if e["type"] == "final"]
+    """The finals, each with its label, also when the label came after it as a `speaker` event."""
+    late = {e["segment"]: e["speaker"] for _, e in run["events"] if e["type"] == "speaker"}
+    return [{**e, "speaker": e.get("speaker") or late.get(e.get("segment"))}
+            for _, e in run["events"] if e["type"] == "final"]
 
 
 def with_server(env: dict, work):
