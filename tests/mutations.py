@@ -287,6 +287,18 @@ MUTATIONS = [
     m("the endpointer ignores a change of voice",
       "tests/test_endpointing.py::test_a_change_of_voice_cuts_the_phrase_at_its_quietest_window_and_speech_goes_on",
       ("transcription/engines/endpointing.py", "        if not self.in_speech or not candidates:", "        if True:")),
+    # issue 26: captions where people watch
+    m("the overlay page has an opaque background",
+      "tests/test_browser.py::test_the_overlay_for_broadcast_software_is_transparent_and_shows_the_newest_line",
+      ("static/transcription/overlay.css",
+       "html, body { background: transparent; margin: 0; height: 100%; overflow: hidden; }",
+       "html, body { background: #000; margin: 0; height: 100%; overflow: hidden; }"),
+      timeout=180),
+    m("the overlay shows every line, not the last N",
+      "tests/test_browser.py::test_the_overlay_for_broadcast_software_is_transparent_and_shows_the_newest_line",
+      ("static/transcription/overlay.js", "  root.replaceChildren(...shown.slice(-maxLines).flat());",
+       "  root.replaceChildren(...shown.flat());"),
+      timeout=180),
     # issue 20: hostile input
     m("an upload's body read before its sender is known",
       "tests/test_hostile.py::test_an_upload_from_someone_not_logged_in_is_refused_before_its_body_is_read",

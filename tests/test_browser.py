@@ -417,3 +417,37 @@ def test_speakers_show_as_colours_and_a_name_given_on_the_session_page_shows_eve
     page.goto(server + session_path + "live/")
     page.wait_for_function("document.getElementById('live').dataset.state === 'ended'", timeout=20_000)
     assert "민수" in page.eval_on_selector_all("#finals li .speaker", "els => els.map(e => e.textContent)")
+
+
+def test_the_overlay_for_broadcast_software_is_transparent_and_shows_the_newest_line(server, browser_with_mic):
+    """An OBS browser source on a running session's share link: a transparent page, large captions,
+    the last `lines` of them, the newest line the session's latest final."""
+    speaker = browser_with_mic(DATA / "en/jfk.wav")
+    log_in(speaker, server)
+    speaker.select_option("#lang", "en-US")
+    speaker.click("#start")
+    speaker.wait_for_function("document.getElementById('state').textContent === 'listening'", timeout=30_000)
+    owner = browser_with_mic(None, microphone="missing")
+    log_in(owner, server)
+    owner.goto(server + speaker.get_attribute("#session-link", "href"))
+    owner.click("#share form.inline-form button")
+    link = owner.input_value(".share-url")
+
+    overlay = browser_with_mic(None, microphone="missing")  # not logged in: the link is enough
+    overlay.set_viewport_size({"width": 1280, "height": 720})
+    overlay.goto(link + "overlay/?lines=2&size=48")
+    overlay.wait_for_function("document.querySelectorAll('#overlay .line:not(.interim)').length >= 2",
+                              timeout=60_000)
+    transparent = overlay.evaluate("[document.documentElement, document.body].map("
+                                   "e => getComputedStyle(e).backgroundColor)")
+    assert transparent == ["rgba(0, 0, 0, 0)", "rgba(0, 0, 0, 0)"]
+    assert overlay.evaluate("getComputedStyle(document.getElementById('overlay')).fontSize") == "48px"
+    time.sleep(13 - 2)
+    speaker.click("#stop")
+    speaker.wait_for_function("document.getElementById('state').textContent === 'ended'", timeout=60_000)
+    overlay.wait_for_function("document.getElementById('overlay').dataset.state === 'ended'", timeout=30_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    overlay.screenshot(path=str(ARTIFACTS / "overlay.png"), omit_background=True)
+    finals = speaker.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
+    shown = overlay.eval_on_selector_all("#overlay .line", "els => els.map(e => e.textContent)")
+    assert shown == finals[-2:], (shown, finals)

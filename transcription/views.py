@@ -257,13 +257,39 @@ def share_revoke(request, session_id, share_id):
 
 def live_shared(request, token):
     """The page a share link opens: no login needed; the link is remembered for the socket."""
+    return render(request, "transcription/live.html", {"session": shared_session(request, token), "shared": True,
+                                                       "translate_targets": translate_targets()})
+
+
+def shared_session(request, token):
+    """The session of an active share link, which this browser may now watch (the viewer socket reads it)."""
     link = selectors.share_get_active(token=token)
     if link is None:
         raise Http404("This link is invalid, expired or revoked")
     granted = [i for i in request.session.get(selectors.SHARES_SESSION_KEY, []) if i != link.pk][-19:]
     request.session[selectors.SHARES_SESSION_KEY] = granted + [link.pk]
-    return render(request, "transcription/live.html", {"session": link.session, "shared": True,
-                                                       "translate_targets": translate_targets()})
+    return link.session
+
+
+OVERLAY_LINES = range(1, 11)
+OVERLAY_SIZES = range(16, 161)
+
+
+def overlay_shared(request, token):
+    """Captions for OBS or vMix (a browser source): a share link plus `overlay/`, set by URL
+    parameters: `lines` (1-10, default 2), `lang` (also show a translation), `size` (text height in px,
+    16-160, default 42), `position` (`bottom` or `top`). Out-of-range values fall back to the defaults."""
+    session = shared_session(request, token)
+
+    def number(name, allowed, default):
+        value = request.GET.get(name, "")
+        return int(value) if value.isdigit() and int(value) in allowed else default
+
+    lang = request.GET.get("lang", "")
+    return render(request, "transcription/overlay.html", {
+        "session": session, "lines": number("lines", OVERLAY_LINES, 2), "size": number("size", OVERLAY_SIZES, 42),
+        "lang": lang if lang in dict(translate_targets()) else "",
+        "position": "top" if request.GET.get("position") == "top" else "bottom"})
 
 
 @login_required
