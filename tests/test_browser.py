@@ -44,9 +44,9 @@ def browser_with_mic():
 
     launched = []
 
-    def launch(wav: Path | None, microphone: str = "allowed"):
+    def launch(wav: Path | None, microphone: str = "allowed", extra: tuple[str, ...] = ()):
         args = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"]
+                "--disable-component-update", "--disable-sync", *extra]
         if microphone == "allowed":
             args += ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                      f"--use-file-for-fake-audio-capture={wav}%noloop"]
@@ -451,3 +451,32 @@ def test_the_overlay_for_broadcast_software_is_transparent_and_shows_the_newest_
     finals = speaker.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
     shown = overlay.eval_on_selector_all("#overlay .line", "els => els.map(e => e.textContent)")
     assert shown == finals[-2:], (shown, finals)
+
+
+def test_a_tab_shared_as_the_source_is_captioned(server, browser_with_mic):
+    """"Listen to: a tab's audio" asks for a screen share (getDisplayMedia), not the microphone. Headless
+    Chromium fakes the share (its picker auto-accepted) and its audio with the same fake capture file,
+    so the captions are those of the recording."""
+    page = browser_with_mic(DATA / "en/jfk.wav", extra=("--auto-accept-this-tab-capture",
+                                                        "--auto-select-desktop-capture-source=Entire screen"))
+    log_in(page, server)
+    page.evaluate("""() => { window.asked = [];
+        const md = navigator.mediaDevices;
+        for (const name of ["getUserMedia", "getDisplayMedia"]) {
+            const real = md[name].bind(md);
+            md[name] = (c) => { window.asked.push(name); return real(c); }; } }""")
+    page.select_option("#lang", "en-US")
+    page.select_option("#source", "tab")
+    page.click("#start")
+    page.wait_for_function("document.getElementById('state').textContent === 'listening'", timeout=30_000)
+    page.wait_for_function("document.querySelectorAll('#finals li').length >= 2", timeout=60_000)
+    assert page.evaluate("window.asked") == ["getDisplayMedia"]
+    assert page.is_disabled("#source")
+    time.sleep(13 - 2)
+    page.click("#stop")
+    page.wait_for_function("document.getElementById('state').textContent === 'ended'", timeout=60_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "recorder-tab-audio.png"))
+    finals = page.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
+    wer = jiwer.wer(normalise_en((DATA / "en/jfk.txt").read_text()), normalise_en(" ".join(finals)))
+    assert wer <= 0.15, (wer, finals)

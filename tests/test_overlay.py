@@ -1,11 +1,14 @@
 """The captions overlay for broadcast software (issue 26): a share link plus `overlay/`, set by URL
 parameters, for anyone holding the link, refused once it is revoked. (The page in a browser:
 tests/test_browser.py.)"""
+import io
+
+import av
 import pytest
 from django.test import Client
 from django.utils import timezone
 
-from transcription.models import ShareLink, TranscriptionSession
+from transcription.models import Segment, ShareLink, TranscriptionSession, Translation
 
 
 @pytest.mark.django_db
@@ -23,3 +26,30 @@ def test_the_overlay_takes_its_settings_from_the_url_and_falls_back_on_bad_ones(
     link.revoked_at = timezone.now()
     link.save()
     assert Client().get(f"/live/{link.token}/overlay/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_running_sessions_captions_file_grows_with_each_final_and_has_its_translations(make_user):
+    session = TranscriptionSession.objects.create(owner=make_user(), language="ko-KR", engine="whisper")
+    link = ShareLink.objects.create(session=session)
+    first = Segment.objects.create(session=session, index=0, text="안녕하세요", start_ms=0, end_ms=1500)
+    Translation.objects.create(segment=first, language="en", text="Hello", engine="whisper")
+    url = f"/live/{link.token}/captions.vtt"
+    answer = Client().get(url)
+    assert answer["Content-Type"].startswith("text/vtt") and "no-store" in answer["Cache-Control"]
+    assert answer["Access-Control-Allow-Origin"] == "*"
+    body = answer.content.decode()
+    assert body.startswith("WEBVTT") and "00:00:00.000 --> 00:00:01.500" in body and "안녕하세요" in body
+    Segment.objects.create(session=session, index=1, text="반갑습니다 <b>", start_ms=2000, end_ms=3200)
+    body = Client().get(url).content.decode()
+    assert body.count("-->") == 2 and "반갑습니다 &lt;b&gt;" in body  # grew by the new final, escaped
+    with av.open(io.BytesIO(body.encode()), format="webvtt") as player:  # FFmpeg's WebVTT reader, as players
+        stream = player.streams.subtitles[0]
+        cues = [(int(packet.pts * stream.time_base * 1000), bytes(packet).decode())
+                for packet in player.demux(stream) if packet.size]
+    assert cues == [(0, "안녕하세요\nHello"), (2000, "반갑습니다 &lt;b&gt;")]  # (with its translation, as exports)
+    english = Client().get(url + "?lang=en").content.decode()
+    assert "Hello" in english and english.count("-->") == 1  # the phrase not yet translated is left out
+    link.revoked_at = timezone.now()
+    link.save()
+    assert Client().get(url).status_code == 404

@@ -98,6 +98,16 @@ def export_vtt(session: TranscriptionSession, segments: list[Segment]) -> str:
     return vtt_of([cue for cue, _ in cues], voices=[voice for _, voice in cues])
 
 
+def live_vtt(session: TranscriptionSession, language: str = "") -> str:
+    """The captions stored so far (a running session's grow with each final), or their translations
+    into `language` (phrases not yet translated are left out), for players that poll a WebVTT file."""
+    segments = list(session.segments.prefetch_related("translations").order_by("index"))
+    if not language:
+        return export_vtt(session, segments)
+    translated = {s.pk: t.text for s in segments for t in s.translations.all() if t.language == language}
+    return vtt_of([(s.start_ms, s.end_ms, translated[s.pk]) for s in segments if translated.get(s.pk)])
+
+
 def srt_of(cues: list[tuple[int, int, str]]) -> str:
     """SubRip, written by the `srt` library. SRT has no escapes: a "-->" in the text would read as
     a timing line to some players, so it becomes "->"."""

@@ -22,6 +22,7 @@ urlpatterns = [
     path("sessions/<uuid:session_id>/share/<int:share_id>/revoke/", views.share_revoke, name="share_revoke"),
     path("live/<str:token>/", views.live_shared, name="live_shared"),
     path("live/<str:token>/overlay/", views.overlay_shared, name="overlay_shared"),
+    path("live/<str:token>/captions.vtt", views.captions_shared, name="captions_shared"),
     path("settings/tokens/", views.api_tokens, name="api_tokens"),
     path("settings/glossary/", views.glossary, name="glossary"),
     path("settings/voices/", views.voices, name="voices"),

@@ -9,14 +9,14 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from . import selectors, services
 from .sources import uploads
-from .exports import EXPORT_FORMATS, export_response
+from .exports import EXPORT_FORMATS, export_response, live_vtt
 from .templatetags.stt import UNSURE_BELOW
 from .forms import GlossaryForm
 from .media import audio_response
@@ -290,6 +290,19 @@ def overlay_shared(request, token):
         "session": session, "lines": number("lines", OVERLAY_LINES, 2), "size": number("size", OVERLAY_SIZES, 42),
         "lang": lang if lang in dict(translate_targets()) else "",
         "position": "top" if request.GET.get("position") == "top" else "bottom"})
+
+
+def captions_shared(request, token):
+    """A share link's captions as a WebVTT file that grows as finals are stored, for players that poll
+    it (`?lang=en`: the stored translations). Never cached; readable from any origin, as the link is."""
+    link = selectors.share_get_active(token=token)
+    if link is None:
+        raise Http404("This link is invalid, expired or revoked")
+    response = HttpResponse(live_vtt(link.session, request.GET.get("lang", "")[:16]),
+                            content_type=EXPORT_FORMATS["vtt"])
+    response["Cache-Control"] = "no-cache, no-store"
+    response["Access-Control-Allow-Origin"] = "*"
+    return response
 
 
 @login_required

@@ -8,7 +8,7 @@ const MAX_PENDING_FRAMES = 50; // 5 s of 100 ms frames
 const root = document.getElementById("recorder");
 const $ = (id) => document.getElementById(id);
 const ui = {
-  lang: $("lang"), translateTo: $("translate-to"), start: $("start"), stop: $("stop"), finalize: $("finalize"), state: $("state"),
+  lang: $("lang"), translateTo: $("translate-to"), source: $("source"), start: $("start"), stop: $("stop"), finalize: $("finalize"), state: $("state"),
   timer: $("timer"), lag: $("lag"), level: $("level"), error: $("error"), notice: $("notice"),
   finals: $("finals"), interim: $("interim"), transcript: $("transcript"), link: $("session-link"),
 };
@@ -17,8 +17,8 @@ let ws = null, audio = null, timerId = null, startedAt = 0;
 let sessionId = null, lastSeq = 0, stopping = false, retries = 0, retryTimer = null;
 let pending = []; // audio frames captured while the socket is not ready
 
-// The language and translate-to choices are remembered between visits.
-for (const [select, key] of [[ui.lang, "stt.lang"], [ui.translateTo, "stt.translateTo"]]) {
+// The language, translate-to and source choices are remembered between visits.
+for (const [select, key] of [[ui.lang, "stt.lang"], [ui.translateTo, "stt.translateTo"], [ui.source, "stt.source"]]) {
   const saved = localStorage.getItem(key);
   if (saved !== null && [...select.options].some((o) => o.value === saved)) select.value = saved;
   select.addEventListener("change", () => localStorage.setItem(key, select.value));
@@ -33,6 +33,7 @@ function setState(state) {
   ui.finalize.disabled = state !== "listening";
   ui.lang.disabled = active;
   ui.translateTo.disabled = active;
+  ui.source.disabled = active;
   if (state !== "listening") ui.lag.hidden = true;
 }
 
@@ -108,21 +109,46 @@ function onEvent(ev) {
   scrollToEnd(ui.transcript);
 }
 
-async function openMicrophone() {
+// Raw audio: browser noise suppression and gain control clip word onsets, which Whisper needs.
+const RAW = { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false };
+
+async function microphoneStream() {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     throw new Error("This browser cannot capture audio here (a secure context, https or localhost, is needed).");
   }
-  let stream;
   try {
-    stream = await navigator.mediaDevices.getUserMedia({
-      // Raw audio: browser noise suppression and gain control clip word onsets, which Whisper needs.
-      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
-    });
+    return await navigator.mediaDevices.getUserMedia({ audio: RAW });
   } catch (err) {
     if (err.name === "NotAllowedError") throw new Error("Microphone access was denied. Allow it in the browser's site settings and try again.");
     if (err.name === "NotFoundError") throw new Error("No microphone was found. Connect one and try again.");
     throw new Error(`Cannot open the microphone: ${err.message}`);
   }
+}
+
+// A tab's audio (a meeting, a video playing elsewhere), or the whole system's where the browser
+// offers it: Chrome and Edge share a tab's audio (tick "Share tab audio"), and the system's on
+// Windows and ChromeOS; Firefox and Safari share no audio at all.
+async function tabStream() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) {
+    throw new Error("This browser cannot share a tab's audio (Chrome or Edge can).");
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: RAW, systemAudio: "include" });
+  } catch (err) {
+    if (err.name === "NotAllowedError") throw new Error("Sharing was cancelled.");
+    throw new Error(`Cannot share a tab: ${err.message}`);
+  }
+  stream.getVideoTracks().forEach((t) => t.stop()); // only its sound is used
+  if (stream.getAudioTracks().length === 0) {
+    throw new Error("No audio came with what you shared: choose a tab and tick \"Share tab audio\" (Chrome or Edge).");
+  }
+  stream.getAudioTracks()[0].addEventListener("ended", () => { if (audio) stop(); }); // the user stopped sharing
+  return stream;
+}
+
+async function openMicrophone() {
+  const stream = ui.source.value === "tab" ? await tabStream() : await microphoneStream();
   const context = new AudioContext();
   await context.audioWorklet.addModule(root.dataset.workletUrl);
   const source = context.createMediaStreamSource(stream);
