@@ -63,10 +63,9 @@ def enrol(session: TranscriptionSession, label: str, name: str) -> Voice:
         raise NoVoice("a voice needs a name")
     if not session.audio:
         raise NoVoice("this session kept no audio to learn the voice from")
-    segments = list(session.segments.filter(speaker=label).order_by("-end_ms"))
+    segments = sorted(session.segments.filter(speaker=label), key=lambda s: s.start_ms - s.end_ms)  # longest first
     if not segments:
         raise NoVoice(f"this session has no speaker {label!r}")
-    segments.sort(key=lambda s: s.start_ms - s.end_ms)  # longest first
     found = [e for e in embeddings_of(session, segments[:MAX_ENROL_PHRASES]) if e is not None]
     if not found:
         raise NoVoice("this speaker's phrases are too short to learn a voice from")
