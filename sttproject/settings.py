@@ -297,7 +297,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "INFO"},
-                "faster_whisper": {"level": "WARNING"}},  # (a line per batch of every upload otherwise)
+                "faster_whisper": {"level": "WARNING"},
+                "httpx": {"level": "WARNING"}},  # (a line per HLS segment of a pulled stream otherwise)  # (a line per batch of every upload otherwise)
 }
 # How long `end` (or a second `start`) waits for the engine to drain its backlog.
 STT_END_TIMEOUT = env_float("STT_END_TIMEOUT", 60.0)
@@ -364,3 +365,15 @@ STT_ENGINE_STALL_SECONDS = env_float("STT_ENGINE_STALL_SECONDS", 45.0)
 STT_SHUTDOWN_SECONDS = env_float("STT_SHUTDOWN_SECONDS", 10.0)
 # /metrics (Prometheus): staff, or a scraper sending `Authorization: Bearer <token>` (empty: staff only).
 STT_METRICS_TOKEN = os.environ.get("STT_METRICS_TOKEN", "")
+
+# Live streams pulled by URL (POST /api/sessions/ {"source_url": ...}). Off while the list is empty.
+# Hosts the server may connect to: names ("radio.example.org"), a domain and its subdomains
+# (".example.org"), "*" (any name), or IP addresses and networks ("127.0.0.1", "10.0.0.0/8"). A name
+# must resolve to public addresses only, unless the address is itself listed (docs/operations.md).
+STT_STREAM_ALLOWED_HOSTS = [h.strip() for h in os.environ.get("STT_STREAM_ALLOWED_HOSTS", "").split(",") if h.strip()]
+STT_STREAM_SCHEMES = [s.strip().lower() for s in os.environ.get(
+    "STT_STREAM_SCHEMES", "https,http,rtmp,rtmps,rtsp,srt").split(",") if s.strip()]
+# A stream that stalls this long (no audio) is reconnected; after this many failed tries in a row the
+# session ends (reason "source_lost").
+STT_STREAM_STALL_SECONDS = env_float("STT_STREAM_STALL_SECONDS", 10.0)
+STT_STREAM_RECONNECTS = env_int("STT_STREAM_RECONNECTS", 5)

@@ -27,6 +27,7 @@ OWN = {  # login required; only the user's own things, no session id in the URL
     "password_change", "password_change_done", "transcription:recorder", "transcription:session_list",
     "transcription:api_tokens", "transcription:api_token_revoke", "api:api-root", "api:session-list",
     "transcription:glossary", "transcription:upload", "transcription:voices", "transcription:voice_delete",
+    "transcription:stream_start",
     "api:voice-list", "api:voice-detail",
 }
 TOKEN = {  # a Bearer token (API token, or the metrics token) or staff: 401 without, never a login page
@@ -38,6 +39,7 @@ SESSION = {  # about one session: 404 for anyone but its owner
     "transcription:live_own", "transcription:share_create", "transcription:share_revoke",
     "api:session-detail", "api:session-export", "api:session-translate", "api:session-segment",
     "api:session-speakers", "transcription:session_speakers", "api:session-voices", "transcription:session_voice",
+    "api:session-stop", "transcription:session_stop",
 }
 
 

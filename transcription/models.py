@@ -11,7 +11,7 @@ class TranscriptionSession(models.Model):
         ACTIVE = "active", "Active"
         PROCESSING = "processing", "Processing (an uploaded recording)"
         ENDED = "ended", "Ended"
-        INTERRUPTED = "interrupted", "Interrupted (client disconnected)"
+        INTERRUPTED = "interrupted", "Interrupted (client disconnected, or the stream pulled was lost)"
         FAILED = "failed", "Failed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -30,11 +30,13 @@ class TranscriptionSession(models.Model):
     class Source(models.TextChoices):
         LIVE = "live", "Live (microphone or socket)"
         UPLOAD = "upload", "Uploaded recording"
+        STREAM = "stream", "Stream pulled by URL"
 
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.LIVE)
     speaker_names = models.JSONField(default=dict, blank=True,
                                      help_text='Names the owner gave the speaker labels, e.g. {"S1": "민수"}')
     filename = models.CharField(max_length=255, blank=True, help_text="The uploaded file's name")
+    source_url = models.CharField(max_length=2000, blank=True, help_text="The stream pulled (password removed)")
 
     class Refinement(models.TextChoices):
         OFF = "off", "Off"

@@ -31,13 +31,15 @@ CLOSE_TRY_AGAIN = 4013  # live viewer: the channel layer is unreachable or faile
 CLOSE_NORMAL = 1000
 
 # Why a session ended: `ended.reason`.
-REASON_END = "end"  # the client sent `end`
+REASON_END = "end"  # the client sent `end` (or the owner stopped the session: POST .../stop/)
 REASON_RESTART = "restart"  # the client sent a new `start` (or resumed another session) on this socket
 REASON_IDLE = "idle"  # neither audio nor keepalive for STT_IDLE_SECONDS
 REASON_MAX_LENGTH = "max_length"  # STT_MAX_SESSION_SECONDS of audio; the page starts the next session
 REASON_ERROR = "error"  # the engine failed (an error event came first)
 REASON_DISCONNECT = "disconnect"  # the socket dropped and nobody resumed in time (the client never hears it)
 REASON_SHUTDOWN = "shutdown"  # the server is stopping (SIGTERM); reconnect to go on in a new session
+REASON_SOURCE_ENDED = "source_ended"  # a stream pulled by URL ended (HLS ENDLIST, end of the file or broadcast)
+REASON_SOURCE_LOST = "source_lost"  # a pulled stream dropped and did not come back (STT_STREAM_RECONNECTS)
 
 # Server event types ("type"), and the system events ("event" of type "system").
 SYSTEM, INTERIM, FINAL, TRANSLATION, ERROR, SNAPSHOT = "system", "interim", "final", "translation", "error", "snapshot"
@@ -69,6 +71,9 @@ UNAUTHENTICATED = "unauthenticated"  # the API token of this connection was revo
 READ_ONLY = "read_only"  # a live viewer sent something: viewers only receive
 LIVE_UNAVAILABLE = "live_unavailable"  # live captions cannot be delivered now (channel layer down)
 TRANSLATION_FAILED = "translation_failed"  # one phrase's translation failed twice; the session goes on
+SOURCE_NOT_ALLOWED = "source_not_allowed"  # a stream URL whose scheme, host or address this server does not pull
+SOURCE_UNREACHABLE = "source_unreachable"  # a stream URL that could not be opened (nothing was started)
+SOURCE_LOST = "source_lost"  # a pulled stream dropped and did not come back; the session ended
 TOO_MANY_LANGUAGES = "too_many_languages"  # viewers already have captions in STT_MAX_VIEWER_LANGUAGES languages
 
 
@@ -126,17 +131,7 @@ def parse_text(text: str, *, default_language: str) -> ClientMessage:
         raise ProtocolError(BAD_JSON, "text frames must be JSON objects")
     kind = data.get("type")
     if kind == "start":
-        lang = data.get("lang", default_language)
-        if not isinstance(lang, str) or not 2 <= len(lang) <= 16:
-            raise ProtocolError(BAD_REQUEST, "'lang' must be a language code such as 'ko-KR'")
-        target = data.get("translate_to") or None
-        if target is not None and (not isinstance(target, str) or not 2 <= len(target) <= 16):
-            raise ProtocolError(BAD_REQUEST, "'translate_to' must be a language code such as 'en'")
-        speakers = data.get("speakers", True)
-        if not isinstance(speakers, bool):
-            raise ProtocolError(BAD_REQUEST, "'speakers' must be true or false")
-        return Start(lang=lang, translate_to=target, vocabulary=parse_vocabulary(data.get("vocabulary", [])),
-                     speakers=speakers)
+        return parse_start_fields(data, default_language=default_language)
     if kind == "end":
         return End()
     if kind == "finalize":
@@ -153,6 +148,21 @@ def parse_text(text: str, *, default_language: str) -> ClientMessage:
     raise ProtocolError(
         UNKNOWN_TYPE, f"unknown message type {str(kind)[:40]!r}; expected start, end, finalize, keepalive or resume"
     )
+
+
+def parse_start_fields(data: dict, *, default_language: str) -> Start:
+    """The fields of a `start` (also those of a stream pulled by URL, POST /api/sessions/)."""
+    lang = data.get("lang", default_language)
+    if not isinstance(lang, str) or not 2 <= len(lang) <= 16:
+        raise ProtocolError(BAD_REQUEST, "'lang' must be a language code such as 'ko-KR'")
+    target = data.get("translate_to") or None
+    if target is not None and (not isinstance(target, str) or not 2 <= len(target) <= 16):
+        raise ProtocolError(BAD_REQUEST, "'translate_to' must be a language code such as 'en'")
+    speakers = data.get("speakers", True)
+    if not isinstance(speakers, bool):
+        raise ProtocolError(BAD_REQUEST, "'speakers' must be true or false")
+    return Start(lang=lang, translate_to=target, vocabulary=parse_vocabulary(data.get("vocabulary", [])),
+                 speakers=speakers)
 
 
 def parse_vocabulary(terms) -> tuple[str, ...]:

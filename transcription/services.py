@@ -18,9 +18,10 @@ logger = logging.getLogger(__name__)
 
 @transaction.atomic
 def session_start(*, owner, language: str, engine: str, translate_to: str = "",
-                  vocabulary: list[str] | None = None) -> TranscriptionSession:
+                  vocabulary: list[str] | None = None, source_url: str = "") -> TranscriptionSession:
+    source = TranscriptionSession.Source.STREAM if source_url else TranscriptionSession.Source.LIVE
     return TranscriptionSession.objects.create(owner=owner, language=language, engine=engine, translate_to=translate_to,
-                                               vocabulary=vocabulary or [])
+                                               vocabulary=vocabulary or [], source=source, source_url=source_url)
 
 
 @transaction.atomic
@@ -58,6 +59,11 @@ def session_finish(*, session_id, status: str, audio_ms: int, audio_kept: bool =
         status=status, ended_at=timezone.now(), audio_ms=audio_ms, audio=audio_name(session_id) if audio_kept else ""
     )
     session_finished.send(sender=TranscriptionSession, session_id=session_id, status=status)
+
+
+def session_note_failure(*, session_id, code: str, message: str) -> None:
+    """Why a session ended early (a pulled stream that was lost), kept beside its transcript."""
+    TranscriptionSession.objects.filter(pk=session_id).update(failure_code=code[:32], failure_message=message[:500])
 
 
 def session_fail(*, session_id, code: str, message: str) -> None:

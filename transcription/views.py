@@ -14,13 +14,14 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from . import selectors, services
-from .sources import uploads
+from . import protocol, selectors, services
+from .sources import stream_sessions, stream_urls, streams, uploads
 from .exports import EXPORT_FORMATS, export_response, live_vtt
 from .templatetags.stt import UNSURE_BELOW
 from .forms import GlossaryForm
 from .media import audio_response
 from .realtime.broadcast import notify_revoked
+from .realtime import control
 from .realtime.control import announce_speakers
 from .jobs import job_start
 from .models import Job, Voice
@@ -56,7 +57,7 @@ def translate_targets() -> list[tuple[str, str]]:
 
 
 @login_required
-def recorder(request, upload_error: str = "", status: int = 200):
+def recorder(request, upload_error: str = "", status: int = 200, stream_error: str = ""):
     return render(
         request,
         "transcription/recorder.html",
@@ -65,6 +66,8 @@ def recorder(request, upload_error: str = "", status: int = 200):
             "default_language": settings.STT_DEFAULT_LANGUAGE,
             "translate_targets": translate_targets(),
             "upload_error": upload_error,
+            "stream_error": stream_error,
+            "streams_on": bool(settings.STT_STREAM_ALLOWED_HOSTS),
             "max_upload_mb": settings.STT_MAX_UPLOAD_MB,
             "max_upload_hours": settings.STT_MAX_UPLOAD_SECONDS / 3600,
         },
@@ -85,6 +88,29 @@ def upload(request):
         session = uploads.accept_file(user=request.user, file=file, fields=fields)
     except uploads.UploadError as exc:
         return recorder(request, upload_error=f"Not uploaded: {exc} ({exc.code}).", status=400)
+    return redirect("transcription:live_own", session_id=session.pk)
+
+
+@login_required
+@require_POST
+def stream_start(request):
+    """The recorder page's "Caption a live stream": pulled by the server, followed on the live page."""
+    fields = {"lang": request.POST.get("language", ""), "translate_to": request.POST.get("translate_to", "")}
+    try:
+        session_id = stream_sessions.start(user=request.user, url=request.POST.get("source_url", ""), fields=fields)
+    except (stream_urls.SourceNotAllowed, streams.StreamError, protocol.ProtocolError) as exc:
+        return recorder(request, stream_error=f"Not started: {exc} ({exc.code}).", status=400)
+    except stream_sessions.NoServerLoop as exc:
+        return recorder(request, stream_error=f"Not started: {exc}.", status=503)
+    return redirect("transcription:live_own", session_id=session_id)
+
+
+@login_required
+@require_POST
+def session_stop(request, session_id):
+    """Stop a running session (a pulled stream's Stop button); it ends with its last phrase stored."""
+    session = selectors.session_get_for_user(user=request.user, session_id=session_id)
+    control.stop_session(session)
     return redirect("transcription:live_own", session_id=session.pk)
 
 

@@ -9,7 +9,7 @@ export const SYSTEM = { STARTED: "started", ENDED: "ended", RESUMED: "resumed", 
 
 export const REASON = {
   END: "end", RESTART: "restart", IDLE: "idle", MAX_LENGTH: "max_length", ERROR: "error",
-  DISCONNECT: "disconnect", SHUTDOWN: "shutdown",
+  DISCONNECT: "disconnect", SHUTDOWN: "shutdown", SOURCE_ENDED: "source_ended", SOURCE_LOST: "source_lost",
 };
 
 export const CODE = {
@@ -20,6 +20,7 @@ export const CODE = {
   STORAGE: "storage", TOO_MANY_SESSIONS: "too_many_sessions", SESSION_EXPIRED: "session_expired",
   TRANSLATION_UNSUPPORTED: "translation_unsupported", UNAUTHENTICATED: "unauthenticated", READ_ONLY: "read_only",
   LIVE_UNAVAILABLE: "live_unavailable", TRANSLATION_FAILED: "translation_failed",
+  SOURCE_NOT_ALLOWED: "source_not_allowed", SOURCE_UNREACHABLE: "source_unreachable", SOURCE_LOST: "source_lost",
   TOO_MANY_LANGUAGES: "too_many_languages",
 };
 

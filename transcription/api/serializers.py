@@ -56,6 +56,18 @@ class UploadSerializer(serializers.Serializer):
                                        help_text="Comma-separated names and terms to expect")
 
 
+class StreamSerializer(serializers.Serializer):
+    """POST /api/sessions/ (JSON): a live stream to pull by URL and caption as a live session."""
+
+    source_url = serializers.CharField(max_length=2000, help_text="HLS (.m3u8), HTTP audio (Icecast), rtmp://, "
+                                       "rtsp:// or srt://, on a host in STT_STREAM_ALLOWED_HOSTS")
+    language = serializers.CharField(max_length=16, required=False, help_text="BCP-47, e.g. 'ko-KR', or 'auto'")
+    translate_to = serializers.CharField(max_length=16, required=False, allow_blank=True, default="")
+    vocabulary = serializers.ListField(child=serializers.CharField(max_length=50), required=False, default=list,
+                                       max_length=100, help_text="Names and terms to expect")
+    speakers = serializers.BooleanField(required=False, default=True, help_text="Speaker labels on finals")
+
+
 class SessionDetailSerializer(SessionSerializer):
     refinement = serializers.CharField(read_only=True, help_text="The second pass: pending, done, off or failed")
     progress = serializers.SerializerMethodField(help_text="An upload's transcription, 0-1 (null for a live session)")
@@ -78,7 +90,7 @@ class SessionDetailSerializer(SessionSerializer):
     jobs = JobSerializer(many=True, read_only=True, help_text="Background work on this session, newest first")
 
     class Meta(SessionSerializer.Meta):
-        fields = SessionSerializer.Meta.fields + ["source", "filename", "progress", "failure", "speaker_names",
+        fields = SessionSerializer.Meta.fields + ["source", "source_url", "filename", "progress", "failure", "speaker_names",
                                                   "vocabulary",
                                                   "refinement",
                                                   "segments", "jobs"]

@@ -1,4 +1,5 @@
 """REST API: a user's own sessions (list, detail, export, delete). Same isolation as the pages."""
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
@@ -7,17 +8,17 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from .. import selectors, services
-from ..sources import uploads
+from ..sources import stream_sessions, stream_urls, streams, uploads
 from ..exports import EXPORT_FORMATS, export_response
 from ..jobs import job_start
-from ..models import Job, Voice
+from ..models import Job, TranscriptionSession, Voice
 from .. import protocol
 from ..translation import get_translator
-from ..realtime.control import announce_correction, announce_speakers
+from ..realtime.control import announce_correction, announce_speakers, stop_session
 from ..voices import NoVoice, enrol
 from .serializers import (CorrectionSerializer, EnrolSerializer, JobSerializer, SegmentSerializer,
-                          SessionDetailSerializer, SessionFilterSerializer, SessionSerializer, UploadSerializer,
-                          VoiceSerializer)
+                          SessionDetailSerializer, SessionFilterSerializer, SessionSerializer, StreamSerializer,
+                          UploadSerializer, VoiceSerializer)
 
 
 class TranslateRequestSerializer(serializers.Serializer):
@@ -42,12 +43,19 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         return selectors.session_list_for_user(user=user, search=f.get("q", ""), language=f.get("language"),
                                                since=f.get("since"), until=f.get("until"))
 
-    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={202: SessionDetailSerializer})
+    @extend_schema(request={"multipart/form-data": UploadSerializer, "application/json": StreamSerializer},
+                   responses={202: SessionDetailSerializer, 201: SessionDetailSerializer})
     def create(self, request):
         """Upload a recording: it becomes a session, transcribed in the background. Answers 202; the
         detail then shows `"status": "processing"` with `progress` (0-1), and finally `"ended"`. A refused
         file gets 400 with a `code` (not_audio, empty, too_large, too_long, unsupported_language,
-        translation_unsupported, too_many_sessions) and nothing is stored."""
+        translation_unsupported, too_many_sessions) and nothing is stored.
+
+        Or, as JSON with `source_url`, pull a live stream: answers 201 with an active live session that
+        ends by itself when the stream ends. Refusals: 400 `source_not_allowed` (no connection was
+        made), `source_unreachable`, `bad_request`, a language code, `too_many_sessions`, `busy`."""
+        if "source_url" in request.data:
+            return self._pull_stream(request)
         params = UploadSerializer(data=request.data)
         if not params.is_valid():
             empty = any(getattr(e, "code", "") == "empty" for e in params.errors.get("file", []))
@@ -64,6 +72,38 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         session = selectors.sessions_with_transcript_for_user(user=request.user).get(pk=session.pk)
         return Response(SessionDetailSerializer(session, context={"request": request}).data,
                         status=status.HTTP_202_ACCEPTED)
+
+    def _pull_stream(self, request):
+        params = StreamSerializer(data=request.data)
+        if not params.is_valid():
+            return Response({"code": protocol.BAD_REQUEST, "detail": params.errors}, status=status.HTTP_400_BAD_REQUEST)
+        f = params.validated_data
+        fields = {"lang": f.get("language") or settings.STT_DEFAULT_LANGUAGE, "translate_to": f["translate_to"],
+                  "vocabulary": f["vocabulary"], "speakers": f["speakers"]}
+        try:
+            session_id = stream_sessions.start(user=request.user, url=f["source_url"], fields=fields)
+        except (stream_urls.SourceNotAllowed, streams.StreamError, protocol.ProtocolError) as exc:
+            return Response({"code": exc.code, "detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        except stream_sessions.NoServerLoop as exc:
+            return Response({"code": protocol.BUSY, "detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        session = selectors.sessions_with_transcript_for_user(user=request.user).get(pk=session_id)
+        return Response(SessionDetailSerializer(session, context={"request": request}).data,
+                        status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={202: OpenApiResponse(description="The session is told to stop"),
+                                            409: OpenApiResponse(description="The session is not running")})
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk=None):
+        """Stop a running live session (a pulled stream has no socket to send `end`): it finishes its
+        phrase, stores it and ends with reason `end`."""
+        session = self.get_object()
+        if session.status != TranscriptionSession.Status.ACTIVE:
+            return Response({"code": "not_running", "detail": "this session is not running"},
+                            status=status.HTTP_409_CONFLICT)
+        if not stop_session(session):
+            return Response({"code": protocol.LIVE_UNAVAILABLE, "detail": "the session could not be reached"},
+                            status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response({"status": "stopping"}, status=status.HTTP_202_ACCEPTED)
 
     def perform_destroy(self, instance):
         services.session_delete(session=instance)

@@ -41,7 +41,7 @@ async def check(*, message: protocol.Start, token_digest: str | None) -> Admissi
     return Admission(message, get_engine(), translator)
 
 
-async def open_session(admitted: Admission, *, user) -> LiveSession:
+async def open_session(admitted: Admission, *, user, source_url: str = "") -> LiveSession:
     if shutdown.draining():
         raise refused(protocol.BUSY, "this server is shutting down; connect again to continue elsewhere")
     limit = settings.STT_MAX_SESSIONS
@@ -58,7 +58,7 @@ async def open_session(admitted: Admission, *, user) -> LiveSession:
             user=user, language=message.lang, terms=message.vocabulary)
         record = await database_sync_to_async(services.session_start)(
             owner=user, language=message.lang, engine=admitted.engine.name, translate_to=message.translate_to or "",
-            vocabulary=vocabulary)
+            vocabulary=vocabulary, source_url=source_url)
         labels = speakers_wanted(message.speakers)
         voices = await database_sync_to_async(enrolled)(user.pk) if labels else ()
         metrics.sessions_started.labels(engine=admitted.engine.name).inc()

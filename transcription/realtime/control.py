@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 CORRECTION = "control.correction"  # {"segment": id, "text": ...}
 RENAME_SPEAKERS = "control.speakers"  # {"names": {"S1": "민수"}}
 WANT_TRANSLATION = "control.want_translation"  # {"language": "en"}
+STOP = "control.stop"  # the owner stopped the session (a stream pulled by URL has no socket to send `end`)
 RETRY_SECONDS = 2.0
 
 
@@ -56,6 +57,11 @@ def announce_speakers(session) -> None:
     """The owner renamed speakers: the running session's speaker and viewers hear of it (from a view)."""
     if session.status == TranscriptionSession.Status.ACTIVE:
         tell_from_sync(session.pk, {"type": RENAME_SPEAKERS, "names": dict(session.speaker_names)})
+
+
+def stop_session(session) -> bool:
+    """The owner stops a running session, wherever it runs (from a view); False if it could not be told."""
+    return session.status == TranscriptionSession.Status.ACTIVE and tell_from_sync(session.pk, {"type": STOP})
 
 
 class ControlListener:

@@ -30,7 +30,7 @@ from ..speakers import SpeakerLabeller
 from ..translation import Translator
 from .. import protocol
 from .broadcast import Broadcaster
-from .control import CORRECTION, RENAME_SPEAKERS, WANT_TRANSLATION, ControlListener
+from .control import CORRECTION, RENAME_SPEAKERS, STOP, WANT_TRANSLATION, ControlListener
 from .events import EventLog, Outbox, Sink
 from .monitor import SessionMonitor
 from .recognition import Recognition
@@ -173,7 +173,7 @@ class LiveSession:
             status = TranscriptionSession.Status.FAILED
             if reason != protocol.REASON_SHUTDOWN:  # the engine failed while finishing: not a clean end
                 reason = protocol.REASON_ERROR
-        elif reason == protocol.REASON_DISCONNECT:
+        elif reason in (protocol.REASON_DISCONNECT, protocol.REASON_SOURCE_LOST):
             status = TranscriptionSession.Status.INTERRUPTED
         await database_sync_to_async(services.session_finish)(
             session_id=self.id, status=status, audio_ms=self.audio_bytes * 1000 // BYTES_PER_SECOND,
@@ -235,6 +235,8 @@ class LiveSession:
                                    if message["type"] == CORRECTION else protocol.event_speakers(message["names"]))
         elif message["type"] == WANT_TRANSLATION and not self.closing:
             await self.translations.want(message["language"])
+        elif message["type"] == STOP:
+            self.end_soon(protocol.REASON_END)
 
     async def _on_error(self, exc: EngineError) -> None:
         await self.outbox.emit(protocol.event_error(protocol.ENGINE_CODES[exc.kind], str(exc)))

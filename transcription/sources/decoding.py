@@ -8,7 +8,7 @@ file's length: the caller writes each chunk on (to the kept WAV) as it comes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 from ..audio import BYTES_PER_SECOND, SAMPLE_RATE
 
@@ -24,8 +24,9 @@ class DecodeError(Exception):
         self.code = code
 
 
-def pcm16_chunks(path: Path, *, max_seconds: float | None = None) -> Iterator[bytes]:
-    """The first audio track of `path`, as PCM16LE 16 kHz mono chunks (one per decoded packet).
+def pcm16_chunks(source: Path | BinaryIO, *, max_seconds: float | None = None) -> Iterator[bytes]:
+    """The first audio track of `source` (a path, a file object PyAV reads from, or a container PyAV
+    opened), as PCM16LE 16 kHz mono chunks (one per decoded packet).
 
     Raises DecodeError(TOO_LONG) as soon as more than `max_seconds` have been decoded, and
     DecodeError(NOT_AUDIO) when PyAV cannot open the file or it has no audio track. A damaged packet
@@ -36,7 +37,8 @@ def pcm16_chunks(path: Path, *, max_seconds: float | None = None) -> Iterator[by
     limit = None if max_seconds is None else int(max_seconds * BYTES_PER_SECOND)
     decoded = 0
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        container = source if isinstance(source, av.container.InputContainer) else av.open(
+            str(source) if isinstance(source, Path) else source, metadata_errors="ignore")
     except Exception as exc:  # av.error.InvalidDataError and its kin: not something PyAV reads
         raise DecodeError(NOT_AUDIO, "the file is not audio that can be decoded (wav, mp3, m4a, ogg, webm, "
                                      "flac or a video's audio track)") from exc

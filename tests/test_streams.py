@@ -1,0 +1,151 @@
+"""Live streams pulled by URL (issue 26): only listed hosts are ever connected to, redirects included;
+an HLS stream made by FFmpeg and served on loopback is captioned as a live session that ends by
+itself; a stream that goes away ends its session with the reason kept."""
+import asyncio
+import json
+import socket
+import time
+import urllib.request
+
+import jiwer
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import Client
+
+from transcription.models import TranscriptionSession
+
+from .conftest import DATA, normalise_en
+from .fakes.stream_server import StreamServer, write_hls, write_mp3
+from .servers import ServerProcess
+
+
+@pytest.fixture
+def hls_folder(tmp_path):
+    folder = tmp_path / "hls"
+    write_hls(DATA / "en" / "jfk.wav", folder)
+    write_mp3(DATA / "en" / "jfk.wav", folder / "jfk.mp3")
+    return folder
+
+
+def pull(client, url, **fields):
+    return client.post("/api/sessions/", {"source_url": url, "language": "en-US", **fields},
+                       content_type="application/json")
+
+
+@pytest.mark.django_db
+def test_a_source_not_on_the_list_is_refused_before_any_connection(make_user, settings, hls_folder, monkeypatch):
+    client = Client()
+    client.force_login(make_user())
+    settings.STT_STREAM_ALLOWED_HOSTS = []
+    with StreamServer(hls_folder, "127.0.0.2") as elsewhere:
+        off = pull(client, f"{elsewhere.url}/live.m3u8")  # the feature is off while the list is empty
+        assert off.status_code == 400 and off.json()["code"] == "source_not_allowed"
+        settings.STT_STREAM_ALLOWED_HOSTS = ["127.0.0.1", "streams.example.org"]
+        refused = pull(client, f"{elsewhere.url}/live.m3u8")
+        assert refused.status_code == 400 and refused.json()["code"] == "source_not_allowed"
+        assert "127.0.0.2" in refused.json()["detail"]
+        for url in ("file:///etc/passwd", "gopher://127.0.0.1/", "http://[::1]:80/", "http://2130706434/x"):
+            assert pull(client, url).json()["code"] == "source_not_allowed", url
+        # A listed name that resolves to a private address (a metadata service, the server itself).
+        looked_up = []
+        monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: looked_up.append(host) or [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", 80))])
+        private = pull(client, "http://streams.example.org/live.m3u8")
+        assert private.status_code == 400 and "169.254.169.254" in private.json()["detail"]
+        assert looked_up == ["streams.example.org"]
+        monkeypatch.undo()
+        # An allowed source that redirects to one that is not: the redirect is not followed.
+        with StreamServer(hls_folder, redirects={"/go.m3u8": f"{elsewhere.url}/live.m3u8"}) as allowed:
+            redirected = pull(client, f"{allowed.url}/go.m3u8")
+            assert redirected.status_code == 400 and redirected.json()["code"] == "source_not_allowed"
+            assert allowed.requests == ["/go.m3u8"]
+        assert elsewhere.connections == 0  # never connected to
+    assert not TranscriptionSession.objects.exists()  # and nothing was stored
+
+
+@pytest.mark.django_db
+def test_a_stream_that_cannot_be_opened_or_is_not_audio_stores_nothing(make_user, settings, hls_folder):
+    settings.STT_STREAM_ALLOWED_HOSTS = ["127.0.0.1"]
+    client = Client()
+    client.force_login(make_user())
+    (hls_folder / "page.html").write_text("<html>not a stream</html>")
+    with StreamServer(hls_folder) as server:
+        missing = pull(client, f"{server.url}/gone.m3u8")
+        assert missing.status_code == 400 and missing.json()["code"] == "source_unreachable"
+        assert "404" in missing.json()["detail"]
+        bad = pull(client, f"{server.url}/live.m3u8", translate_to="x" * 40)
+        assert bad.status_code == 400 and bad.json()["code"] == "bad_request"
+    assert Client().post("/api/sessions/", {"source_url": "http://127.0.0.1/"},
+                         content_type="application/json").status_code in (401, 403)  # not logged in
+    assert not TranscriptionSession.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_stream_that_drops_and_does_not_come_back_ends_its_session_with_the_reason(make_user, scripted,
+                                                                                         hls_folder):
+    """Icecast-like HTTP audio (no length) that stops after 1 s and then refuses connections: the
+    session reconnects STT_STREAM_RECONNECTS times, then ends with `source_lost`, its audio stored."""
+    from transcription.sources import stream_sessions
+
+    scripted.STT_STREAM_ALLOWED_HOSTS = ["127.0.0.1"]
+    scripted.STT_STREAM_RECONNECTS = 2
+    scripted.STT_STREAM_STALL_SECONDS = 2.0
+    user = await sync_to_async(make_user)()
+    server = StreamServer(hls_folder, drop_after={"/jfk.mp3": 4000}).__enter__()
+    started = time.monotonic()
+    session_id = await sync_to_async(stream_sessions.start, thread_sensitive=False)(
+        user=user, url=f"{server.url}/jfk.mp3", fields={"lang": "en-US"})
+    await asyncio.sleep(0.5)
+    server.__exit__()  # the radio goes off the air
+    for _ in range(300):
+        session = await TranscriptionSession.objects.aget(pk=session_id)
+        if session.status != TranscriptionSession.Status.ACTIVE:
+            break
+        await asyncio.sleep(0.1)
+    assert session.status == TranscriptionSession.Status.INTERRUPTED
+    assert session.source == "stream" and session.source_url == f"{server.url}/jfk.mp3"
+    assert session.failure_code == "source_lost" and "2 reconnection attempts" in session.failure_message
+    assert session.audio_ms > 0  # what arrived before the drop was recognised
+    assert time.monotonic() - started < 20  # 1 s, then 2 s between tries: bounded
+
+
+@pytest.mark.model
+@pytest.mark.server
+def test_an_hls_stream_pulled_by_url_is_captioned_live_and_ends_by_itself(tmp_path, hls_folder):
+    """FFmpeg's HLS muxer wrote jfk.wav as 2 s MPEG-TS segments; a real daphne pulls them from another
+    loopback server at the stream's pace, stores its finals, and ends the session when the
+    playlist's ENDLIST is reached."""
+    server = ServerProcess(tmp_path / "server", env={"STT_STREAM_ALLOWED_HOSTS": "127.0.0.1",
+                                                     "STT_WHISPER_MODEL_EN": "tiny.en"})
+    server.create_user("broadcaster")
+    token = server.create_token("broadcaster")
+    server.start()
+    try:
+        with StreamServer(hls_folder) as source:
+            started = time.monotonic()
+            answer = api(server, "POST", "/api/sessions/", token, {"source_url": f"{source.url}/live.m3u8",
+                                                                   "language": "en-US"})
+            assert answer["status"] == "active" and answer["source"] == "stream"
+            for _ in range(120):
+                session = api(server, "GET", f"/api/sessions/{answer['id']}/", token)
+                if session["status"] != "active":
+                    break
+                time.sleep(0.5)
+            took = time.monotonic() - started
+            assert session["status"] == "ended", session
+            segments = [s["text"] for s in session["segments"]]
+            reference = normalise_en((DATA / "en" / "jfk.txt").read_text())
+            assert jiwer.wer(reference, normalise_en(" ".join(segments))) <= 0.15, segments
+            assert 10 <= session["audio_ms"] / 1000 <= 12  # the whole stream, once
+            assert took >= 9  # at the stream's pace (11 s), not as fast as it downloads
+            assert source.requests[0] == "/live.m3u8" and "/seg005.ts" in source.requests
+    finally:
+        server.stop()
+
+
+def api(server, method, path, token, body=None):
+    request = urllib.request.Request(server.url + path, method=method, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        data=json.dumps(body).encode() if body is not None else None)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())

@@ -1,0 +1,159 @@
+"""A stream pulled by URL as an ordinary live session: stored finals, viewers, translation, speakers,
+corrections, the second pass. Only the audio's way in differs: a reader thread (sources/streams.py)
+instead of a socket.
+
+The session runs on the server's event loop, like a socket's: the API view (a sync view under daphne)
+calls `begin` through asgiref's async_to_sync, which runs it on that loop, and the session goes on
+after the request has been answered. It is fed at the stream's own pace: never more than LEAD_SECONDS
+ahead of real time, so a finished recording served as HLS is captioned as it would be watched. It
+ends when the stream ends (`source_ended`), when it is lost (`source_lost`, with the reason kept on
+the session), when the owner stops it (`end`), or at the session limits (`max_length`, `shutdown`).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import queue
+import threading
+
+from channels.db import database_sync_to_async
+
+from .. import protocol, services
+from ..audio import BYTES_PER_SECOND
+from ..realtime import admission
+from ..realtime.session import LiveSession, Refusal
+from .stream_urls import SourceNotAllowed
+from .streams import PulledStream, StreamError
+
+logger = logging.getLogger(__name__)
+
+LEAD_SECONDS = 2.0  # fed at most this far ahead of real time
+CHUNK_BYTES = BYTES_PER_SECOND // 10  # 100 ms frames to the session
+QUEUE_CHUNKS = 50  # 5 s between the reader thread and the session
+POLL_SECONDS = 0.05
+
+
+class NoServerLoop(Exception):
+    """Not under the ASGI server (e.g. Django's test client): nothing would keep the session running."""
+
+
+class _Ended:
+    def __init__(self, reason: str, code: str = "", message: str = "") -> None:
+        self.reason, self.code, self.message = reason, code, message
+
+
+async def begin(admitted: admission.Admission, *, user, stream: PulledStream) -> str:
+    """Open the session for an opened stream and start pulling; its id. Refusals as ProtocolError."""
+    if threading.current_thread() is not threading.main_thread():  # async_to_sync made a loop of its own
+        raise NoServerLoop("streams are pulled by the ASGI server (daphne, `make run`)")
+    session = await admission.open_session(admitted, user=user, source_url=stream.target.redacted)
+    await session.start(None)
+    session.spawn(pump(session, stream))
+    logger.info("session %s pulls %s", session.id, stream.target.redacted)
+    return session.id
+
+
+async def _begin_detached(admitted: admission.Admission, *, user, stream: PulledStream) -> str:
+    """`begin` in a context of its own: the session's tasks outlive this request, so they must not
+    inherit its context (asgiref's executor for the request's thread, gone once it is answered)."""
+    return await asyncio.get_running_loop().create_task(begin(admitted, user=user, stream=stream),
+                                                        context=contextvars.Context())
+
+
+async def pump(session: LiveSession, stream: PulledStream) -> None:
+    chunks: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS)
+    reader = threading.Thread(target=read, args=(stream, chunks), name=f"pull-{session.id}", daemon=True)
+    reader.start()
+    loop = asyncio.get_running_loop()
+    ended, started, fed = None, None, 0
+    try:
+        while not session.closing:
+            try:
+                item = chunks.get_nowait()
+            except queue.Empty:
+                await asyncio.sleep(POLL_SECONDS)
+                continue
+            if isinstance(item, _Ended):
+                ended = item
+                break
+            started = loop.time() if started is None else started
+            ahead = fed / BYTES_PER_SECOND - (loop.time() - started) - LEAD_SECONDS
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            refusal = session.feed(item)
+            while refusal is Refusal.BUSY:  # the engine is behind: hold the stream (its reader waits)
+                await asyncio.sleep(0.2)
+                refusal = session.feed(item)
+            if refusal is not None:
+                break
+            fed += len(item)
+    finally:
+        stream.stop()  # (the reader thread closes its connection)
+    if ended is None or session.closing:
+        return
+    if ended.code:
+        await database_sync_to_async(services.session_note_failure)(
+            session_id=session.id, code=ended.code, message=ended.message)
+        await session.emit(protocol.event_error(ended.code, ended.message))
+    await session.end(reason=ended.reason)
+
+
+def read(stream: PulledStream, chunks: queue.Queue) -> None:
+    """The reader thread: the stream's audio in 100 ms chunks, then how it ended."""
+    pending, ended = b"", None
+    try:
+        for data in stream.chunks():
+            pending += data
+            while len(pending) >= CHUNK_BYTES:
+                if not _put(chunks, pending[:CHUNK_BYTES], stream):
+                    return
+                pending = pending[CHUNK_BYTES:]
+        if pending and not _put(chunks, pending, stream):
+            return
+        ended = _Ended(protocol.REASON_SOURCE_ENDED)
+    except (StreamError, SourceNotAllowed) as exc:
+        ended = _Ended(protocol.REASON_SOURCE_LOST, exc.code, str(exc))
+    except Exception as exc:  # a boundary: the session still ends, with the reason
+        logger.exception("stream %s failed", stream.target.redacted)
+        ended = _Ended(protocol.REASON_SOURCE_LOST, protocol.REASON_SOURCE_LOST, f"the stream failed: {exc}")
+    finally:
+        stream.disconnect()
+    if ended is not None:
+        _put(chunks, ended, stream)
+
+
+def _put(chunks: queue.Queue, item, stream: PulledStream) -> bool:
+    """Wait for room (the session is behind), unless the stream was stopped; False then."""
+    while not stream.stop_event.is_set():
+        try:
+            chunks.put(item, timeout=0.5)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def start(*, user, url: str, fields: dict) -> str:
+    """POST /api/sessions/ with a `source_url` (a sync view): the URL checked, the session's fields
+    checked, the stream opened once, then the session begun on the server's loop; its id.
+
+    Raises SourceNotAllowed, ProtocolError (a field, or a limit), StreamError (the stream could not
+    be opened) or NoServerLoop; nothing is stored and nothing keeps running after any of them."""
+    from asgiref.sync import async_to_sync
+    from django.conf import settings
+
+    from .. import admission as rules
+    from ..engines import get_engine
+
+    stream = PulledStream(url, stall_seconds=settings.STT_STREAM_STALL_SECONDS,
+                          reconnects=settings.STT_STREAM_RECONNECTS)  # the URL's check: no connection yet
+    message = protocol.parse_start_fields(fields, default_language=settings.STT_DEFAULT_LANGUAGE)
+    translator = rules.check_language(language=message.lang, translate_to=message.translate_to or "")
+    stream.open()
+    try:
+        return async_to_sync(_begin_detached)(admission.Admission(message, get_engine(), translator), user=user,
+                                              stream=stream)
+    except BaseException:
+        stream.close()
+        raise
