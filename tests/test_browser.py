@@ -480,3 +480,36 @@ def test_a_tab_shared_as_the_source_is_captioned(server, browser_with_mic):
     finals = page.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
     wer = jiwer.wer(normalise_en((DATA / "en/jfk.txt").read_text()), normalise_en(" ".join(finals)))
     assert wer <= 0.15, (wer, finals)
+
+
+def test_a_live_stream_url_given_on_the_recorder_page_is_captioned_until_it_ends(browser_with_mic, tmp_path):
+    """"Caption a live stream": an HLS stream served by another loopback server is pulled by the
+    server; the live page shows its captions as they come and says when the stream has ended."""
+    from .fakes.stream_server import StreamServer, write_hls
+
+    server = ServerProcess(tmp_path / "server", env={"STT_STREAM_ALLOWED_HOSTS": "127.0.0.1"})
+    server.create_user("browser")
+    server.start()
+    try:
+        with StreamServer(write_hls(DATA / "en/jfk.wav", tmp_path / "hls").parent) as source:
+            page = browser_with_mic(None, microphone="missing")
+            log_in(page, server.url)
+            page.fill("#stream-url", f"{source.url}/live.m3u8")
+            page.select_option("#stream-lang", "en-US")
+            page.click("#stream button[type=submit]")
+            page.wait_for_selector("#live[data-state=live]", timeout=30_000)
+            assert page.is_visible("#stop-stream") and "/live.m3u8" in page.text_content(".source-url")
+            page.wait_for_function("document.querySelectorAll('#finals li').length >= 1", timeout=30_000)
+            page.wait_for_selector("#live[data-state=ended]", timeout=60_000)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "stream-captioned.png"), full_page=True)
+            finals = page.eval_on_selector_all("#finals li .text", "els => els.map(e => e.textContent)")
+            reference = normalise_en((DATA / "en" / "jfk.txt").read_text())
+            assert jiwer.wer(reference, normalise_en(" ".join(finals))) <= 0.15, finals
+            assert not page.is_visible("#stop-stream")  # over: nothing to stop
+            page.goto(server.url + "/")
+            page.fill("#stream-url", "http://169.254.169.254/latest/meta-data/")
+            page.click("#stream button[type=submit]")
+            assert "source_not_allowed" in page.text_content("#stream-error")
+    finally:
+        server.stop()

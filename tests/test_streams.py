@@ -149,3 +149,60 @@ def api(server, method, path, token, body=None):
         data=json.dumps(body).encode() if body is not None else None)
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_owner_stops_a_pulled_stream_and_nobody_else_can(make_user, scripted, hls_folder):
+    from transcription.sources import stream_sessions
+
+    scripted.STT_STREAM_ALLOWED_HOSTS = ["127.0.0.1"]
+    owner, other = await sync_to_async(make_user)("owner"), await sync_to_async(make_user)("other")
+    with StreamServer(hls_folder) as source:
+        session_id = await sync_to_async(stream_sessions.start, thread_sensitive=False)(
+            user=owner, url=f"{source.url}/live.m3u8", fields={"lang": "en-US"})
+        await asyncio.sleep(1.5)
+
+        def stop_as(user):
+            client = Client()
+            client.force_login(user)
+            return client.post(f"/api/sessions/{session_id}/stop/")
+
+        assert (await sync_to_async(stop_as)(other)).status_code == 404
+        assert (await sync_to_async(stop_as)(owner)).status_code == 202
+        for _ in range(100):
+            session = await TranscriptionSession.objects.aget(pk=session_id)
+            if session.status != TranscriptionSession.Status.ACTIVE:
+                break
+            await asyncio.sleep(0.1)
+        assert session.status == TranscriptionSession.Status.ENDED and not session.failure_code
+        assert 0 < session.audio_ms < 6000  # stopped early: the 11 s stream was not read to its end
+        fetched = len(source.requests)
+        await asyncio.sleep(1.5)
+        assert len(source.requests) == fetched  # and the server stopped fetching it
+        assert "/seg005.ts" not in source.requests
+        assert (await sync_to_async(stop_as)(owner)).status_code == 409  # not running any more
+
+
+def test_ffmpeg_streams_connect_to_the_address_that_was_checked(settings, monkeypatch):
+    """RTMP, RTSP and SRT are opened by FFmpeg, which resolves names itself: it is given the checked
+    address, so a name that resolves elsewhere a moment later (DNS rebinding) is never connected to."""
+    from transcription.sources import streams
+
+    settings.STT_STREAM_ALLOWED_HOSTS = ["streams.example.org", "127.0.0.1"]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0))])
+    accepted = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        listener.settimeout(5)
+        stream = streams.PulledStream(f"rtmp://user:secret@streams.example.org:{port}/live/key", stall_seconds=1,
+                                      reconnects=0)
+        assert stream.target.pinned_url == f"rtmp://user:secret@127.0.0.1:{port}/live/key"
+        assert stream.target.redacted == f"rtmp://user:***@streams.example.org:{port}/live/key"
+        opener = __import__("threading").Thread(target=lambda: pytest.raises(streams.StreamError, stream.open))
+        opener.start()
+        connection, _ = listener.accept()  # FFmpeg came to the checked address (it cannot resolve the name)
+        accepted.append(connection)
+        connection.close()
+        opener.join(10)
+    assert accepted

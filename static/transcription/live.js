@@ -29,7 +29,11 @@ function onEvent(ev) {
       showError("");
       if (ev.status === "active") setState("live");
       else if (ev.status === "processing") { setState("processing"); showProgress(ev.progress || 0); }
-      else { over = true; setState(ev.status === "failed" ? "failed" : "ended"); }
+      else {
+        over = true;
+        setState(ev.status === "failed" ? "failed" : "ended");
+        $("stop-stream")?.remove();
+      }
       break;
     case EVENT.INTERIM: ui.interim.textContent = ev.text; break;
     case EVENT.FINAL: addFinal(ui.finals, ui.interim, ev); break;
@@ -39,6 +43,7 @@ function onEvent(ev) {
     case EVENT.SYSTEM:
       if (ev.event === SYSTEM.ENDED) {
         over = true;
+        $("stop-stream")?.remove();  // a pulled stream's Stop button: nothing left to stop
         ui.interim.textContent = "";
         if (!$("upload-progress").hidden && ev.reason === REASON.END) showProgress(1);
         setState(ev.reason === REASON.ERROR ? "failed" : "ended");
