@@ -371,8 +371,9 @@ STT_METRICS_TOKEN = os.environ.get("STT_METRICS_TOKEN", "")
 # (".example.org"), "*" (any name), or IP addresses and networks ("127.0.0.1", "10.0.0.0/8"). A name
 # must resolve to public addresses only, unless the address is itself listed (docs/operations.md).
 STT_STREAM_ALLOWED_HOSTS = [h.strip() for h in os.environ.get("STT_STREAM_ALLOWED_HOSTS", "").split(",") if h.strip()]
+# rtsp is not on by default: FFmpeg follows an RTSP server's redirects itself, unchecked.
 STT_STREAM_SCHEMES = [s.strip().lower() for s in os.environ.get(
-    "STT_STREAM_SCHEMES", "https,http,rtmp,rtmps,rtsp,srt").split(",") if s.strip()]
+    "STT_STREAM_SCHEMES", "https,http,rtmp,rtmps,srt").split(",") if s.strip()]
 # A stream that stalls this long (no audio) is reconnected; after this many failed tries in a row the
 # session ends (reason "source_lost").
 STT_STREAM_STALL_SECONDS = env_float("STT_STREAM_STALL_SECONDS", 10.0)

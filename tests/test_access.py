@@ -21,7 +21,8 @@ from .servers import ROOT
 PUBLIC = {  # reachable without logging in
     "login", "logout", "password_reset", "password_reset_done", "password_reset_confirm", "password_reset_complete",
     "transcription:signup", "transcription:live_shared", "transcription:overlay_shared",
-    "transcription:captions_shared", "api:schema",
+    "transcription:captions_shared", "transcription:captions_hls_shared", "transcription:caption_segment_shared",
+    "api:schema",
 }
 OWN = {  # login required; only the user's own things, no session id in the URL
     "password_change", "password_change_done", "transcription:recorder", "transcription:session_list",

@@ -53,3 +53,37 @@ def test_a_running_sessions_captions_file_grows_with_each_final_and_has_its_tran
     link.revoked_at = timezone.now()
     link.save()
     assert Client().get(url).status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_sessions_captions_as_hls_subtitles_grow_segment_by_segment_and_end_with_it(make_user):
+    """`captions.m3u8`: 6 s WebVTT segments, listed once nothing more can arrive for them (the last
+    stored final has passed them), ENDLIST when the session is over; each segment maps the session's
+    0 to the pulled stream's first timestamp. FFmpeg reads them in tests/test_streams.py."""
+    session = TranscriptionSession.objects.create(owner=make_user(), language="en-US", engine="whisper",
+                                                  stream_start_ms=1400)
+    link = ShareLink.objects.create(session=session)
+    Segment.objects.create(session=session, index=0, text="first", start_ms=1000, end_ms=4000)
+    Segment.objects.create(session=session, index=1, text="across", start_ms=5000, end_ms=7000)
+    playlist = Client().get(f"/live/{link.token}/captions.m3u8")
+    assert playlist["Content-Type"] == "application/vnd.apple.mpegurl" and "no-store" in playlist["Cache-Control"]
+    body = playlist.content.decode()
+    assert body.count("#EXTINF") == 1 and "captions/0.vtt" in body and "#EXT-X-ENDLIST" not in body
+    assert Client().get(f"/live/{link.token}/captions/1.vtt").status_code == 404  # not complete yet
+    first = Client().get(f"/live/{link.token}/captions/0.vtt").content.decode()
+    assert first.startswith("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:126000,LOCAL:00:00:00.000\n")  # 1.4 s at 90 kHz
+    assert "first" in first and "across" in first  # 5-7 s overlaps 0-6 s
+    Segment.objects.create(session=session, index=2, text="later", start_ms=12500, end_ms=13000)
+    body = Client().get(f"/live/{link.token}/captions.m3u8?lang=en").content.decode()
+    assert body.count("#EXTINF") == 2 and "captions/1.vtt?lang=en" in body
+    second = Client().get(f"/live/{link.token}/captions/1.vtt").content.decode()
+    assert "across" in second and "first" not in second and "later" not in second
+    session.status, session.audio_ms = TranscriptionSession.Status.ENDED, 14000
+    session.save()
+    body = Client().get(f"/live/{link.token}/captions.m3u8").content.decode()
+    assert body.count("#EXTINF") == 3 and body.rstrip().endswith("#EXT-X-ENDLIST")
+    assert "later" in Client().get(f"/live/{link.token}/captions/2.vtt").content.decode()
+    link.revoked_at = timezone.now()
+    link.save()
+    assert Client().get(f"/live/{link.token}/captions.m3u8").status_code == 404
+    assert Client().get(f"/live/{link.token}/captions/0.vtt").status_code == 404

@@ -7,6 +7,7 @@ import socket
 import time
 import urllib.request
 
+import av
 import jiwer
 import pytest
 from asgiref.sync import sync_to_async
@@ -139,6 +140,17 @@ def test_an_hls_stream_pulled_by_url_is_captioned_live_and_ends_by_itself(tmp_pa
             assert 10 <= session["audio_ms"] / 1000 <= 12  # the whole stream, once
             assert took >= 9  # at the stream's pace (11 s), not as fast as it downloads
             assert source.requests[0] == "/live.m3u8" and "/seg005.ts" in source.requests
+        # Its captions as HLS subtitles, read by FFmpeg's HLS reader, timed on the stream's own clock.
+        token = server.manage("shell", "-c", "from transcription.models import ShareLink; "
+                              f"print(ShareLink.objects.create(session_id='{answer['id']}').token)").stdout.split()[-1]
+        with av.open(f"{server.url}/live/{token}/captions.m3u8") as player:
+            cues = {(packet.pts, bytes(packet).decode().strip()) for packet in player.demux() if packet.size}
+        assert sorted(text for _, text in cues) == sorted(segments), (cues, segments)
+        with av.open(str(hls_folder / "seg000.ts")) as first_segment:
+            stream_start = next(p.pts * p.time_base for p in first_segment.demux(audio=0) if p.pts is not None)
+        segment = urllib.request.urlopen(f"{server.url}/live/{token}/captions/0.vtt").read().decode()
+        mpegts = int(segment.split("MPEGTS:")[1].split(",")[0])
+        assert abs(mpegts / 90000 - float(stream_start)) < 0.1, (mpegts, stream_start)
     finally:
         server.stop()
 

@@ -8,6 +8,7 @@ from typing import Callable
 
 import srt
 import webvtt
+from django.db.models import Max
 from django.http import HttpResponse
 
 from .models import Segment, TranscriptionSession
@@ -101,11 +102,53 @@ def export_vtt(session: TranscriptionSession, segments: list[Segment]) -> str:
 def live_vtt(session: TranscriptionSession, language: str = "") -> str:
     """The captions stored so far (a running session's grow with each final), or their translations
     into `language` (phrases not yet translated are left out), for players that poll a WebVTT file."""
+    cues = _live_cues(session, language)
+    return vtt_of([cue for cue, _ in cues], voices=[voice for _, voice in cues])
+
+
+def _live_cues(session: TranscriptionSession, language: str) -> list[tuple[tuple[int, int, str], str]]:
+    """(cue, voice) for every stored phrase, or for its translation into `language` where there is one."""
     segments = list(session.segments.prefetch_related("translations").order_by("index"))
     if not language:
-        return export_vtt(session, segments)
+        shown = speakers_shown(session, segments)
+        return [(cue, s.speaker_name if shown else "") for s in segments for cue in cues_of(s)]
     translated = {s.pk: t.text for s in segments for t in s.translations.all() if t.language == language}
-    return vtt_of([(s.start_ms, s.end_ms, translated[s.pk]) for s in segments if translated.get(s.pk)])
+    return [((s.start_ms, s.end_ms, translated[s.pk]), "") for s in segments if translated.get(s.pk)]
+
+
+HLS_CAPTION_SECONDS = 6  # the length of each WebVTT segment of a session's HLS captions
+
+
+def hls_captions_count(session: TranscriptionSession) -> int:
+    """How many caption segments are complete: those before the last stored final's end while the
+    session runs (finals are stored in order, so nothing earlier can still come), all once it is over."""
+    last_end = session.segments.aggregate(last=Max("end_ms"))["last"] or 0
+    if session.status == TranscriptionSession.Status.ACTIVE:
+        return last_end // (HLS_CAPTION_SECONDS * 1000)
+    return -(-max(last_end, session.audio_ms) // (HLS_CAPTION_SECONDS * 1000))
+
+
+def hls_captions_playlist(session: TranscriptionSession, segment_url) -> str:
+    """An HLS subtitles playlist (EVENT: it grows while the session runs, ENDLIST once it is over), to
+    go beside the stream in a master playlist (`#EXT-X-MEDIA:TYPE=SUBTITLES`)."""
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{HLS_CAPTION_SECONDS}",
+             "#EXT-X-MEDIA-SEQUENCE:0", "#EXT-X-PLAYLIST-TYPE:EVENT"]
+    for number in range(hls_captions_count(session)):
+        lines += [f"#EXTINF:{HLS_CAPTION_SECONDS:.3f},", segment_url(number)]
+    if session.status != TranscriptionSession.Status.ACTIVE:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+def hls_captions_segment(session: TranscriptionSession, number: int, language: str = "") -> str:
+    """Caption segment `number`: the cues overlapping its 6 s (one that spans two is in both, as HLS
+    allows). X-TIMESTAMP-MAP puts the session's 0 at a pulled stream's first timestamp, so a player
+    shows the captions in time with that stream's own segments."""
+    start, end = number * HLS_CAPTION_SECONDS * 1000, (number + 1) * HLS_CAPTION_SECONDS * 1000
+    cues = [(cue, voice) for cue, voice in _live_cues(session, language) if cue[0] < end and cue[1] > start]
+    body = vtt_of([cue for cue, _ in cues], voices=[voice for _, voice in cues]).removeprefix("WEBVTT\n")
+    mpegts = (session.stream_start_ms or 0) * 90 % 2 ** 33  # MPEG-TS clock: 90 kHz, 33 bits
+    return f"WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:{mpegts},LOCAL:00:00:00.000\n{body}\n"
 
 
 def srt_of(cues: list[tuple[int, int, str]]) -> str:

@@ -37,6 +37,8 @@ class TranscriptionSession(models.Model):
                                      help_text='Names the owner gave the speaker labels, e.g. {"S1": "민수"}')
     filename = models.CharField(max_length=255, blank=True, help_text="The uploaded file's name")
     source_url = models.CharField(max_length=2000, blank=True, help_text="The stream pulled (password removed)")
+    stream_start_ms = models.BigIntegerField(null=True, blank=True, help_text="The pulled stream's timestamp at the "
+                                             "session's 0 (its HLS captions map to it)")
 
     class Refinement(models.TextChoices):
         OFF = "off", "Off"

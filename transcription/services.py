@@ -61,6 +61,11 @@ def session_finish(*, session_id, status: str, audio_ms: int, audio_kept: bool =
     session_finished.send(sender=TranscriptionSession, session_id=session_id, status=status)
 
 
+def session_stream_started(*, session_id, start_ms: int) -> None:
+    """A pulled stream's timestamp at the session's 0 (its first decoded audio)."""
+    TranscriptionSession.objects.filter(pk=session_id).update(stream_start_ms=start_ms)
+
+
 def session_note_failure(*, session_id, code: str, message: str) -> None:
     """Why a session ended early (a pulled stream that was lost), kept beside its transcript."""
     TranscriptionSession.objects.filter(pk=session_id).update(failure_code=code[:32], failure_message=message[:500])

@@ -1,5 +1,6 @@
 import logging
 from datetime import timedelta
+from urllib.parse import quote
 
 from asgiref.sync import async_to_sync
 
@@ -16,7 +17,8 @@ from django.views.decorators.http import require_POST
 
 from . import protocol, selectors, services
 from .sources import stream_sessions, stream_urls, streams, uploads
-from .exports import EXPORT_FORMATS, export_response, live_vtt
+from .exports import (EXPORT_FORMATS, export_response, hls_captions_count, hls_captions_playlist, hls_captions_segment,
+                      live_vtt)
 from .templatetags.stt import UNSURE_BELOW
 from .forms import GlossaryForm
 from .media import audio_response
@@ -324,8 +326,32 @@ def captions_shared(request, token):
     link = selectors.share_get_active(token=token)
     if link is None:
         raise Http404("This link is invalid, expired or revoked")
-    response = HttpResponse(live_vtt(link.session, request.GET.get("lang", "")[:16]),
-                            content_type=EXPORT_FORMATS["vtt"])
+    return _captions_response(live_vtt(link.session, request.GET.get("lang", "")[:16]), EXPORT_FORMATS["vtt"])
+
+
+def captions_hls_shared(request, token):
+    """A share link's captions as HLS subtitles: a playlist of 6 s WebVTT segments that grows as
+    finals are stored (`?lang=en`: the translations), to list beside a stream in a master playlist."""
+    link = selectors.share_get_active(token=token)
+    if link is None:
+        raise Http404("This link is invalid, expired or revoked")
+    language = request.GET.get("lang", "")[:16]
+    query = f"?lang={quote(language)}" if language else ""
+    playlist = hls_captions_playlist(link.session, lambda number: f"captions/{number}.vtt{query}")
+    return _captions_response(playlist, "application/vnd.apple.mpegurl")
+
+
+def caption_segment_shared(request, token, number):
+    link = selectors.share_get_active(token=token)
+    if link is None or number >= hls_captions_count(link.session):
+        raise Http404("No such caption segment (yet)")
+    segment = hls_captions_segment(link.session, number, request.GET.get("lang", "")[:16])
+    return _captions_response(segment, EXPORT_FORMATS["vtt"])
+
+
+def _captions_response(body: str, content_type: str) -> HttpResponse:
+    """Never cached (it grows); readable from any origin, as the link is."""
+    response = HttpResponse(body, content_type=content_type)
     response["Cache-Control"] = "no-cache, no-store"
     response["Access-Control-Allow-Origin"] = "*"
     return response

@@ -8,7 +8,7 @@ file's length: the caller writes each chunk on (to the kept WAV) as it comes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from ..audio import BYTES_PER_SECOND, SAMPLE_RATE
 
@@ -24,9 +24,11 @@ class DecodeError(Exception):
         self.code = code
 
 
-def pcm16_chunks(source: Path | BinaryIO, *, max_seconds: float | None = None) -> Iterator[bytes]:
+def pcm16_chunks(source: Path | BinaryIO, *, max_seconds: float | None = None,
+                 on_start: Callable[[float], None] | None = None) -> Iterator[bytes]:
     """The first audio track of `source` (a path, a file object PyAV reads from, or a container PyAV
-    opened), as PCM16LE 16 kHz mono chunks (one per decoded packet).
+    opened), as PCM16LE 16 kHz mono chunks (one per decoded packet). `on_start` is told the first
+    frame's timestamp, in seconds (a live stream's clock).
 
     Raises DecodeError(TOO_LONG) as soon as more than `max_seconds` have been decoded, and
     DecodeError(NOT_AUDIO) when PyAV cannot open the file or it has no audio track. A damaged packet
@@ -47,6 +49,9 @@ def pcm16_chunks(source: Path | BinaryIO, *, max_seconds: float | None = None) -
             raise DecodeError(NOT_AUDIO, "the file has no audio track")
         resampler, source_format = None, None
         for frame in _frames(container, container.streams.audio[0]):
+            if on_start is not None and frame.time is not None:
+                on_start(frame.time)
+                on_start = None
             if (frame.format.name, frame.layout.name, frame.sample_rate) != source_format:
                 # A stream may change its rate or channels midway (joined files): a new resampler.
                 yield from _drained(resampler)

@@ -77,7 +77,11 @@ async def pump(session: LiveSession, stream: PulledStream) -> None:
             if isinstance(item, _Ended):
                 ended = item
                 break
-            started = loop.time() if started is None else started
+            if started is None:
+                started = loop.time()
+                if stream.start_seconds is not None:
+                    await database_sync_to_async(services.session_stream_started)(
+                        session_id=session.id, start_ms=round(stream.start_seconds * 1000))
             ahead = fed / BYTES_PER_SECOND - (loop.time() - started) - LEAD_SECONDS
             if ahead > 0:
                 await asyncio.sleep(ahead)

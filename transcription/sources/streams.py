@@ -75,6 +75,7 @@ class PulledStream:
         self.hls: HlsReader | None = None
         self._first = None  # what `open` got: an HTTP body, an HLS playlist or a PyAV container
         self._body: _Body | None = None
+        self.start_seconds: float | None = None  # the stream's timestamp at its first audio (the session's 0)
 
     def open(self) -> None:
         """Connect once; SourceNotAllowed (a redirect elsewhere) or StreamError(SOURCE_UNREACHABLE)."""
@@ -156,14 +157,18 @@ class PulledStream:
         return _Body(response, head, parts)
 
     def _decoded(self, source) -> Iterator[bytes]:
+        on_start = self._started if self.start_seconds is None else None
         if isinstance(source, _Body):
             self._body = source
-            yield from pcm16_chunks(_Bytes(source.parts(), self.stop_event))
+            yield from pcm16_chunks(_Bytes(source.parts(), self.stop_event), on_start=on_start)
         elif self.hls is not None:
-            yield from pcm16_chunks(_Bytes(self.hls.segments(source), self.stop_event))
+            yield from pcm16_chunks(_Bytes(self.hls.segments(source), self.stop_event), on_start=on_start)
         else:
             with source:
-                yield from pcm16_chunks(source)
+                yield from pcm16_chunks(source, on_start=on_start)
+
+    def _started(self, seconds: float) -> None:
+        self.start_seconds = seconds
 
     def _ended(self) -> bool:
         if self.hls is not None:
