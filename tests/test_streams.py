@@ -218,3 +218,42 @@ def test_ffmpeg_streams_connect_to_the_address_that_was_checked(settings, monkey
         connection.close()
         opener.join(10)
     assert accepted
+
+
+def live_playlist(folder, segments, *, ended):
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:1", "#EXT-X-MEDIA-SEQUENCE:0"]
+    for name in segments:
+        lines += ["#EXTINF:1.0,", name]
+    (folder / "growing.m3u8").write_text("\n".join(lines + (["#EXT-X-ENDLIST"] if ended else [])) + "\n")
+
+
+def test_a_live_playlist_is_followed_from_its_newest_segment_and_one_that_stops_growing_is_lost(settings, tmp_path):
+    """A live HLS playlist (no ENDLIST) is read from its newest segment, reloaded as it grows, and
+    finished at its ENDLIST; one that stops growing is a stall, and with no reconnection left, lost."""
+    from transcription.sources import streams
+
+    settings.STT_STREAM_ALLOWED_HOSTS = ["127.0.0.1"]
+    folder = tmp_path / "live"
+    write_hls(DATA / "en" / "jfk.wav", folder, segment_seconds=1.0)
+    names = sorted(p.name for p in folder.glob("seg*.ts"))
+    live_playlist(folder, names[:3], ended=False)
+    with StreamServer(folder) as server:
+        stream = streams.PulledStream(f"{server.url}/growing.m3u8", stall_seconds=2, reconnects=0)
+        stream.open()
+        grower = __import__("threading").Thread(target=lambda: [
+            (time.sleep(0.4), live_playlist(folder, names[:count], ended=count == len(names)))
+            for count in range(4, len(names) + 1)])
+        grower.start()
+        audio = sum(len(chunk) for chunk in stream.chunks()) / 32000
+        grower.join()
+        assert "/seg000.ts" not in server.requests and "/seg002.ts" in server.requests  # joined at the live edge
+        assert f"/{names[-1]}" in server.requests  # followed to the end
+        assert len(names) - 3 - 0.5 <= audio <= len(names) - 2 + 0.5
+        live_playlist(folder, names[:3], ended=False)  # a playlist that never grows
+        stalled = streams.PulledStream(f"{server.url}/growing.m3u8", stall_seconds=1, reconnects=0)
+        stalled.open()
+        started = time.monotonic()
+        with pytest.raises(streams.StreamLost, match="stopped growing"):
+            for _ in stalled.chunks():
+                pass
+        assert time.monotonic() - started < 8

@@ -16,6 +16,7 @@ import threading
 from typing import Iterator
 
 import httpx
+import m3u8
 
 from ..protocol import SOURCE_LOST, SOURCE_UNREACHABLE
 from . import http_fetch, stream_urls
@@ -40,21 +41,25 @@ class StreamLost(StreamError):
 
 
 class _Bytes:
-    """Byte chunks as a file PyAV reads (no seek: FFmpeg reads it as a live stream)."""
+    """Byte chunks as a file PyAV reads (no seek: FFmpeg reads it as a live stream). A failure to
+    fetch them ends the file and is kept in `error`: FFmpeg would report it as undecodable data."""
 
     def __init__(self, parts: Iterator[bytes], stop: threading.Event) -> None:
         self.parts = parts
         self.stop = stop
         self.buffer = b""
-        self.received = 0
+        self.error: Exception | None = None
 
     def read(self, size: int = -1) -> bytes:
         while not self.buffer and not self.stop.is_set():
-            part = next(self.parts, None)
+            try:
+                part = next(self.parts, None)
+            except Exception as exc:
+                self.error = exc
+                return b""
             if part is None:
                 return b""
             self.buffer = part
-            self.received += len(part)
         if self.stop.is_set():
             return b""
         size = len(self.buffer) if size < 0 else size
@@ -158,14 +163,20 @@ class PulledStream:
 
     def _decoded(self, source) -> Iterator[bytes]:
         on_start = self._started if self.start_seconds is None else None
-        if isinstance(source, _Body):
-            self._body = source
-            yield from pcm16_chunks(_Bytes(source.parts(), self.stop_event), on_start=on_start)
-        elif self.hls is not None:
-            yield from pcm16_chunks(_Bytes(self.hls.segments(source), self.stop_event), on_start=on_start)
-        else:
+        if not isinstance(source, (_Body, m3u8.M3U8)):  # a PyAV container FFmpeg opened
             with source:
                 yield from pcm16_chunks(source, on_start=on_start)
+            return
+        if isinstance(source, _Body):
+            self._body = source
+        data = _Bytes(source.parts() if isinstance(source, _Body) else self.hls.segments(source), self.stop_event)
+        try:
+            yield from pcm16_chunks(data, on_start=on_start)
+        except DecodeError:
+            if data.error is None:
+                raise
+        if data.error is not None:  # the fetching failed, not the decoding
+            raise data.error
 
     def _started(self, seconds: float) -> None:
         self.start_seconds = seconds
