@@ -357,7 +357,7 @@ MUTATIONS = [
     m("a live playlist is read from its oldest segment, far behind the live edge",
       "tests/test_streams.py::test_a_live_playlist_is_followed_from_its_newest_segment_and_one_that_stops_growing_is_lost",
       ("transcription/sources/hls.py",
-       "            self.last_sequence = playlist.media_sequence + len(playlist.segments) - 2  # the newest only",
+       "            self.last_sequence = (playlist.media_sequence or 0) + len(playlist.segments) - 2  # the newest only",
        "            pass")),
     m("a live playlist that stops growing is waited on forever",
       "tests/test_streams.py::test_a_live_playlist_is_followed_from_its_newest_segment_and_one_that_stops_growing_is_lost",

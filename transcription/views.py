@@ -59,7 +59,7 @@ def translate_targets() -> list[tuple[str, str]]:
 
 
 @login_required
-def recorder(request, upload_error: str = "", status: int = 200, stream_error: str = ""):
+def recorder(request, upload_error: str = "", status: int = 200, stream_error: str = "", stream_url: str = ""):
     return render(
         request,
         "transcription/recorder.html",
@@ -69,6 +69,7 @@ def recorder(request, upload_error: str = "", status: int = 200, stream_error: s
             "translate_targets": translate_targets(),
             "upload_error": upload_error,
             "stream_error": stream_error,
+            "stream_url": stream_url,
             "streams_on": bool(settings.STT_STREAM_ALLOWED_HOSTS),
             "max_upload_mb": settings.STT_MAX_UPLOAD_MB,
             "max_upload_hours": settings.STT_MAX_UPLOAD_SECONDS / 3600,
@@ -98,12 +99,14 @@ def upload(request):
 def stream_start(request):
     """The recorder page's "Caption a live stream": pulled by the server, followed on the live page."""
     fields = {"lang": request.POST.get("language", ""), "translate_to": request.POST.get("translate_to", "")}
+    url = request.POST.get("source_url", "")[:2000]
     try:
-        session_id = stream_sessions.start(user=request.user, url=request.POST.get("source_url", ""), fields=fields)
+        session_id = stream_sessions.start(user=request.user, url=url, fields=fields)
     except (stream_urls.SourceNotAllowed, streams.StreamError, protocol.ProtocolError) as exc:
-        return recorder(request, stream_error=f"Not started: {exc} ({exc.code}).", status=400)
+        return recorder(request, stream_error=f"Not started: {exc} ({exc.code}).", status=400,
+                        stream_url=stream_urls.redact(url))
     except stream_sessions.NoServerLoop as exc:
-        return recorder(request, stream_error=f"Not started: {exc}.", status=503)
+        return recorder(request, stream_error=f"Not started: {exc}.", status=503, stream_url=stream_urls.redact(url))
     return redirect("transcription:live_own", session_id=session_id)
 
 

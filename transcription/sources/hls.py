@@ -61,7 +61,7 @@ class HlsReader:
     def segments(self, first: m3u8.M3U8 | None = None) -> Iterator[bytes]:
         playlist = first or self.load()
         if self.last_sequence is None and not playlist.is_endlist and playlist.segments:
-            self.last_sequence = playlist.media_sequence + len(playlist.segments) - 2  # the newest only
+            self.last_sequence = (playlist.media_sequence or 0) + len(playlist.segments) - 2  # the newest only
         init_uri = None
         grew_at = time.monotonic()
         while not self.stop.is_set():

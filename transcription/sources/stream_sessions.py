@@ -71,7 +71,8 @@ async def pump(session: LiveSession, stream: PulledStream) -> None:
         while not session.closing:
             try:
                 item = chunks.get_nowait()
-            except queue.Empty:
+            except queue.Empty:  # (the reader is reconnecting at worst: bounded there, not by STT_IDLE_SECONDS)
+                session.touch()
                 await asyncio.sleep(POLL_SECONDS)
                 continue
             if isinstance(item, _Ended):
