@@ -120,7 +120,7 @@ def speech(name: str) -> list[bytes]:
 def whisper_cluster(tmp_path_factory, database, cluster):  # (cluster migrates the database)
     """Speaker's process A runs whisper; viewer's process B only relays (never loads a model)."""
     env = {"DATABASE_URL": database, "REDIS_URL": "redis://127.0.0.1:6379/0", "STT_ENGINE": "whisper",
-           "STT_RESUME_SECONDS": "0"}
+           "STT_RESUME_SECONDS": "0", "STT_STREAM_ALLOWED_HOSTS": "127.0.0.1"}
     a = ServerProcess(tmp_path_factory.mktemp("wa"), env=env, migrate=False)
     b = ServerProcess(tmp_path_factory.mktemp("wb"), env=env, migrate=False)
     a.create_user("talker")
@@ -188,3 +188,47 @@ def test_a_viewer_on_another_process_gets_every_final_through_silence_and_a_keep
     assert late, "the utterance after the keepalive minute gave a final"
     assert [e["seq"] for e in watched] == sorted(e["seq"] for e in watched)
     assert watched[-1].get("event") == "ended"
+
+
+@pytest.mark.model
+def test_a_stream_pulled_by_one_process_is_watched_and_stopped_through_another(whisper_cluster, tmp_path):
+    """Process A pulls an HLS stream (jfk, with its own pauses, at real time); a viewer on process B
+    gets its finals as they come through Redis, and the owner's stop, sent to B, ends it on A."""
+    import urllib.request
+
+    from .conftest import DATA
+    from .fakes.stream_server import StreamServer, write_hls
+
+    a, b, token = whisper_cluster
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def rest(server, method, path, body=None):
+        request = urllib.request.Request(f"{server.url}{path}", method=method, data=json.dumps(body).encode()
+                                         if body is not None else None, headers={**auth, "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+
+    async def scenario(session):
+        async with websockets.connect(f"{b.ws_url}/ws/sessions/{session}/live/", additional_headers=auth) as viewer:
+            watched, stopped = [], False
+            async for raw in viewer:
+                event = json.loads(raw)
+                watched.append(event)
+                if not stopped and sum(e["type"] == "final" for e in watched) == 2:
+                    stopped = True
+                    status, _ = await asyncio.to_thread(rest, b, "POST", f"/api/sessions/{session}/stop/")
+                    assert status == 202
+                if event.get("event") == "ended":
+                    return watched
+
+    with StreamServer(write_hls(DATA / "en" / "jfk.wav", tmp_path / "hls").parent) as source:
+        status, created = rest(a, "POST", "/api/sessions/", {"source_url": f"{source.url}/live.m3u8",
+                                                             "language": "en-US"})
+        assert status == 201
+        watched = asyncio.run(asyncio.wait_for(scenario(created["id"]), 60))
+    finals = [e["text"] for e in watched if e["type"] == "final"]
+    assert watched[-1]["reason"] == "end" and len(finals) >= 2
+    _, detail = rest(b, "GET", f"/api/sessions/{created['id']}/")
+    assert detail["status"] == "ended" and detail["source"] == "stream"
+    assert [s["text"] for s in detail["segments"]] == finals  # stored, every one, before it was seen
+    assert detail["audio_ms"] < 10_000  # stopped before the stream's 11 s ended
