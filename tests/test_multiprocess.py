@@ -231,4 +231,4 @@ def test_a_stream_pulled_by_one_process_is_watched_and_stopped_through_another(w
     _, detail = rest(b, "GET", f"/api/sessions/{created['id']}/")
     assert detail["status"] == "ended" and detail["source"] == "stream"
     assert [s["text"] for s in detail["segments"]] == finals  # stored, every one, before it was seen
-    assert detail["audio_ms"] < 10_000  # stopped before the stream's 11 s ended
+    assert detail["audio_ms"] < 10_500  # stopped before the stream's 11.0 s ended (the reason says so too)
