@@ -48,6 +48,7 @@ test-fast: install-dev
 bench: install-dev
 	$(PY) bench/latency.py tests/data/en/beckett.wav --lang en-US
 	$(PY) bench/latency.py tests/data/ko/kspon_long.wav --lang ko-KR --cer
+	$(PY) bench/stream_pull.py tests/data/ko/kspon_long.wav --lang ko-KR --cer
 	$(PY) bench/translation.py
 	$(PY) bench/accuracy.py
 	$(PY) bench/accuracy.py --model tiny.en --sets en
