@@ -378,3 +378,6 @@ STT_STREAM_SCHEMES = [s.strip().lower() for s in os.environ.get(
 # session ends (reason "source_lost").
 STT_STREAM_STALL_SECONDS = env_float("STT_STREAM_STALL_SECONDS", 10.0)
 STT_STREAM_RECONNECTS = env_int("STT_STREAM_RECONNECTS", 5)
+# A pulled stream whose process gave no sign of life for this long (it was killed) is ended
+# `interrupted` (failure `server_lost`) by any process's job watchdog.
+STT_STREAM_STALE_SECONDS = env_float("STT_STREAM_STALE_SECONDS", 30.0)

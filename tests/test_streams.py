@@ -257,3 +257,41 @@ def test_a_live_playlist_is_followed_from_its_newest_segment_and_one_that_stops_
             for _ in stalled.chunks():
                 pass
         assert time.monotonic() - started < 8
+
+
+@pytest.mark.model
+@pytest.mark.server
+def test_a_stream_whose_server_is_killed_is_ended_by_the_watchdog_with_its_finals_kept(tmp_path, hls_folder):
+    """SIGKILL takes the process pulling a stream, and the stream with it. When a server runs again
+    on that database, its watchdog finds the session without signs of life and ends it
+    `interrupted` (`server_lost`); what was stored before the kill stays."""
+    server = ServerProcess(tmp_path / "server", env={
+        "STT_STREAM_ALLOWED_HOSTS": "127.0.0.1", "STT_WHISPER_MODEL_EN": "tiny.en",
+        "STT_STREAM_STALE_SECONDS": "3", "STT_JOB_STALE_SECONDS": "2"})
+    server.create_user("broadcaster")
+    token = server.create_token("broadcaster")
+    server.start()
+    try:
+        with StreamServer(hls_folder) as source:
+            answer = api(server, "POST", "/api/sessions/", token, {"source_url": f"{source.url}/live.m3u8",
+                                                                   "language": "en-US"})
+            for _ in range(60):
+                session = api(server, "GET", f"/api/sessions/{answer['id']}/", token)
+                if session["segments"]:
+                    break
+                time.sleep(0.25)
+            time.sleep(4)  # (longer than STT_STREAM_STALE_SECONDS: a live stream is not taken for dead)
+            alive = api(server, "GET", f"/api/sessions/{answer['id']}/", token)
+            assert alive["status"] == "active" and alive["segments"]
+            server.kill()
+            server.start()
+            for _ in range(60):
+                session = api(server, "GET", f"/api/sessions/{answer['id']}/", token)
+                if session["status"] != "active":
+                    break
+                time.sleep(0.25)
+        assert session["status"] == "interrupted" and session["failure"]["code"] == "server_lost"
+        assert [s["text"] for s in session["segments"]][:len(alive["segments"])] == [
+            s["text"] for s in alive["segments"]]
+    finally:
+        server.stop()

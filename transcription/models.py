@@ -37,6 +37,8 @@ class TranscriptionSession(models.Model):
                                      help_text='Names the owner gave the speaker labels, e.g. {"S1": "민수"}')
     filename = models.CharField(max_length=255, blank=True, help_text="The uploaded file's name")
     source_url = models.CharField(max_length=2000, blank=True, help_text="The stream pulled (password removed)")
+    stream_alive_at = models.DateTimeField(null=True, blank=True, help_text="A pulled stream's last sign of life "
+                                           "from the process pulling it (STT_STREAM_STALE_SECONDS)")
     stream_start_ms = models.BigIntegerField(null=True, blank=True, help_text="The pulled stream's timestamp at the "
                                              "session's 0 (its HLS captions map to it)")
 

@@ -74,6 +74,7 @@ TRANSLATION_FAILED = "translation_failed"  # one phrase's translation failed twi
 SOURCE_NOT_ALLOWED = "source_not_allowed"  # a stream URL whose scheme, host or address this server does not pull
 SOURCE_UNREACHABLE = "source_unreachable"  # a stream URL that could not be opened (nothing was started)
 SOURCE_LOST = "source_lost"  # a pulled stream dropped and did not come back; the session ended
+SERVER_LOST = "server_lost"  # the server pulling a stream died (a session's `failure`, not an event)
 TOO_MANY_LANGUAGES = "too_many_languages"  # viewers already have captions in STT_MAX_VIEWER_LANGUAGES languages
 
 

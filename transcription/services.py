@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Callable
 
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 from knox.models import AuthToken
 
 from .engines import Result
+from .protocol import SERVER_LOST
 from .models import GlossaryTerm, Segment, SegmentEdit, ShareLink, TranscriptionSession, Translation
 from .recording import audio_name, read_span, recording_publish
 from .signals import session_finished
@@ -21,7 +24,8 @@ def session_start(*, owner, language: str, engine: str, translate_to: str = "",
                   vocabulary: list[str] | None = None, source_url: str = "") -> TranscriptionSession:
     source = TranscriptionSession.Source.STREAM if source_url else TranscriptionSession.Source.LIVE
     return TranscriptionSession.objects.create(owner=owner, language=language, engine=engine, translate_to=translate_to,
-                                               vocabulary=vocabulary or [], source=source, source_url=source_url)
+                                               vocabulary=vocabulary or [], source=source, source_url=source_url,
+                                               stream_alive_at=timezone.now() if source_url else None)
 
 
 @transaction.atomic
@@ -64,6 +68,27 @@ def session_finish(*, session_id, status: str, audio_ms: int, audio_kept: bool =
 def session_stream_started(*, session_id, start_ms: int) -> None:
     """A pulled stream's timestamp at the session's 0 (its first decoded audio)."""
     TranscriptionSession.objects.filter(pk=session_id).update(stream_start_ms=start_ms)
+
+
+def session_stream_alive(*, session_id) -> None:
+    TranscriptionSession.objects.filter(pk=session_id).update(stream_alive_at=timezone.now())
+
+
+def sessions_end_orphaned_streams(*, stale_seconds: float) -> list:
+    """Pulled streams whose process died (killed, its machine lost): no sign of life for
+    `stale_seconds`. They end `interrupted` with `server_lost`, keeping every final stored; the
+    recording stayed on the dead process's disk. Returns their ids."""
+    stale = timezone.now() - timedelta(seconds=stale_seconds)
+    orphans = TranscriptionSession.objects.filter(source=TranscriptionSession.Source.STREAM,
+                                                  status=TranscriptionSession.Status.ACTIVE, stream_alive_at__lt=stale)
+    ended = []
+    for session_id in orphans.values_list("pk", flat=True):
+        heard = Segment.objects.filter(session_id=session_id).aggregate(last=Max("end_ms"))["last"] or 0
+        if orphans.filter(pk=session_id).update(  # (one watchdog wins when several run)
+                status=TranscriptionSession.Status.INTERRUPTED, ended_at=timezone.now(), audio_ms=heard,
+                failure_code=SERVER_LOST, failure_message="the server pulling this stream stopped; start it again"):
+            ended.append(session_id)
+    return ended
 
 
 def session_note_failure(*, session_id, code: str, message: str) -> None:

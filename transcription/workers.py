@@ -19,7 +19,7 @@ import time
 from django.conf import settings
 from django.db import close_old_connections
 
-from . import jobs
+from . import jobs, services
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +40,14 @@ def uses_database_backend() -> bool:
 
 
 def watch(stop: threading.Event | None = None) -> None:
-    """The watchdog loop: stale jobs back on the queue, every quarter of STT_JOB_STALE_SECONDS."""
+    """The watchdog loop, every quarter of STT_JOB_STALE_SECONDS: stale jobs back on the queue, and
+    pulled streams whose process died ended."""
     stop = stop or threading.Event()
     while not stop.wait(max(0.2, settings.STT_JOB_STALE_SECONDS / 4)):
         try:
             jobs.recover_stale()
+            for session_id in services.sessions_end_orphaned_streams(stale_seconds=settings.STT_STREAM_STALE_SECONDS):
+                logger.warning("session %s: the server pulling its stream stopped; ended", session_id)
             close_old_connections()
         except Exception:  # the database is away: try again at the next round (the thread never dies)
             logger.warning("the job watchdog could not check for stale jobs", exc_info=True)

@@ -21,6 +21,7 @@ export const CODE = {
   TRANSLATION_UNSUPPORTED: "translation_unsupported", UNAUTHENTICATED: "unauthenticated", READ_ONLY: "read_only",
   LIVE_UNAVAILABLE: "live_unavailable", TRANSLATION_FAILED: "translation_failed",
   SOURCE_NOT_ALLOWED: "source_not_allowed", SOURCE_UNREACHABLE: "source_unreachable", SOURCE_LOST: "source_lost",
+  SERVER_LOST: "server_lost",
   TOO_MANY_LANGUAGES: "too_many_languages",
 };
 

@@ -18,6 +18,7 @@ import queue
 import threading
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from .. import protocol, services
 from ..audio import BYTES_PER_SECOND
@@ -50,6 +51,7 @@ async def begin(admitted: admission.Admission, *, user, stream: PulledStream) ->
     session = await admission.open_session(admitted, user=user, source_url=stream.target.redacted)
     await session.start(None)
     session.spawn(pump(session, stream))
+    session.spawn(keep_alive(session))
     logger.info("session %s pulls %s", session.id, stream.target.redacted)
     return session.id
 
@@ -104,6 +106,17 @@ async def pump(session: LiveSession, stream: PulledStream) -> None:
     await session.end(reason=ended.reason)
 
 
+async def keep_alive(session: LiveSession) -> None:
+    """Signs of life on the session's row while it runs here: a process that was killed stops giving
+    them, and any process's watchdog then ends the session (services.sessions_end_orphaned_streams)."""
+    while not session.closing:
+        await asyncio.sleep(settings.STT_STREAM_STALE_SECONDS / 4)
+        try:
+            await database_sync_to_async(services.session_stream_alive)(session_id=session.id)
+        except Exception:  # the database is away a moment: the next beat will do
+            logger.warning("session %s: no sign of life stored", session.id, exc_info=True)
+
+
 def read(stream: PulledStream, chunks: queue.Queue) -> None:
     """The reader thread: the stream's audio in 100 ms chunks, then how it ended."""
     pending, ended = b"", None
@@ -146,7 +159,6 @@ def start(*, user, url: str, fields: dict) -> str:
     Raises SourceNotAllowed, ProtocolError (a field, or a limit), StreamError (the stream could not
     be opened) or NoServerLoop; nothing is stored and nothing keeps running after any of them."""
     from asgiref.sync import async_to_sync
-    from django.conf import settings
 
     from .. import admission as rules
     from ..engines import get_engine
