@@ -36,7 +36,11 @@ def _lines(segment: Segment) -> list[str]:
 def speakers_shown(session: TranscriptionSession, segments: list[Segment]) -> bool:
     """Exports name speakers when there is more than one, or the owner named one: one unnamed voice
     (dictation) gets no "S1:" on every line."""
-    return bool(session.speaker_names) or len({s.speaker for s in segments if s.speaker}) > 1
+    return _speakers_shown(session, {s.speaker for s in segments})
+
+
+def _speakers_shown(session: TranscriptionSession, labels: set[str]) -> bool:
+    return bool(session.speaker_names) or len(labels - {""}) > 1
 
 
 def _said(segment: Segment, shown: bool) -> str:
@@ -106,11 +110,19 @@ def live_vtt(session: TranscriptionSession, language: str = "") -> str:
     return vtt_of([cue for cue, _ in cues], voices=[voice for _, voice in cues])
 
 
-def _live_cues(session: TranscriptionSession, language: str) -> list[tuple[tuple[int, int, str], str]]:
-    """(cue, voice) for every stored phrase, or for its translation into `language` where there is one."""
-    segments = list(session.segments.prefetch_related("translations").order_by("index"))
+def _live_cues(session: TranscriptionSession, language: str,
+               between: tuple[int, int] | None = None) -> list[tuple[tuple[int, int, str], str]]:
+    """(cue, voice) for every stored phrase (those overlapping `between`, in ms, if given), or for its
+    translation into `language` where there is one."""
+    segments = session.segments.prefetch_related("translations").order_by("index")
+    if between is not None:  # (a 6 s caption segment of a 4 h session reads its own phrases only)
+        segments = segments.filter(start_ms__lt=between[1], end_ms__gt=between[0])
+    segments = list(segments)
     if not language:
-        shown = speakers_shown(session, segments)
+        if between is None:
+            shown = speakers_shown(session, segments)
+        else:  # the session's speakers decide, not the window's
+            shown = _speakers_shown(session, set(session.segments.order_by().values_list("speaker", flat=True).distinct()))
         return [(cue, s.speaker_name if shown else "") for s in segments for cue in cues_of(s)]
     translated = {s.pk: t.text for s in segments for t in s.translations.all() if t.language == language}
     return [((s.start_ms, s.end_ms, translated[s.pk]), "") for s in segments if translated.get(s.pk)]
@@ -145,7 +157,8 @@ def hls_captions_segment(session: TranscriptionSession, number: int, language: s
     allows). X-TIMESTAMP-MAP puts the session's 0 at a pulled stream's first timestamp, so a player
     shows the captions in time with that stream's own segments."""
     start, end = number * HLS_CAPTION_SECONDS * 1000, (number + 1) * HLS_CAPTION_SECONDS * 1000
-    cues = [(cue, voice) for cue, voice in _live_cues(session, language) if cue[0] < end and cue[1] > start]
+    cues = [(cue, voice) for cue, voice in _live_cues(session, language, between=(start, end))
+            if cue[0] < end and cue[1] > start]
     body = vtt_of([cue for cue, _ in cues], voices=[voice for _, voice in cues]).removeprefix("WEBVTT\n")
     mpegts = (session.stream_start_ms or 0) * 90 % 2 ** 33  # MPEG-TS clock: 90 kHz, 33 bits
     return f"WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:{mpegts},LOCAL:00:00:00.000\n{body}\n"

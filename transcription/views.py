@@ -15,8 +15,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from . import protocol, selectors, services
-from .sources import stream_sessions, stream_urls, streams, uploads
+from . import selectors, services
+from .sources import stream_sessions, stream_urls, uploads
 from .exports import (EXPORT_FORMATS, export_response, hls_captions_count, hls_captions_playlist, hls_captions_segment,
                       live_vtt)
 from .templatetags.stt import UNSURE_BELOW
@@ -102,7 +102,7 @@ def stream_start(request):
     url = request.POST.get("source_url", "")[:2000]
     try:
         session_id = stream_sessions.start(user=request.user, url=url, fields=fields)
-    except (stream_urls.SourceNotAllowed, streams.StreamError, protocol.ProtocolError) as exc:
+    except stream_sessions.REFUSALS as exc:
         return recorder(request, stream_error=f"Not started: {exc} ({exc.code}).", status=400,
                         stream_url=stream_urls.redact(url))
     except stream_sessions.NoServerLoop as exc:

@@ -8,41 +8,36 @@ import threading
 from pathlib import Path
 
 import av
-import numpy as np
 
 
 def write_hls(wav: Path, folder: Path, *, segment_seconds: float = 2.0, name: str = "live.m3u8") -> Path:
     """`wav` as an HLS VOD: AAC in MPEG-TS segments and a playlist with ENDLIST (FFmpeg's hls muxer)."""
     folder.mkdir(parents=True, exist_ok=True)
     playlist = folder / name
-    with av.open(str(wav)) as source, av.open(str(playlist), "w", format="hls", options={
-            "hls_time": str(segment_seconds), "hls_playlist_type": "vod",
-            "hls_segment_filename": str(folder / "seg%03d.ts")}) as out:
-        stream = out.add_stream("aac", rate=44100, layout="mono")
-        resampler = av.AudioResampler(format="fltp", layout="mono", rate=44100)
-        for frame in source.decode(audio=0):
-            for converted in resampler.resample(frame):
-                for packet in stream.encode(converted):
-                    out.mux(packet)
-        for converted in resampler.resample(None):
-            for packet in stream.encode(converted):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    _encode(wav, playlist, "aac", "fltp", format="hls", options={
+        "hls_time": str(segment_seconds), "hls_playlist_type": "vod", "hls_segment_filename": str(folder / "seg%03d.ts")})
     return playlist
 
 
 def write_mp3(wav: Path, path: Path) -> Path:
-    with av.open(str(wav)) as source, av.open(str(path), "w", format="mp3") as out:
-        stream = out.add_stream("mp3", rate=44100, layout="mono")
-        resampler = av.AudioResampler(format="s16p", layout="mono", rate=44100)
-        for frame in source.decode(audio=0):
-            for converted in resampler.resample(frame):
-                for packet in stream.encode(converted):
-                    out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    _encode(wav, path, "mp3", "s16p", format="mp3")
     return path
+
+
+def _encode(wav: Path, path: Path, codec: str, sample_format: str, **output) -> None:
+    """`wav` encoded as 44.1 kHz mono `codec` into `path` (PyAV's muxer for `output['format']`)."""
+    with av.open(str(wav)) as source, av.open(str(path), "w", **output) as out:
+        stream = out.add_stream(codec, rate=44100, layout="mono")
+        resampler = av.AudioResampler(format=sample_format, layout="mono", rate=44100)
+        for frame in source.decode(audio=0):
+            _mux(out, stream, resampler.resample(frame))
+        _mux(out, stream, [*resampler.resample(None), None])  # what the resampler and the encoder still hold
+
+
+def _mux(out, stream, frames) -> None:
+    for frame in frames:
+        for packet in stream.encode(frame):
+            out.mux(packet)
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -108,16 +103,3 @@ class StreamServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-def silence_wav(path: Path, seconds: float) -> Path:
-    with av.open(str(path), "w", format="wav") as out:
-        stream = out.add_stream("pcm_s16le", rate=16000, layout="mono")
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, int(seconds * 16000)), dtype=np.int16), format="s16",
-                                           layout="mono")
-        frame.sample_rate = 16000
-        for packet in stream.encode(frame):
-            out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path

@@ -8,7 +8,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from .. import selectors, services
-from ..sources import stream_sessions, stream_urls, streams, uploads
+from ..sources import stream_sessions, uploads
 from ..exports import EXPORT_FORMATS, export_response
 from ..jobs import job_start
 from ..models import Job, TranscriptionSession, Voice
@@ -82,7 +82,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
                   "vocabulary": f["vocabulary"], "speakers": f["speakers"]}
         try:
             session_id = stream_sessions.start(user=request.user, url=f["source_url"], fields=fields)
-        except (stream_urls.SourceNotAllowed, streams.StreamError, protocol.ProtocolError) as exc:
+        except stream_sessions.REFUSALS as exc:
             return Response({"code": exc.code, "detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         except stream_sessions.NoServerLoop as exc:
             return Response({"code": protocol.BUSY, "detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)

@@ -38,7 +38,7 @@ def get(session: httpx.Client, url: str) -> tuple[httpx.Response, str]:
         if target.scheme not in ("http", "https"):
             raise stream_urls.SourceNotAllowed(f"a redirect to a {target.scheme} URL is not followed")
         try:
-            response = session.send(_pinned_request(session, target), stream=True)
+            response = session.send(_pinned_request(session, target), stream=True, auth=_auth(target))
         except httpx.HTTPError as exc:
             raise FetchError(f"{target.redacted} could not be reached ({type(exc).__name__})") from exc
         if response.is_redirect:
@@ -81,10 +81,10 @@ def _pinned_request(session: httpx.Client, target: stream_urls.Target) -> httpx.
     host = f"[{target.host}]" if ":" in target.host else target.host
     host_header = host if target.port == default_port else f"{host}:{target.port}"
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-    auth = None
-    if parts.username:
-        auth = httpx.BasicAuth(parts.username, parts.password or "")
-    request = session.build_request("GET", url, headers={"Host": host_header}, extensions=extensions)
-    if auth is not None:
-        request = next(auth.auth_flow(request))
-    return request
+    return session.build_request("GET", url, headers={"Host": host_header}, extensions=extensions)
+
+
+def _auth(target: stream_urls.Target) -> httpx.BasicAuth | None:
+    """Credentials written in the URL (user:password@host), as a player would send them."""
+    parts = urlsplit(target.url)
+    return httpx.BasicAuth(parts.username, parts.password or "") if parts.username else None

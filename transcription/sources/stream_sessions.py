@@ -16,12 +16,16 @@ import contextvars
 import logging
 import queue
 import threading
+from dataclasses import dataclass
 
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from .. import admission as rules
 from .. import protocol, services
 from ..audio import BYTES_PER_SECOND
+from ..engines import get_engine
 from ..realtime import admission
 from ..realtime.session import LiveSession, Refusal
 from .stream_urls import SourceNotAllowed
@@ -39,9 +43,17 @@ class NoServerLoop(Exception):
     """Not under the ASGI server (e.g. Django's test client): nothing would keep the session running."""
 
 
+# What `start` may refuse with, each carrying a documented `code` (the API's 400s, the page's message).
+REFUSALS = (SourceNotAllowed, StreamError, protocol.ProtocolError)
+
+
+@dataclass(frozen=True)
 class _Ended:
-    def __init__(self, reason: str, code: str = "", message: str = "") -> None:
-        self.reason, self.code, self.message = reason, code, message
+    """How the stream ended, the reader thread's last item."""
+
+    reason: str
+    code: str = ""
+    message: str = ""
 
 
 async def begin(admitted: admission.Admission, *, user, stream: PulledStream) -> str:
@@ -134,7 +146,7 @@ def read(stream: PulledStream, chunks: queue.Queue) -> None:
         ended = _Ended(protocol.REASON_SOURCE_LOST, exc.code, str(exc))
     except Exception as exc:  # a boundary: the session still ends, with the reason
         logger.exception("stream %s failed", stream.target.redacted)
-        ended = _Ended(protocol.REASON_SOURCE_LOST, protocol.REASON_SOURCE_LOST, f"the stream failed: {exc}")
+        ended = _Ended(protocol.REASON_SOURCE_LOST, protocol.SOURCE_LOST, f"the stream failed: {exc}")
     finally:
         stream.disconnect()
     if ended is not None:
@@ -158,11 +170,6 @@ def start(*, user, url: str, fields: dict) -> str:
 
     Raises SourceNotAllowed, ProtocolError (a field, or a limit), StreamError (the stream could not
     be opened) or NoServerLoop; nothing is stored and nothing keeps running after any of them."""
-    from asgiref.sync import async_to_sync
-
-    from .. import admission as rules
-    from ..engines import get_engine
-
     stream = PulledStream(url, stall_seconds=settings.STT_STREAM_STALL_SECONDS,
                           reconnects=settings.STT_STREAM_RECONNECTS)  # the URL's check: no connection yet
     message = protocol.parse_start_fields(fields, default_language=settings.STT_DEFAULT_LANGUAGE)

@@ -11,6 +11,8 @@ of its declared length, the end of an RTMP/RTSP stream) simply stops.
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import threading
 from typing import Iterator
@@ -209,16 +211,14 @@ class _Body:
 
     def parts(self) -> Iterator[bytes]:
         try:
-            for part in ([self.head] if self.head else []):
-                self.received += len(part)
-                yield part
-            for part in self.rest:
+            for part in itertools.chain([self.head], self.rest):
                 self.received += len(part)
                 yield part
         finally:
             self.response.close()
 
 
+@functools.cache
 def _ffmpeg_has(protocol: str) -> bool:
     """Whether this FFmpeg build reads `protocol` URLs (PyAV's wheels have no SRT)."""
     import av
