@@ -206,3 +206,27 @@ def test_openapi_schema_describes_the_api(client):
     assert {"/api/sessions/", "/api/sessions/{id}/", "/api/sessions/{id}/export/{fmt}/"} <= set(schema["paths"])
     parameters = {p["name"] for p in schema["paths"]["/api/sessions/"]["get"]["parameters"]}
     assert {"language", "since", "until", "page"} <= parameters
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_language_form_whichever_way_a_session_came(api, alice, settings):
+    """'ko' from an OpenAI client's upload and 'ko-KR' from the page are the same language: stored, listed
+    and filtered as the page names it."""
+    import numpy as np
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from transcription import services
+    from transcription.languages import language_tag
+
+    from .test_uploads import wav_bytes
+
+    settings.STT_ENGINE = "scripted"
+    assert [language_tag(c) for c in ("ko", "KO_kr", "en", "pt-br", "sr-latn-RS", "auto", "xx")] == [
+        "ko-KR", "ko-KR", "en-US", "pt-BR", "sr-Latn-RS", "auto", "xx"]
+    page = services.session_start(owner=alice, language="ko-KR", engine="scripted")
+    loud = (np.ones(8000, dtype="<i2") * 5000).tobytes() + bytes(9600)
+    answer = api.post("/v1/audio/transcriptions", {"file": SimpleUploadedFile("a.wav", wav_bytes(loud)), "model": "whisper-1",
+                                                   "language": "ko"}, format="multipart")
+    assert answer.status_code == 200, answer.content
+    listed = api.get("/api/sessions/", {"language": "ko"}).json()["results"]
+    assert {s["language"] for s in listed} == {"ko-KR"} and len(listed) == 2 and str(page.pk) in {s["id"] for s in listed}

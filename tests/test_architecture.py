@@ -7,7 +7,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "transcription"
 
 # Lowest first. A module may import its own layer's modules and those of the layers below, never above.
 LAYERS = [
-    ("vocabulary", ["protocol", "metrics", "signals", "audio"]),
+    ("vocabulary", ["protocol", "metrics", "signals", "audio", "languages"]),
     ("data", ["models", "backends"]),
     ("plug-ins", ["engines", "speakers", "translation"]),
     ("data services", ["recording", "services", "selectors", "exports", "media", "forms", "auth", "sources.decoding"]),

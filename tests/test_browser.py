@@ -336,6 +336,10 @@ def test_the_transcript_as_a_working_document(tmp_path, browser_with_mic):
         owner.screenshot(path=str(ARTIFACTS / "working-document-refined.png"), full_page=True)
         current = owner.eval_on_selector_all("#segments li .text", "els => els.map(e => e.dataset.text)")
         assert current[1] == "아 근데 강남은 너무 비싸"  # the correction wins over the second pass
+        # The refined text a reader sees marks the words the second pass was unsure of (its own words).
+        unsure = owner.locator("#segments li .text mark.unsure")
+        assert unsure.count() >= 1 and unsure.first.is_visible()
+        assert all(float(t.split()[-1].rstrip("%")) < 50 for t in unsure.evaluate_all("els => els.map(e => e.title)"))
         owner.click("#show-live")
         live = owner.eval_on_selector_all("#segments li .live-text", "els => els.map(e => e.textContent)")
         assert spoken[1] == "아 근데 강남은 너무 비싸"  # the speaker's page got the correction too

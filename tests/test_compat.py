@@ -201,6 +201,12 @@ async def test_openai_client_transcribes_korean_with_server_vad_commit_and_logpr
 
     stored = latest_session(server, server.token)
     assert [s["text"] for s in stored["segments"]] == [done.transcript for done in completed]
+    for _ in range(50):  # the client closed its connection: the normal end of this protocol
+        if stored["status"] != "active":
+            break
+        await asyncio.sleep(0.2)
+        stored = latest_session(server, server.token)
+    assert stored["status"] == "ended"
 
 
 async def test_openai_client_gets_openai_errors_for_a_wrong_key_and_a_bad_format(server):

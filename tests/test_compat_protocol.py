@@ -96,3 +96,42 @@ async def test_deepgram_diarize_waits_briefly_for_a_late_speaker_label_and_keeps
     await socket.send_to(text_data=json.dumps({"type": "CloseStream"}))
     await messages_until(socket, lambda m: m["type"] == "Metadata")
     await socket.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path, scheme", [("/v1/listen?encoding=linear16&sample_rate=16000&language=ko", "Token"),
+                                          ("/v1/realtime?intent=transcription", "Bearer")])
+async def test_a_vendor_socket_closed_by_its_client_ends_the_session_and_a_dropped_one_is_interrupted(
+        make_user, settings, path, scheme):
+    """Neither protocol needs an end message: a client that closes its socket (1000) has ended its
+    session, which is `ended` with its phrase in progress stored; a connection lost (1006) is `interrupted`."""
+    import asyncio
+
+    from sttproject.asgi import application
+    from transcription.models import TranscriptionSession
+
+    settings.STT_ENGINE = "scripted"
+    token = await sync_to_async(token_for)(await sync_to_async(make_user)())
+    outcomes = []
+    for code in (1000, 1006):
+        socket = WebsocketCommunicator(application, path, headers=[(b"authorization", f"{scheme} {token}".encode())])
+        assert (await socket.connect())[0]
+        for frame in [loud_frame()] * 5:  # a phrase still in progress when the socket closes
+            if path.startswith("/v1/listen"):
+                await socket.send_to(bytes_data=frame)
+            else:
+                pcm24 = b"".join(frame[i:i + 2] * 3 for i in range(0, len(frame), 4))  # 16 -> 24 kHz, roughly
+                await socket.send_to(text_data=json.dumps({"type": "input_audio_buffer.append",
+                                                           "audio": base64.b64encode(pcm24).decode()}))
+        await asyncio.sleep(0.5)  # (the engine has the audio)
+        await socket.disconnect(code=code, timeout=10)
+        session = await TranscriptionSession.objects.order_by("-started_at").afirst()
+        for _ in range(50):
+            if session.status != "active":
+                break
+            await asyncio.sleep(0.1)
+            await session.arefresh_from_db()
+        outcomes.append((session.status, [s.text async for s in Segment.objects.filter(session=session)]))
+    (clean, clean_texts), (dropped, dropped_texts) = outcomes
+    assert (clean, dropped) == ("ended", "interrupted")
+    assert clean_texts and dropped_texts  # the phrase in progress stored either way

@@ -2,6 +2,9 @@
 import pytest
 from django.urls import reverse
 
+from transcription import services
+from transcription.engines.offline import TimedWord
+from transcription.engines.offline import phrase as words_phrase
 from transcription.models import Segment, TranscriptionSession
 
 pytestmark = pytest.mark.django_db
@@ -60,12 +63,17 @@ def test_the_session_page_marks_the_words_the_recogniser_was_unsure_of(client, a
                                   for i, (w, p) in enumerate(words)])
     client.force_login(alice)
     page = client.get(reverse("transcription:session_detail", args=[session.pk])).content.decode()
-    assert 'ask <mark class="unsure" title="confidence 0.21">knot</mark> what' in page
-    assert '<mark class="unsure" title="confidence 0.40">&lt;your&gt;</mark>' in page  # escaped
-    assert '<mark class="unsure" title="confidence 0.98">' not in page and "unsure of are" in page
-    Segment.objects.filter(session=session, index=1).update(text="ask not what your")
+    assert 'ask <mark class="unsure" title="confidence 21%">knot</mark> what' in page
+    assert '<mark class="unsure" title="confidence 40%">&lt;your&gt;</mark>' in page  # escaped
+    assert 'title="confidence 98%"' not in page and "unsure of are" in page
+    segment = Segment.objects.get(session=session, index=1)  # the second pass: its own words, marked too
+    refined = [TimedWord(f" {w}", 3000 + 400 * i, 3300 + 400 * i, p)
+               for i, (w, p) in enumerate([("ask", 0.97), ("not", 0.9), ("what", 0.3), ("your", 0.9)])]
+    services.session_refine(session=session, refined={segment.pk: words_phrase(refined)})
     page = client.get(reverse("transcription:session_detail", args=[session.pk])).content.decode()
-    assert 'title="confidence 0.21"' not in page and "<ins>not</ins>" in page
+    text, live = page.split('class="text')[2].split('class="live-text">')
+    assert "ask <del>knot</del> <ins>not</ins>" in text and '<mark class="unsure" title="confidence 30%">what</mark>' in text
+    assert '<mark class="unsure" title="confidence 21%">knot</mark>' in live  # "Show the live transcript"
 
 
 def test_other_users_get_404_and_see_nothing(client, alice_session, make_user):

@@ -207,6 +207,37 @@ async def test_in_a_live_session_an_enrolled_voice_is_named_for_the_speaker_and_
     await socket.disconnect()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_names_the_speaker_whose_voice_the_owner_enrolled(make_user, settings):
+    """A recording uploaded through REST by a user who enrolled MEE009 as 민수: the phrases of MEE009 carry
+    the name, the stranger's do not (as in a live session)."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from transcription import speakers
+
+    from .test_uploads import wait_ended
+
+    settings.STT_ENGINE, settings.STT_SPEAKERS = "whisper", True
+    user = make_user()
+    enrolment = [speakers.phrase_embedding(p.tobytes()) for p in phrases_of("MEE009", 0, 3)]
+    Voice.objects.create(owner=user, name="민수", embedding=speakers.voice_of(enrolment).tobytes(), phrases=3)
+    gap = np.zeros(16000, dtype=np.int16)
+    mee, stranger = phrases_of("MEE009", 12, 3), phrases_of("speaker90", 0, 2)
+    pcm = np.concatenate([x for p in (mee[0], stranger[0], mee[1], stranger[1], mee[2]) for x in (p, gap)])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {AuthToken.objects.create(user)[1]}")
+    answer = client.post("/api/sessions/", {"file": SimpleUploadedFile("meeting.wav", wav_bytes(pcm)),
+                                            "language": "en"}, format="multipart")
+    assert answer.status_code == 202, answer.content
+    detail = wait_ended(client, answer.json()["id"], timeout=180)
+    names = {(s["start_ms"] // 4000, s["speaker_name"]) for s in detail["segments"]}
+    by_turn = {}
+    for s in detail["segments"]:  # each 4 s turn: 3 s of speech, 1 s of silence
+        by_turn.setdefault(s["start_ms"] // 4000, set()).add(s["speaker_name"])
+    assert by_turn.get(0) == by_turn.get(2) == by_turn.get(4) == {"민수"}, names
+    assert "민수" not in by_turn.get(1, set()) | by_turn.get(3, set()), names
+
+
 def test_the_whisper_engine_ends_a_phrase_where_another_voice_takes_over_without_a_pause(settings):
     """Back-to-back turns through the engine: with speaker changes on, the finals follow the turns (each
     final's time is almost all one voice: 0.95 here); the endpointer alone joins turns (0.82)."""

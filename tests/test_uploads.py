@@ -110,6 +110,9 @@ def test_an_uploaded_mp3_becomes_a_session_with_timed_phrases_kept_audio_and_exp
     assert len(texts) >= 2  # cut at the pause
     first, last = detail["segments"][0], detail["segments"][-1]
     assert first["start_ms"] < 1000 and last["end_ms"] > len(pcm) // 32 - 2500 and last["start_ms"] > 3000
+    for segment in detail["segments"]:  # words with times and probabilities, spelling the text
+        assert "".join(w["word"] for w in segment["words"]) == segment["text"].replace(" ", "")  # (spaces aside)
+        assert all(w["probability"] is not None for w in segment["words"]) and 0 < segment["confidence"] <= 1
     audio = client.get(f"/sessions/{detail['id']}/audio.wav")  # (the page's link; the API client is logged out)
     client.force_login(user)
     audio = client.get(f"/sessions/{detail['id']}/audio.wav")

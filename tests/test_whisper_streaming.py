@@ -1,5 +1,6 @@
 """The offline default engine on real speech, through the real socket (faster than real time)."""
 import jiwer
+from django.test import Client
 import pytest
 from asgiref.sync import sync_to_async
 
@@ -121,5 +122,13 @@ async def test_the_second_pass_refines_a_finished_session_in_the_background(conn
     segments = [s async for s in Segment.objects.filter(session=record).order_by("index")]
     assert [s.original_text for s in segments] == [f["text"] for f in finals]  # the live text is kept
     assert all(s.refined_text and s.text == s.refined_text for s in segments)
+    client = Client()  # what a program reads: each phrase's words spell its text, live and refined alike
+    await sync_to_async(client.force_login)(user)
+    detail = (await sync_to_async(client.get)(f"/api/sessions/{record.pk}/")).json()
+    for segment in detail["segments"]:  # (spaces aside: "0.1%" is three words)
+        assert "".join(w["word"] for w in segment["words"]) == segment["text"].replace(" ", ""), segment
+        assert "".join(w["word"] for w in segment["live_words"]) == segment["original_text"].replace(" ", "")
+        assert all(0 < w["probability"] <= 1 and segment["start_ms"] - 500 <= w["start_ms"] <= w["end_ms"]
+                   <= segment["end_ms"] + 500 for w in segment["words"])
     reference = normalise_en((DATA / "en/jfk.txt").read_text())
     assert jiwer.wer(reference, normalise_en(" ".join(s.text for s in segments))) <= 0.05

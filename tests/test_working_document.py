@@ -9,6 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from transcription.engines.offline import TimedWord, align
+from transcription.engines.offline import phrase as words_phrase
 from transcription.jobs import wait_idle
 from transcription.models import GlossaryTerm, Segment, SegmentEdit, TranscriptionSession, Translation
 
@@ -164,6 +165,27 @@ async def test_only_the_owner_corrects_with_csrf_or_a_token(live_pair, make_user
     await ws.disconnect()
 
 
+def test_a_correction_keeps_the_words_in_step_with_the_text(make_user):
+    """Words the owner kept keep their times and probabilities; words they wrote take the time of what
+    they replaced, so a caption cut at words and a word's time still match the corrected text."""
+    from transcription import services
+
+    session = TranscriptionSession.objects.create(owner=make_user(), language="en-US", engine="scripted")
+    words = [{"word": w, "start_ms": 400 * i, "end_ms": 400 * i + 300, "probability": p}
+             for i, (w, p) in enumerate([("the", 0.9), ("quik", 0.2), ("brown", 0.8), ("fox", 0.95)])]
+    segment = Segment.objects.create(session=session, index=0, text="the quik brown fox", original_text="the quik brown fox",
+                                     start_ms=0, end_ms=1500, words=words)
+    services.segment_correct(segment=segment, text="the quick red brown fox jumps", editor=None)
+    segment.refresh_from_db()
+    assert " ".join(w["word"] for w in segment.words) == segment.text
+    by_word = {w["word"]: w for w in segment.words}
+    assert by_word["the"] == words[0] and by_word["fox"] == words[3]  # kept as they were
+    assert (by_word["quick"]["start_ms"], by_word["red"]["end_ms"]) == (400, 700)  # the time of "quik"
+    assert by_word["quick"]["probability"] is None  # written by a person
+    assert by_word["jumps"]["start_ms"] == by_word["jumps"]["end_ms"] == 1500  # after the last word, in the phrase
+    assert segment.live_words == words  # the live words are kept
+
+
 def test_the_admin_shows_a_segments_history(admin_client, make_user):
     from transcription import services
 
@@ -191,15 +213,23 @@ async def test_the_second_pass_keeps_corrections_and_is_reported(make_user, sett
                                                          refinement="pending")
     kept = await Segment.objects.acreate(session=session, index=0, text="고친 말", original_text="원래 말",
                                          corrected=True, start_ms=0, end_ms=900)
+    live_words = [{"word": "라이브", "start_ms": 1000, "end_ms": 1900, "probability": 0.2}]
     plain = await Segment.objects.acreate(session=session, index=1, text="라이브", original_text="라이브",
-                                          start_ms=1000, end_ms=1900)
+                                          start_ms=1000, end_ms=1900, words=live_words)
     quiet = await Segment.objects.acreate(session=session, index=2, text="그대로", original_text="그대로",
                                           start_ms=2000, end_ms=2900)
+    second = words_phrase([TimedWord(" 두", 1000, 1300, 0.9), TimedWord(" 번째", 1300, 1500, 0.8),
+                     TimedWord(" 텍스트", 1500, 1900, 0.3)])
     changed = await sync_to_async(services.session_refine)(session=session, refined={
-        kept.pk: "두 번째 패스", plain.pk: "두 번째 텍스트", quiet.pk: ""})
+        kept.pk: words_phrase([TimedWord(" 두 번째 패스", 0, 900, 0.9)]), plain.pk: second, quiet.pk: words_phrase([])})
     assert changed == 1
     texts = {s.index: (s.text, s.refined_text) async for s in Segment.objects.filter(session=session)}
     assert texts == {0: ("고친 말", "두 번째 패스"), 1: ("두 번째 텍스트", "두 번째 텍스트"), 2: ("그대로", "")}
+    refined = await Segment.objects.aget(pk=plain.pk)  # its words and confidence are the second pass's
+    assert [(w["word"], w["start_ms"], w["probability"]) for w in refined.words] == [
+        ("두", 1000, 0.9), ("번째", 1300, 0.8), ("텍스트", 1500, 0.3)]
+    assert refined.live_words == live_words and refined.confidence == round((0.9 * 0.8 * 0.3) ** (1 / 3), 3)
+    assert (await Segment.objects.aget(pk=kept.pk)).live_words is None  # a correction keeps its own words
     assert (await TranscriptionSession.objects.aget(pk=session.pk)).refinement == "done"
 
 

@@ -77,7 +77,8 @@ class TranscriptionSession(models.Model):
 
 class Segment(models.Model):
     """One final phrase. `text` is the current text, what exports and search use: the owner's
-    correction if there is one, else the second pass's, else the live final (`original_text`)."""
+    correction if there is one, else the second pass's, else the live final (`original_text`).
+    `words` always spell `text`; the live final's words are kept in `live_words` once replaced."""
 
     session = models.ForeignKey(TranscriptionSession, on_delete=models.CASCADE, related_name="segments")
     index = models.PositiveIntegerField()
@@ -88,7 +89,10 @@ class Segment(models.Model):
     start_ms = models.PositiveBigIntegerField()
     end_ms = models.PositiveBigIntegerField()
     confidence = models.FloatField(null=True, blank=True)
-    words = models.JSONField(default=list, blank=True)
+    words = models.JSONField(default=list, blank=True, help_text="The timed words of `text`: the live final's, the "
+                             "second pass's once it replaced the text, re-timed around an owner's correction")
+    live_words = models.JSONField(null=True, blank=True, help_text="The live final's words, kept once `words` were "
+                                  "replaced (null: `words` are still the live ones)")
     language = models.CharField(max_length=16, blank=True)
     speaker = models.CharField(max_length=16, blank=True, help_text="Speaker label (S1, S2, ...), stable in a session")
     live_speaker = models.CharField(max_length=16, blank=True, help_text="The label given live, kept when the "

@@ -9,7 +9,7 @@ from django.dispatch import receiver
 
 from . import services
 from .engines import get_engine
-from .engines.offline import TimedWord, Window, align, decode_windows, plan_windows
+from .engines.offline import TimedWord, Window, align_words, decode_windows, phrase, plan_windows
 from .jobs import JobRun, job_start
 from .models import Job, TranscriptionSession
 from .recording import WavReader, local_copy
@@ -40,7 +40,7 @@ def refine_after(sender, *, session_id, **kwargs) -> bool:
 def refine_session(job: Job, run: JobRun) -> None:
     """The second pass: the whole kept recording decoded in windows of joined speech, batched
     (engines/offline.py), its words aligned to the live phrases' times and
-    stored as their refined text. The words of each decoded window are kept in the job's state: an
+    stored as their refined text, with their times and probabilities. The words of each decoded window are kept in the job's state: an
     attempt after a crash decodes only the windows after them."""
     session = job.session
     model = get_engine("whisper").model_for(session.language)
@@ -48,17 +48,18 @@ def refine_session(job: Job, run: JobRun) -> None:
         reader = WavReader(path)
         windows = [Window.from_json(chunks)
                    for chunks in run.planned(lambda: [w.to_json() for w in plan_windows(reader)])]
-        words = [TimedWord(text, start, end) for text, start, end in run.state.get("words", [])]
+        words = [TimedWord.from_json(item) for item in run.state.get("words", [])]
 
         def stored(number: int, decoded: list[TimedWord]) -> None:
             words.extend(decoded)
-            run.save(done=number, state={"words": [[w.text, w.start_ms, w.end_ms] for w in words]})
+            run.save(done=number, state={"words": [w.to_json() for w in words]})
 
         decode_windows(model, reader, windows, language=session.language, vocabulary=session.vocabulary,
                        start=run.done, on_window=stored)
     segments = list(session.segments.order_by("index"))
-    texts = align(words, [(s.start_ms, s.end_ms) for s in segments])
-    services.session_refine(session=session, refined={s.pk: t for s, t in zip(segments, texts)})
+    aligned = align_words(words, [(s.start_ms, s.end_ms) for s in segments])
+    services.session_refine(session=session, refined={s.pk: phrase(found, language=s.language)
+                                                      for s, found in zip(segments, aligned)})
 
 
 def translate_session(job: Job, run: JobRun) -> None:

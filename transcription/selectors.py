@@ -7,6 +7,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from knox.models import AuthToken
 
+from .languages import language_tag
 from .models import GlossaryTerm, Job, Segment, ShareLink, TranscriptionSession, Translation
 
 
@@ -19,7 +20,7 @@ def session_list_for_user(*, user, search: str = "", language: str | None = None
         matching = Segment.objects.filter(session__owner=user, text__icontains=search).values("session_id")
         sessions = sessions.filter(Q(pk__in=matching) | Q(title__icontains=search))
     if language:
-        sessions = sessions.filter(language=language)
+        sessions = sessions.filter(language=language_tag(language))
     if since:
         sessions = sessions.filter(started_at__date__gte=since)
     if until:

@@ -11,6 +11,7 @@ from django.utils import timezone
 from knox.models import AuthToken
 
 from .engines import Result
+from .languages import language_tag
 from .protocol import SERVER_LOST
 from .models import GlossaryTerm, Segment, SegmentEdit, ShareLink, TranscriptionSession, Translation
 from .recording import audio_name, read_span, recording_publish
@@ -23,7 +24,8 @@ logger = logging.getLogger(__name__)
 def session_start(*, owner, language: str, engine: str, translate_to: str = "",
                   vocabulary: list[str] | None = None, source_url: str = "") -> TranscriptionSession:
     source = TranscriptionSession.Source.STREAM if source_url else TranscriptionSession.Source.LIVE
-    return TranscriptionSession.objects.create(owner=owner, language=language, engine=engine, translate_to=translate_to,
+    return TranscriptionSession.objects.create(owner=owner, language=language_tag(language), engine=engine,
+                                               translate_to=translate_to,
                                                vocabulary=vocabulary or [], source=source, source_url=source_url,
                                                stream_alive_at=timezone.now() if source_url else None)
 
@@ -39,13 +41,15 @@ def segment_create(*, session_id, index: int, seq: int, result: Result) -> Segme
         start_ms=result.start_ms,
         end_ms=max(result.end_ms, result.start_ms),
         confidence=result.confidence,
-        words=[
-            {"word": w.word, "start_ms": w.start_ms, "end_ms": w.end_ms, "probability": w.probability}
-            for w in result.words
-        ],
-        language=result.language or "",
+        words=words_json(result.words),
+        language=language_tag(result.language),
         speaker=result.speaker or "",
     )
+
+
+def words_json(words) -> list[dict]:
+    """Engine words (engines.Word) as a segment stores them."""
+    return [{"word": w.word, "start_ms": w.start_ms, "end_ms": w.end_ms, "probability": w.probability} for w in words]
 
 
 def segment_label(*, segment_id: int, speaker: str) -> int:
@@ -208,24 +212,55 @@ def segment_correct(*, segment: Segment, text: str, editor) -> Segment:
         raise ValueError(f"a phrase's text must have 1-{MAX_SEGMENT_CHARS} characters")
     if text != segment.text:
         SegmentEdit.objects.create(segment=segment, text_before=segment.text, text_after=text, editor=editor)
+        if segment.live_words is None:
+            segment.live_words = segment.words
+        segment.words = words_corrected(segment.words, text, start_ms=segment.start_ms, end_ms=segment.end_ms)
         segment.text = text
     segment.corrected = True
-    segment.save(update_fields=["text", "corrected"])
+    segment.save(update_fields=["text", "corrected", "words", "live_words"])
     return segment
 
 
+def words_corrected(words: list[dict], text: str, *, start_ms: int, end_ms: int) -> list[dict]:
+    """The words of a corrected text: a word the owner kept keeps its times and probability; words
+    they wrote share the time of the words they replaced (or of the gap they were put in), with no
+    probability (a person wrote them). So `words` still spell `text`, and captions still cut at words."""
+    import difflib
+
+    old = [w for w in words or [] if str(w.get("word", "")).strip()]
+    new = text.split()
+    out: list[dict] = []
+    matcher = difflib.SequenceMatcher(a=[w["word"].strip() for w in old], b=new, autojunk=False)
+    for op, a1, a2, b1, b2 in matcher.get_opcodes():
+        if op == "equal":
+            out += [dict(w) for w in old[a1:a2]]
+            continue
+        if b2 == b1:
+            continue
+        begin = old[a1]["start_ms"] if a2 > a1 else (out[-1]["end_ms"] if out else start_ms)
+        finish = old[a2 - 1]["end_ms"] if a2 > a1 else (old[a1]["start_ms"] if a1 < len(old) else end_ms)
+        finish = max(finish, begin)
+        step = (finish - begin) / (b2 - b1)
+        out += [{"word": word, "start_ms": round(begin + i * step), "end_ms": round(begin + (i + 1) * step),
+                 "probability": None} for i, word in enumerate(new[b1:b2])]
+    return out
+
+
 @transaction.atomic
-def session_refine(*, session: TranscriptionSession, refined: dict[int, str]) -> int:
-    """Store the second pass: each segment's refined text, which becomes its text unless the owner
-    corrected it (a correction always wins) or the pass heard nothing there. Returns how many changed."""
+def session_refine(*, session: TranscriptionSession, refined: dict[int, Result]) -> int:
+    """Store the second pass: each segment's refined text, which becomes its text, with its words
+    (times and probabilities) and confidence, unless the owner corrected it (a correction always wins)
+    or the pass heard nothing there. The live words are kept in `live_words`. Returns how many changed."""
     changed = 0
     for segment in session.segments.select_for_update():
-        text = refined.get(segment.pk, "")
-        segment.refined_text = text
-        if text and not segment.corrected and text != segment.text:
-            segment.text = text
-            changed += 1
-        segment.save(update_fields=["refined_text", "text"])
+        result = refined.get(segment.pk)
+        segment.refined_text = text = result.text if result is not None else ""
+        if text and not segment.corrected:
+            changed += text != segment.text
+            if segment.live_words is None:
+                segment.live_words = segment.words
+            segment.text, segment.words, segment.confidence = text, words_json(result.words), result.confidence
+        segment.save(update_fields=["refined_text", "text", "words", "live_words", "confidence"])
     TranscriptionSession.objects.filter(pk=session.pk).update(refinement=TranscriptionSession.Refinement.DONE)
     return changed
 

@@ -144,7 +144,8 @@ def session_detail(request, session_id):
             "share_links": selectors.share_links_for_session(session=session),
             "jobs": selectors.jobs_for_session(session=session),
             "changed": any(s.original_text and s.text != s.original_text for s in segments),
-            "unsure": any((w.get("probability") or 1.0) < UNSURE_BELOW for s in segments for w in s.words or []),
+            "unsure": any((w.get("probability") or 1.0) < UNSURE_BELOW
+                          for s in segments for w in [*(s.words or []), *(s.live_words or [])]),
             "speakers": speaker_rows(session, segments),
             "share_expiry_choices": SHARE_EXPIRY_CHOICES,
         },

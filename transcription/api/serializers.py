@@ -15,13 +15,17 @@ class SegmentSerializer(serializers.ModelSerializer):
                                                            "pass's, else the live final")
     original_text = serializers.CharField(read_only=True, help_text="The live final as it was first sent")
     speaker_name = serializers.CharField(read_only=True, help_text="The speaker's name, else the label")
+    words = serializers.JSONField(read_only=True, help_text="The timed words of `text` (word, start_ms, end_ms, "
+                                  "probability): they always spell it")
+    live_words = serializers.JSONField(read_only=True, help_text="The live final's words, once `words` were "
+                                       "replaced by the second pass or a correction; else null")
 
     class Meta:
         model = Segment
         fields = ["id", "index", "speaker", "live_speaker", "speaker_name", "text", "original_text", "refined_text",
                   "corrected",
                   "start_ms", "end_ms",
-                  "confidence", "language", "words", "translations"]
+                  "confidence", "language", "words", "live_words", "translations"]
 
 
 class CorrectionSerializer(serializers.Serializer):

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 from django.conf import settings
 
-from .base import SAMPLE_RATE
+from .base import SAMPLE_RATE, Result, Word
 from .scheduler import AFTER_THE_FACT, get_scheduler
 from . import doubt
 from .whisper_model import whisper_language
@@ -37,6 +37,14 @@ class TimedWord:
     text: str  # as Whisper writes it, with its leading space where a word begins
     start_ms: int
     end_ms: int
+    probability: float | None = None
+
+    def to_json(self) -> list:
+        return [self.text, self.start_ms, self.end_ms, self.probability]
+
+    @classmethod
+    def from_json(cls, item) -> TimedWord:  # (a job's state from before probabilities has three fields)
+        return cls(*item)
 
 
 @dataclass(frozen=True)
@@ -270,17 +278,37 @@ def decode_batch(model, reader, windows: Sequence[Window], language: str, prompt
         window, base_ms = windows[i], int(offsets[i]) * 1000 // SAMPLE_RATE
         # (rounded, not truncated: a window's offset in the batch must not move a word by 1 ms)
         words[i] += [TimedWord(w.word, *window.file_span(round(w.start * 1000) - base_ms,
-                                                         round(w.end * 1000) - base_ms))
+                                                         round(w.end * 1000) - base_ms), round(w.probability, 3))
                      for w in segment.words or []]
     return words
 
 
 def align(words: Sequence[TimedWord], spans: Sequence[tuple[int, int]]) -> list[str]:
-    """The text of `words` for each (start_ms, end_ms) span (sorted, as live segments are): a word
-    belongs to the span its middle falls in, else to the nearest span."""
+    """The text of `words` for each (start_ms, end_ms) span (see align_words)."""
+    return [text_of(found) for found in align_words(words, spans)]
+
+
+def text_of(words: Sequence[TimedWord]) -> str:
+    return "".join(word.text for word in words).strip()
+
+
+def phrase(words: Sequence[TimedWord], *, language: str | None = None) -> Result:
+    """Words as one final phrase: their text, times, and a confidence as the live path gives it (the
+    geometric mean of its words' probabilities, as exp of the mean log-probability of its tokens)."""
+    probabilities = [w.probability for w in words if w.probability is not None]
+    confidence = float(np.exp(np.mean(np.log(np.maximum(probabilities, 1e-6))))) if probabilities else None
+    return Result(text=text_of(words), is_final=True, start_ms=words[0].start_ms if words else 0,
+                  end_ms=words[-1].end_ms if words else 0, language=language,
+                  confidence=round(confidence, 3) if confidence is not None else None,
+                  words=tuple(Word(w.text.strip(), w.start_ms, w.end_ms, w.probability) for w in words if w.text.strip()))
+
+
+def align_words(words: Sequence[TimedWord], spans: Sequence[tuple[int, int]]) -> list[list[TimedWord]]:
+    """The words of each (start_ms, end_ms) span (sorted, as live segments are): a word belongs to the
+    span its middle falls in, else to the nearest span."""
     if not spans:
         return []
-    texts: list[list[str]] = [[] for _ in spans]
+    found: list[list[TimedWord]] = [[] for _ in spans]
     starts = [start for start, _ in spans]
     for word in words:
         middle = (word.start_ms + word.end_ms) / 2
@@ -288,5 +316,5 @@ def align(words: Sequence[TimedWord], spans: Sequence[tuple[int, int]]) -> list[
         if i + 1 < len(spans) and middle > spans[i][1]:  # in a gap: the nearer neighbour takes it
             if spans[i + 1][0] - middle < middle - spans[i][1]:
                 i += 1
-        texts[i].append(word.text)
-    return ["".join(parts).strip() for parts in texts]
+        found[i].append(word)
+    return found

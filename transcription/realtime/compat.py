@@ -21,7 +21,8 @@ from .consumers import NO_CHANNEL_LAYER, feed_audio
 from .limits import AudioRateLimit, connections
 from .session import LiveSession
 
-DENIAL = "websocket.http.response"  # the ASGI extension for an HTTP answer instead of a handshake
+DENIAL = "websocket.http.response"
+CLEAN_CLOSES = (1000, 1001, 1005)  # normal, going away, a close frame with no code  # the ASGI extension for an HTTP answer instead of a handshake
 
 
 class Refused(Exception):
@@ -135,7 +136,10 @@ class CompatConsumer(AsyncWebsocketConsumer):
             self.user = None
         live, self.live = self.live, None
         if live is not None and live.sink is self:  # no resume on these protocols: finish and store
-            await live.end(reason=protocol.REASON_DISCONNECT, timeout=settings.STT_CLOSE_TIMEOUT, notify=False)
+            # Neither protocol has to send an end message: a clean close is the normal end (`ended`);
+            # a dropped connection (1006) leaves the session `interrupted`.
+            reason = protocol.REASON_END if code in CLEAN_CLOSES else protocol.REASON_DISCONNECT
+            await live.end(reason=reason, timeout=settings.STT_CLOSE_TIMEOUT, notify=False)
 
     # -- audio --
     def feed(self, data: bytes) -> None:

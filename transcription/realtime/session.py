@@ -72,7 +72,7 @@ class LiveSession:
                  speakers: bool = False, voices=()) -> None:
         self.id = str(record.pk)
         self.owner_id = record.owner_id
-        self.language = config.language
+        self.language = record.language  # (the stored form: languages.language_tag)
         self.engine_name = engine.name
         self.translate_to = translate_to if translator is not None else None
         self.closing = False

@@ -27,13 +27,15 @@ from django.db import close_old_connections, transaction
 
 from .. import admission, protocol, services, speakers
 from ..audio import SAMPLE_RATE
-from ..engines import Result, StreamConfig, Word, get_engine
-from ..engines.offline import Window, decode_windows, plan_windows
+from ..engines import Result, StreamConfig, get_engine
+from ..engines.offline import Window, decode_windows, phrase, plan_windows
+from ..languages import language_tag
 from ..jobs import JobRun, JobTakenOver, job_start
 from ..models import Job, TranscriptionSession
 from ..realtime.registry import sessions
 from ..recording import WavReader, WavRecorder, audio_name, local_copy, local_target, store
 from ..speakers import SpeakerLabeller
+from ..voices import enrolled
 from .decoding import DecodeError, pcm16_chunks
 
 logger = logging.getLogger(__name__)
@@ -151,7 +153,7 @@ def accept(*, user, path: Path, filename: str, size: int, fields: UploadFields) 
     vocabulary = admission.vocabulary_for(user=user, language=language, terms=fields.vocabulary)
     with transaction.atomic():
         session = TranscriptionSession.objects.create(
-            owner=user, language=language, engine=get_engine().name, translate_to=translate_to,
+            owner=user, language=language_tag(language), engine=get_engine().name, translate_to=translate_to,
             vocabulary=vocabulary, status=TranscriptionSession.Status.PROCESSING,
             source=TranscriptionSession.Source.UPLOAD, filename=filename[:255],
             title=Path(filename).stem[:200])
@@ -220,14 +222,20 @@ def transcribe_upload(job: Job, run: JobRun) -> None:
 
 class PhraseWriter:
     """Stores each phrase as the session's next segment, with its speaker (as a live session labels
-    its finals: STT_SPEAKERS); the n-th phrase has seq n (what viewers follow). An attempt that
+    its finals: STT_SPEAKERS; a speaker whose voice the owner enrolled is named); the n-th phrase has
+    seq n (what viewers follow). An attempt that
     resumes a job goes on after the phrases stored before."""
 
     def __init__(self, session, recording: WavReader) -> None:
         self.session = session
         self.index = session.segments.count()
         self.recording = recording
-        self.labeller = SpeakerLabeller() if settings.STT_SPEAKERS and speakers.available() else None
+        self.labeller = None
+        if settings.STT_SPEAKERS and speakers.available():  # the owner's enrolled voices name speakers, as live
+            self.labeller = SpeakerLabeller(enrolled(session.owner_id), on_named=self.named)
+
+    def named(self, label: str, name: str) -> None:
+        services.session_voice_named(session_id=self.session.pk, label=label, name=name)
 
     def write(self, result: Result) -> None:
         if self.labeller is not None:
@@ -250,8 +258,8 @@ def recognise(session, recording: WavReader, run: JobRun) -> None:
     def store(number: int, words) -> None:
         try:
             with transaction.atomic():  # the window's phrases and the progress past it, or neither
-                for phrase in phrases(words, session.language):
-                    writer.write(phrase)
+                for found in phrases(words, session.language):
+                    writer.write(found)
                 run.save(done=number)
         finally:
             close_old_connections()
@@ -288,10 +296,7 @@ def phrases(words, language: str) -> list[Result]:
             current = []
     if current:
         out.append(current)
-    return [Result(text="".join(w.text for w in p).strip(), is_final=True, start_ms=p[0].start_ms,
-                   end_ms=p[-1].end_ms, language=language,
-                   words=tuple(Word(w.text.strip(), w.start_ms, w.end_ms) for w in p))
-            for p in out if "".join(w.text for w in p).strip()]
+    return [phrase(p, language=language) for p in out if "".join(w.text for w in p).strip()]
 
 
 def recognise_streamed(engine, session, recording: WavReader, run: JobRun, writer: PhraseWriter) -> None:
