@@ -345,6 +345,20 @@ def test_the_transcript_as_a_working_document(tmp_path, browser_with_mic):
         assert spoken[1] == "아 근데 강남은 너무 비싸"  # the speaker's page got the correction too
         assert live[:1] + live[2:] == spoken[:1] + spoken[2:] and live[1] != spoken[1]  # as first sent
         owner.screenshot(path=str(ARTIFACTS / "working-document-live-version.png"), full_page=True)
+
+        # Staff review it in the admin: a phrase's ▶ plays the recording from that phrase.
+        server.manage("shell", "-c", "from django.contrib.auth.models import User; "
+                                     "User.objects.filter(username='browser').update(is_staff=True, is_superuser=True)")
+        owner.set_viewport_size({"width": 1280, "height": 900})
+        owner.goto(server.url + "/admin/transcription/transcriptionsession/" + session_path.strip("/").split("/")[-1]
+                   + "/change/")
+        play = owner.locator("button.stt-play").nth(2)
+        start_s = int(play.get_attribute("data-start")) / 1000
+        play.click()
+        owner.wait_for_function(f"!document.getElementById('stt-audio').paused && "
+                                f"document.getElementById('stt-audio').currentTime >= {start_s}", timeout=10_000)
+        assert owner.locator("input[name=speaker_S1]").count() == 1  # speaker names as fields
+        owner.screenshot(path=str(ARTIFACTS / "admin-session.png"), full_page=True)
     finally:
         server.stop()
 

@@ -107,3 +107,39 @@ def test_admin_changelist_filters_and_search(admin_client, alice_session):
     change = admin_client.get(reverse("admin:transcription_transcriptionsession_change", args=[session.pk]))
     assert change.status_code == 200 and b"ask not what your country can do" in change.content
     assert admin_client.get(reverse("admin:transcription_segment_changelist"), {"q": "country"}).status_code == 200
+
+
+def test_the_admin_reads_as_a_reviewer_expects_and_names_speakers_in_fields(admin_client, alice_session):
+    """Times as m:ss, confidences as percentages, a ▶ per phrase, speaker names as fields (stored as the
+    owner's naming stores them), no Add where rows are made by recognition, and a text corrected in the
+    admin keeps its words and history."""
+    _, session = alice_session
+    Segment.objects.filter(session=session).update(speaker="S1", confidence=0.32314722490615655)
+    Segment.objects.create(session=session, index=5, text="and so", original_text="and so", start_ms=61_250,
+                           end_ms=63_900, speaker="S2", confidence=0.9,
+                           words=[{"word": "and", "start_ms": 61_250, "end_ms": 61_600, "probability": 0.9},
+                                  {"word": "so", "start_ms": 61_600, "end_ms": 63_900, "probability": 0.3}])
+    TranscriptionSession.objects.filter(pk=session.pk).update(audio="audio/x.wav", audio_ms=64_000)
+    url = reverse("admin:transcription_transcriptionsession_change", args=[session.pk])
+    page = admin_client.get(url).content.decode()
+    assert "32%" in page and "0.323" not in page and "1:01.2–1:03.9" in page and "1:04" in page
+    assert 'class="stt-play" data-start="61250" data-end="63900"' in page and 'preload="metadata"' in page
+    assert '<script src="/static/transcription/admin_session.js" type="module">' in page
+    assert 'name="speaker_S1"' in page and 'name="speaker_S2"' in page and 'name="speaker_names"' not in page
+    answer = admin_client.post(url, {"title": "Reviewed", "speaker_S1": "민수", "speaker_S2": "",
+                                     "segments-TOTAL_FORMS": "0", "segments-INITIAL_FORMS": "0"})
+    assert answer.status_code == 302, answer.content.decode()[-3000:]
+    session.refresh_from_db()
+    assert session.title == "Reviewed" and session.speaker_names == {"S1": "민수"}
+    for model in ("transcriptionsession", "segment", "translation", "job"):
+        assert admin_client.get(reverse(f"admin:transcription_{model}_add")).status_code == 403
+        assert f"/admin/transcription/{model}/add/" not in admin_client.get(
+            reverse(f"admin:transcription_{model}_changelist")).content.decode()
+    segment = Segment.objects.get(session=session, index=5)
+    edit = reverse("admin:transcription_segment_change", args=[segment.pk])
+    assert "so" in admin_client.get(edit).content.decode()
+    admin_client.post(edit, {"text": "and so on", "speaker": "S2", "edits-TOTAL_FORMS": "0", "edits-INITIAL_FORMS": "0",
+                             "translations-TOTAL_FORMS": "0", "translations-INITIAL_FORMS": "0"})
+    segment.refresh_from_db()
+    assert segment.text == "and so on" and [w["word"] for w in segment.words] == ["and", "so", "on"]
+    assert segment.edits.get().text_before == "and so"

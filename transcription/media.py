@@ -8,6 +8,8 @@ from django.http import FileResponse, Http404, HttpResponse
 from .models import TranscriptionSession
 
 RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+MAX_RANGE_BYTES = 4 * 1024 * 1024  # a longer range is answered in part (players ask again): "bytes=0-" of a 4 h
+# recording would otherwise be read whole into memory
 
 
 def audio_response(request, session: TranscriptionSession) -> HttpResponse:
@@ -18,9 +20,10 @@ def audio_response(request, session: TranscriptionSession) -> HttpResponse:
     if match and (match.group(1) or match.group(2)):
         first, last = match.group(1), match.group(2)
         if first:
-            start, end = int(first), min(int(last) if last else size - 1, size - 1)
+            start = int(first)
+            end = min(int(last) if last else size - 1, size - 1, start + MAX_RANGE_BYTES - 1)
         else:  # "bytes=-N": the last N bytes
-            start, end = max(0, size - int(last)), size - 1
+            start, end = max(0, size - min(int(last), MAX_RANGE_BYTES)), size - 1
         if start > end or start >= size:
             response = HttpResponse(status=416)
             response["Content-Range"] = f"bytes */{size}"

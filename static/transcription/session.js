@@ -1,30 +1,14 @@
 // Session page: a clicked phrase plays the kept audio from there; background jobs (a translation
 // after the fact) show their progress, and their results appear under each phrase as they are made.
+import { playFrom } from "./playback.js";
+
 const $ = (id) => document.getElementById(id);
 const segments = $("segments");
 const player = $("player");
 const jobs = $("jobs");
 
 // ---- playback ----
-let stopAt = null;
-function play(li) {
-  player.currentTime = Number(li.dataset.start) / 1000;
-  stopAt = Number(li.dataset.end) / 1000;
-  player.play();
-  segments.querySelectorAll("li.playing").forEach((e) => e.classList.remove("playing"));
-  li.classList.add("playing");
-}
-if (player) {
-  player.addEventListener("timeupdate", () => {
-    if (stopAt !== null && player.currentTime >= stopAt) { player.pause(); stopAt = null; }
-  });
-  segments.querySelectorAll("li.playable").forEach((li) => {
-    li.addEventListener("click", (e) => { if (!e.target.closest("button, input")) play(li); });
-    li.addEventListener("keydown", (e) => {
-      if (e.target === li && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); play(li); }
-    });
-  });
-}
+if (player) playFrom(player, [...segments.querySelectorAll("li.playable")]);
 
 // ---- corrections: the owner edits a phrase; the REST API stores it and tells the live viewers ----
 function csrfToken() {

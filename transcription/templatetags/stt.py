@@ -71,7 +71,7 @@ def transcript_marked(segment):
             continue
         out.append(escape(new[0][0]) if new else " ")  # the space before the change
         if a2 > a1:
-            out.append(f"<del>{escape(' '.join(before[a1:a2]))}</del>" + (" " if new else ""))
+            out.append(f"<del>{escape(' '.join(before[a1:a2]))}</del> ")
         if new:
             out.append("<ins>" + word_html(new[0][1]) + "".join(escape(gap) + word_html(w) for gap, w in new[1:])
                        + "</ins>")
