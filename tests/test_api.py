@@ -48,6 +48,17 @@ def test_a_token_is_shown_once_and_stored_only_as_a_hash(client, alice):
 
 
 @pytest.mark.django_db
+def test_a_token_has_the_name_its_owner_gave_and_the_page_says_where_it_works(client, alice):
+    client.force_login(alice)
+    client.post(reverse("transcription:api_tokens"), {"expires_days": "", "name": "  OBS   box "})
+    page = client.get(reverse("transcription:api_tokens")).content.decode()
+    assert "<td>OBS box</td>" in page and AuthToken.objects.get(user=alice).label.name == "OBS box"
+    for where in ("ws://testserver/ws/transcribe/", "/v1/audio/transcriptions", "/v1/realtime?intent=transcription",
+                  "/v1/listen", "Authorization: Token &lt;token&gt;", "base URL <code>http://testserver/v1</code>"):
+        assert where in page, where
+
+
+@pytest.mark.django_db
 def test_one_user_cannot_revoke_anothers_token(client, alice, make_user):
     AuthToken.objects.create(alice)
     client.force_login(make_user("mallory"))

@@ -29,6 +29,18 @@ def test_the_overlay_takes_its_settings_from_the_url_and_falls_back_on_bad_ones(
 
 
 @pytest.mark.django_db
+def test_the_session_page_gives_the_overlay_url_beside_each_share_link_and_an_audio_download(make_user):
+    owner = make_user()
+    session = TranscriptionSession.objects.create(owner=owner, language="ko-KR", engine="whisper", audio="audio/x.wav")
+    link = ShareLink.objects.create(session=session)
+    client = Client()
+    client.force_login(owner)
+    html = client.get(f"/sessions/{session.pk}/").content.decode()
+    assert f'value="http://testserver/live/{link.token}/overlay/?lines=2&amp;size=48"' in html and "OBS" in html
+    assert f'href="/sessions/{session.pk}/audio.wav" download' in html
+
+
+@pytest.mark.django_db
 def test_a_running_sessions_captions_file_grows_with_each_final_and_has_its_translations(make_user):
     session = TranscriptionSession.objects.create(owner=make_user(), language="ko-KR", engine="whisper")
     link = ShareLink.objects.create(session=session)

@@ -268,3 +268,16 @@ class Voice(models.Model):
     def vector(self):
         import numpy as np
         return np.frombuffer(bytes(self.embedding), dtype=np.float32)
+
+
+class ApiTokenName(models.Model):
+    """The name a user gave an API token ("laptop", "OBS box"), beside django-rest-knox's token row, which
+    has none; deleted with it."""
+
+    MAX_LENGTH = 50
+
+    token = models.OneToOneField("knox.AuthToken", on_delete=models.CASCADE, primary_key=True, related_name="label")
+    name = models.CharField(max_length=MAX_LENGTH)
+
+    def __str__(self) -> str:
+        return self.name

@@ -46,7 +46,7 @@ def sessions_with_transcript_for_user(*, user) -> QuerySet[TranscriptionSession]
 
 
 def api_tokens_for_user(*, user) -> QuerySet[AuthToken]:
-    return AuthToken.objects.filter(user=user).order_by("-created")
+    return AuthToken.objects.filter(user=user).select_related("label").order_by("-created")
 
 
 def jobs_for_session(*, session: TranscriptionSession) -> list:

@@ -13,7 +13,7 @@ from knox.models import AuthToken
 from .engines import Result
 from .languages import language_tag
 from .protocol import SERVER_LOST
-from .models import GlossaryTerm, Segment, SegmentEdit, ShareLink, TranscriptionSession, Translation
+from .models import ApiTokenName, GlossaryTerm, Segment, SegmentEdit, ShareLink, TranscriptionSession, Translation
 from .recording import audio_name, read_span, recording_publish
 from .signals import session_finished
 
@@ -181,9 +181,14 @@ def share_revoke(*, session: TranscriptionSession, share_id: int) -> bool:
     return bool(updated)
 
 
-def api_token_create(*, user, expires_in=None) -> str:
-    """A new API token for `user` (None: no expiry). Returned once; only its digest is stored."""
-    _, token = AuthToken.objects.create(user, expiry=expires_in)
+@transaction.atomic
+def api_token_create(*, user, expires_in=None, name: str = "") -> str:
+    """A new API token for `user` (None: no expiry), with an optional name. Returned once; only its digest
+    is stored."""
+    row, token = AuthToken.objects.create(user, expiry=expires_in)
+    name = " ".join(name.split())[:ApiTokenName.MAX_LENGTH]
+    if name:
+        ApiTokenName.objects.create(token=row, name=name)
     return token
 
 

@@ -381,10 +381,13 @@ def api_tokens(request):
         days = request.POST.get("expires_days", "30")
         if days not in dict(TOKEN_EXPIRY_CHOICES):
             raise Http404("Unknown expiry")
-        new_token = services.api_token_create(user=request.user, expires_in=timedelta(days=int(days)) if days else None)
+        new_token = services.api_token_create(user=request.user, expires_in=timedelta(days=int(days)) if days else None,
+                                              name=request.POST.get("name", ""))
     tokens = selectors.api_tokens_for_user(user=request.user)
     return render(request, "transcription/api_tokens.html", {
         "tokens": tokens, "new_token": new_token, "expiry_choices": TOKEN_EXPIRY_CHOICES,
+        "host": request.get_host(), "ws_scheme": "wss" if request.is_secure() else "ws",
+        "http_scheme": request.scheme,
     })
 
 
