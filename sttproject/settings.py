@@ -1,4 +1,4 @@
-"""Settings from the environment with safe defaults (see README's configuration table)."""
+"""Settings from the environment with safe defaults (every variable: docs/configuration.md)."""
 import os
 import secrets
 import tempfile
@@ -255,7 +255,7 @@ STT_WHISPER_MODEL_EN = os.environ.get("STT_WHISPER_MODEL_EN", "")
 STT_WHISPER_THREADS = env_int("STT_WHISPER_THREADS", 2)
 STT_WHISPER_BEAM_SIZE = env_int("STT_WHISPER_BEAM_SIZE", 1)
 # A final whose greedy decode loops is decoded once more with this beam (0: never); with
-# STT_WHISPER_RETRY_UNSURE also one that is unsure (better text, a longer tail: README, issue 15).
+# STT_WHISPER_RETRY_UNSURE also one that is unsure (better text, a longer tail: docs/benchmarks.md, issue 15).
 STT_WHISPER_RETRY_BEAM = env_int("STT_WHISPER_RETRY_BEAM", 5)
 STT_WHISPER_RETRY_UNSURE = env_bool("STT_WHISPER_RETRY_UNSURE", False)
 STT_WHISPER_DEVICE = os.environ.get("STT_WHISPER_DEVICE", "auto")  # auto | cpu | cuda

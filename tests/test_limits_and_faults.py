@@ -73,7 +73,7 @@ async def test_a_database_call_stuck_for_seconds_does_not_hold_back_live_audio(c
 async def test_the_database_thread_keeps_its_sqlite_connection_between_writes(make_user, monkeypatch):
     """Every final, label and translation is one call on Django's database thread. Opening a SQLite
     connection (with its pragmas) for each was most of that thread's time: at 300 relay sessions it
-    held every final back by seconds (README, bench/load.py). The connection is kept instead."""
+    held every final back by seconds (docs/benchmarks.md, bench/load.py). The connection is kept instead."""
     from channels.db import database_sync_to_async
     from django.db import connection
     from django.db.backends.sqlite3.base import DatabaseWrapper

@@ -168,7 +168,7 @@ def test_an_uploaded_conversation_is_labelled_the_same_way(make_user, settings, 
     from transcription.engines.scheduler import get_scheduler
 
     # On an idle server (no live session here lately: earlier tests' sessions would make it decode in
-    # 10 s parts, whose edges cut a turn into phrases too short to label: purity 0.78, README issue 23).
+    # 10 s parts, whose edges cut a turn into phrases too short to label: purity 0.78, docs/benchmarks.md issue 23).
     monkeypatch.setattr(get_scheduler(), "live_until", 0.0)
 
     settings.STT_ENGINE = "whisper"

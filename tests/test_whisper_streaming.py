@@ -46,7 +46,7 @@ async def test_english_recording_transcribed_within_wer_010(connect, make_user, 
     reference = (DATA / f"en/{name}.txt").read_text()
     hypothesis = " ".join(f["text"] for f in finals)
     wer = jiwer.wer(normalise_en(reference), normalise_en(hypothesis))
-    assert wer <= 0.05, (wer, hypothesis)  # README: 0 (one word of margin)
+    assert wer <= 0.05, (wer, hypothesis)  # docs/benchmarks.md: 0 (one word of margin)
 
 
 async def test_english_on_the_packaged_tiny_en_model(connect, make_user, whisper):
@@ -67,7 +67,7 @@ async def test_long_korean_conversation_comes_back_as_timed_phrases(connect, mak
     assert finals[-1]["end_ms"] <= 69_000
     reference = (DATA / "ko/kspon_long.txt").read_text()
     cer = jiwer.cer(normalise_ko(reference), normalise_ko("".join(f["text"] for f in finals)))
-    assert cer <= 0.30, (cer, [(f["start_ms"], f["text"]) for f in finals])  # the goal; README: 0.22-0.25
+    assert cer <= 0.30, (cer, [(f["start_ms"], f["text"]) for f in finals])  # the goal; docs/benchmarks.md: 0.22-0.25
 
 
 async def test_korean_session_translated_to_english_offline(connect, make_user, whisper):
