@@ -1,3 +1,4 @@
+import logging
 import os
 
 from sttproject.memory import limit_malloc_arenas
@@ -13,7 +14,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from transcription import workers  # noqa: E402
+from transcription import checks, workers  # noqa: E402
 from transcription.realtime import shutdown  # noqa: E402
 from transcription.realtime.auth import websocket_auth  # noqa: E402
 from transcription.realtime.routing import websocket_urlpatterns  # noqa: E402
@@ -26,4 +27,6 @@ application = ProtocolTypeRouter(
 )
 
 shutdown.install()  # on SIGTERM, running sessions end cleanly before daphne stops
+for problem in checks.check_server():  # plain `daphne` guards no request body: said loudly at start-up
+    logging.getLogger("sttproject").warning("%s: %s %s", problem.id, problem.msg, problem.hint)
 workers.start_in_process()  # background jobs: a worker (by default) and the watchdog that resumes jobs

@@ -138,6 +138,8 @@ class GuardedRequest(WebRequest):
 
 
 class GuardedHTTPFactory(HTTPFactory):
+    guards_bodies = True  # (transcription/checks.py warns when the application is served without it)
+
     def buildProtocol(self, addr):
         protocol = super().buildProtocol(addr)
         protocol.requestFactory = GuardedRequest

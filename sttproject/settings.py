@@ -350,9 +350,14 @@ STT_MAX_SESSION_SECONDS = env_float("STT_MAX_SESSION_SECONDS", 4 * 3600)
 # Speaker labels on finals (3D-Speaker CAM++, transcription/speakers/); `"speakers": false` per session.
 STT_SPEAKERS = env_bool("STT_SPEAKERS", True)
 STT_SPEAKER_CHANGES = env_bool("STT_SPEAKER_CHANGES", True)  # end a phrase where another voice takes over
+# Background jobs one user may have queued or running (the second pass, speakers, translations; 0 = no
+# limit): beyond it a session is not refined, a translation is refused (too_many_jobs).
+STT_MAX_JOBS_PER_USER = env_int("STT_MAX_JOBS_PER_USER", 8)
 # Uploaded recordings (the upload page, POST /api/sessions/, /v1/audio/transcriptions).
 STT_MAX_UPLOAD_MB = env_float("STT_MAX_UPLOAD_MB", 500)
 STT_MAX_UPLOAD_SECONDS = env_float("STT_MAX_UPLOAD_SECONDS", 4 * 3600)
+# /v1/audio/transcriptions answers when the file is done, or 504 after this long (the work goes on).
+STT_V1_WAIT_SECONDS = env_float("STT_V1_WAIT_SECONDS", 1800)
 # A client may send audio at most this many times faster than real time, after a burst of
 # STT_AUDIO_BURST_SECONDS (reconnect buffers, `stream --speed`); beyond it frames get `rate` (0 = no limit).
 STT_MAX_AUDIO_RATE = env_float("STT_MAX_AUDIO_RATE", 3.0)
@@ -363,6 +368,12 @@ STT_MAX_CONNECTIONS_PER_USER = env_int("STT_MAX_CONNECTIONS_PER_USER", 10)
 STT_ENGINE_STALL_SECONDS = env_float("STT_ENGINE_STALL_SECONDS", 45.0)
 # On SIGTERM, running sessions get this long to finish their phrase, store it and say `ended`.
 STT_SHUTDOWN_SECONDS = env_float("STT_SHUTDOWN_SECONDS", 10.0)
+# Heavy requests (exports, captions files, enrolment, search, opening a stream, uploads, the REST API) run
+# on a pool of their own, not on the one thread every synchronous view shares (transcription/heavy.py):
+# its threads, what one client may have there at once (beyond: 429), and the whole pool (beyond: 503).
+STT_HEAVY_THREADS = env_int("STT_HEAVY_THREADS", 2)
+STT_HEAVY_PER_CLIENT = env_int("STT_HEAVY_PER_CLIENT", 4)
+STT_HEAVY_QUEUE = env_int("STT_HEAVY_QUEUE", 64)
 # /metrics (Prometheus): staff, or a scraper sending `Authorization: Bearer <token>` (empty: staff only).
 STT_METRICS_TOKEN = os.environ.get("STT_METRICS_TOKEN", "")
 
@@ -374,6 +385,9 @@ STT_STREAM_ALLOWED_HOSTS = [h.strip() for h in os.environ.get("STT_STREAM_ALLOWE
 # rtsp is not on by default: FFmpeg follows an RTSP server's redirects itself, unchecked.
 STT_STREAM_SCHEMES = [s.strip().lower() for s in os.environ.get(
     "STT_STREAM_SCHEMES", "https,http,rtmp,rtmps,srt").split(",") if s.strip()]
+# Ports a pulled stream may use ("*": any): the schemes' own and the usual alternatives (Icecast's 8000).
+STT_STREAM_PORTS = [p.strip() for p in os.environ.get(
+    "STT_STREAM_PORTS", "80,443,1935,554,8000,8080,8443,8554,9000").split(",") if p.strip()]
 # A stream that stalls this long (no audio) is reconnected; after this many failed tries in a row the
 # session ends (reason "source_lost").
 STT_STREAM_STALL_SECONDS = env_float("STT_STREAM_STALL_SECONDS", 10.0)

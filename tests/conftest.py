@@ -56,11 +56,15 @@ def job_worker():
 @pytest.fixture(autouse=True)
 def test_settings(settings, tmp_path):
     """A dropped socket ends its session at once, unless a test asks for a resume window;
-    kept audio goes to a temporary folder; no second pass unless asked for."""
+    kept audio goes to a temporary folder; no second pass unless asked for; streams on any port."""
     settings.STT_RESUME_SECONDS = 0
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.STT_REFINE = "0"  # the second pass runs where a test asks for it (test_working_document.py)
     settings.STT_SPEAKERS = False  # speaker labels where a test asks for them (test_speakers.py)
+    settings.STT_STREAM_PORTS = ["*"]  # the loopback stream servers' ports (the port rule: test_streams.py)
+    # Heavy views on the test's own thread, where its transaction's data is (real servers use the pool:
+    # test_hostile.py, test_limits_and_faults.py)
+    settings.STT_HEAVY_THREADS = 0
 
 
 @pytest.fixture

@@ -33,7 +33,8 @@ class ServerProcess:
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         self.env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}", STT_ENGINE="whisper",
                         STT_DATA_DIR=str(tmp), STT_MEDIA_ROOT=str(tmp / "media"), STT_RESUME_SECONDS="30", STT_REFINE="0",
-                        STT_MODEL_CACHE=os.environ.get("STT_MODEL_CACHE", str(tmp / "models")), NO_GCE_CHECK="true")
+                        STT_MODEL_CACHE=os.environ.get("STT_MODEL_CACHE", str(tmp / "models")), NO_GCE_CHECK="true",
+                        STT_STREAM_PORTS="*")  # (loopback stream servers listen on any port)
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
         self.env.update(env or {})
         if migrate:

@@ -15,7 +15,7 @@ LAYERS = [
     ("session core", ["realtime"]),
     ("sources", ["sources", "compat"]),
     ("edges", ["views", "api", "admin", "urls", "management", "templatetags", "workers", "checks", "apps", "client",
-               "migrations"]),
+               "migrations", "heavy"]),
 ]
 
 

@@ -47,36 +47,40 @@ async def test_audio_far_faster_than_real_time_is_refused_with_rate_and_nothing_
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_database_call_stuck_for_seconds_does_not_hold_back_live_audio(connect, make_user, settings):
-    """Django's database calls share one thread. Channels would queue every audio frame behind it
-    (close_old_connections before each message): one slow write stalled every session's interims."""
+async def test_a_database_call_stuck_for_seconds_holds_back_neither_live_audio_nor_finals(connect, make_user,
+                                                                                         settings):
+    """Django runs every synchronous view and default database call on one thread. Channels would queue
+    every audio frame behind it (close_old_connections before each message): one slow write stalled every
+    session's interims. And a final, sent only once stored, would wait for any slow page: the live path
+    stores on threads of its own (realtime/live_db.py)."""
     settings.STT_ENGINE = "scripted"
     user = await sync_to_async(make_user)()
     communicator = await connect(user=user)
     assert (await communicator.connect())[0]
     await started(communicator)
-    stuck = asyncio.ensure_future(sync_to_async(time.sleep)(4))  # the shared database thread, busy
+    stuck = asyncio.ensure_future(sync_to_async(time.sleep)(4))  # the shared thread, busy (a slow page)
     await asyncio.sleep(0.1)
     began = time.monotonic()
     await communicator.send_to(bytes_data=loud_frame())
     interim = await communicator.receive_json_from(timeout=2)
     assert interim["type"] == "interim" and interim["text"] == "w1"
-    assert time.monotonic() - began < 2 and not stuck.done()
+    await communicator.send_to(bytes_data=quiet_frame())
+    final = (await receive_until(communicator, lambda e: e["type"] == "final", timeout=2))[-1]
+    assert time.monotonic() - began < 2 and not stuck.done()  # sent while the thread was busy
     await stuck
-    await communicator.send_to(bytes_data=quiet_frame())  # the final is stored once the thread is free
-    final = (await receive_until(communicator, lambda e: e["type"] == "final"))[-1]
-    assert final["text"] == "w1" and await Segment.objects.filter(pk=final["segment"]).aexists()
+    assert final["text"] == "w1" and await Segment.objects.filter(pk=final["segment"]).aexists()  # (stored first)
     await communicator.disconnect()
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_the_database_thread_keeps_its_sqlite_connection_between_writes(make_user, monkeypatch):
-    """Every final, label and translation is one call on Django's database thread. Opening a SQLite
-    connection (with its pragmas) for each was most of that thread's time: at 300 relay sessions it
-    held every final back by seconds (docs/benchmarks.md, bench/load.py). The connection is kept instead."""
-    from channels.db import database_sync_to_async
+async def test_the_live_database_threads_keep_their_sqlite_connections_between_writes(make_user, monkeypatch):
+    """Every final, label and translation is one call on the live path's database threads. Opening a
+    SQLite connection (with its pragmas) for each was most of that time: at 300 relay sessions it held
+    every final back by seconds (docs/benchmarks.md, bench/load.py). The connections are kept instead."""
     from django.db import connection
     from django.db.backends.sqlite3.base import DatabaseWrapper
+
+    from transcription.realtime.live_db import LIVE_DB_THREADS, live_db
 
     if connection.vendor != "sqlite":
         pytest.skip("SQLite's kept connection (PostgreSQL keeps DATABASE_CONN_MAX_AGE's default of 0)")
@@ -90,11 +94,11 @@ async def test_the_database_thread_keeps_its_sqlite_connection_between_writes(ma
     monkeypatch.setattr(DatabaseWrapper, "get_new_connection",
                         lambda self, params: opened.append(1) or open_connection(self, params))
     for index in range(6):
-        await database_sync_to_async(services.segment_create)(
+        await live_db(services.segment_create)(
             session_id=session.pk, index=index, seq=index + 1, result=Result(f"문장 {index}", True, index * 1000,
                                                                                index * 1000 + 900))
     assert await Segment.objects.filter(session=session).acount() == 6
-    assert len(opened) <= 1, f"{len(opened)} connections opened for 6 finals"
+    assert len(opened) <= LIVE_DB_THREADS, f"{len(opened)} connections opened for 6 finals"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -2,12 +2,14 @@
 parameters, for anyone holding the link, refused once it is revoked. (The page in a browser:
 tests/test_browser.py.)"""
 import io
+import time
 
 import av
 import pytest
 from django.test import Client
 from django.utils import timezone
 
+from transcription import views
 from transcription.models import Segment, ShareLink, TranscriptionSession, Translation
 
 
@@ -53,6 +55,8 @@ def test_a_running_sessions_captions_file_grows_with_each_final_and_has_its_tran
     body = answer.content.decode()
     assert body.startswith("WEBVTT") and "00:00:00.000 --> 00:00:01.500" in body and "안녕하세요" in body
     Segment.objects.create(session=session, index=1, text="반갑습니다 <b>", start_ms=2000, end_ms=3200)
+    assert Client().get(url).content.decode() == body  # built at most once a second, whoever polls
+    time.sleep(views.CAPTIONS_FRESH_SECONDS)
     body = Client().get(url).content.decode()
     assert body.count("-->") == 2 and "반갑습니다 &lt;b&gt;" in body  # grew by the new final, escaped
     with av.open(io.BytesIO(body.encode()), format="webvtt") as player:  # FFmpeg's WebVTT reader, as players

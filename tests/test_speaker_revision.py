@@ -230,12 +230,13 @@ def test_an_upload_names_the_speaker_whose_voice_the_owner_enrolled(make_user, s
                                             "language": "en"}, format="multipart")
     assert answer.status_code == 202, answer.content
     detail = wait_ended(client, answer.json()["id"], timeout=180)
-    names = {(s["start_ms"] // 4000, s["speaker_name"]) for s in detail["segments"]}
-    by_turn = {}
-    for s in detail["segments"]:  # each 4 s turn: 3 s of speech, 1 s of silence
-        by_turn.setdefault(s["start_ms"] // 4000, set()).add(s["speaker_name"])
-    assert by_turn.get(0) == by_turn.get(2) == by_turn.get(4) == {"민수"}, names
-    assert "민수" not in by_turn.get(1, set()) | by_turn.get(3, set()), names
+    names = [(s["start_ms"], s["end_ms"], s["speaker_name"]) for s in detail["segments"]]
+    named, spoken = {True: 0, False: 0}, {True: 0, False: 0}
+    for start, end, name in names:  # each 4 s turn: 3 s of speech, 1 s of silence; MEE009's are the even ones
+        mee = (start + end) // 2 // 4000 % 2 == 0
+        spoken[mee] += end - start
+        named[mee] += (end - start) * (name == "민수")
+    assert named[True] >= 0.7 * spoken[True] and named[False] == 0, names
 
 
 def test_the_whisper_engine_ends_a_phrase_where_another_voice_takes_over_without_a_pause(settings):

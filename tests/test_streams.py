@@ -52,7 +52,8 @@ def test_a_source_not_on_the_list_is_refused_before_any_connection(make_user, se
         monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: looked_up.append(host) or [
             (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", 80))])
         private = pull(client, "http://streams.example.org/live.m3u8")
-        assert private.status_code == 400 and "169.254.169.254" in private.json()["detail"]
+        assert private.status_code == 400 and "not public" in private.json()["detail"]
+        assert "169.254" not in private.json()["detail"]  # (a stranger learns nothing of the network)
         assert looked_up == ["streams.example.org"]
         monkeypatch.undo()
         # An allowed source that redirects to one that is not: the redirect is not followed.
@@ -210,7 +211,7 @@ def test_ffmpeg_streams_connect_to_the_address_that_was_checked(settings, monkey
         stream = streams.PulledStream(f"rtmp://user:secret@streams.example.org:{port}/live/key", stall_seconds=1,
                                       reconnects=0)
         assert stream.target.pinned_url == f"rtmp://user:secret@127.0.0.1:{port}/live/key"
-        assert stream.target.redacted == f"rtmp://user:***@streams.example.org:{port}/live/key"
+        assert stream.target.redacted == f"rtmp://user:***@streams.example.org:{port}/live/***"  # the stream key too
         opener = __import__("threading").Thread(target=lambda: pytest.raises(streams.StreamError, stream.open))
         opener.start()
         connection, _ = listener.accept()  # FFmpeg came to the checked address (it cannot resolve the name)
@@ -295,3 +296,49 @@ def test_a_stream_whose_server_is_killed_is_ended_by_the_watchdog_with_its_final
             s["text"] for s in alive["segments"]]
     finally:
         server.stop()
+
+
+def test_addresses_that_carry_a_private_ipv4_or_reach_no_public_host_are_refused_and_ports_are_limited(settings,
+                                                                                                     monkeypatch):
+    """Python calls NAT64, 6to4 and IPv4-compatible addresses global whatever IPv4 address they carry:
+    each is judged by that address. Local-use NAT64 and site-local addresses are refused. Only the usual
+    stream ports are allowed, and a refusal never says what a name resolved to."""
+    from transcription.sources import stream_urls
+
+    settings.STT_STREAM_ALLOWED_HOSTS = ["streams.example.org"]
+    settings.STT_STREAM_PORTS = ["80", "443", "8000"]
+
+    def resolving_to(address):
+        monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: [
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, 80, 0, 0))])
+
+    refused = {"64:ff9b::a9fe:a9fe": "169.254.169.254 through NAT64", "2002:7f00:1::1": "127.0.0.1 through 6to4",
+               "::7f00:1": "127.0.0.1, IPv4-compatible", "64:ff9b:1::808:808": "local-use NAT64",
+               "fec0::1": "site-local", "::ffff:10.0.0.1": "10.0.0.1, mapped"}
+    for address, what in refused.items():
+        resolving_to(address)
+        with pytest.raises(stream_urls.SourceNotAllowed) as refusal:
+            stream_urls.check("http://streams.example.org/live.m3u8")
+        assert "not public" in str(refusal.value) and address not in str(refusal.value), what
+    for address in ("64:ff9b::808:808", "2002:808:808::1", "2606:4700::1"):  # 8.8.8.8 through NAT64, 6to4; public
+        resolving_to(address)
+        assert stream_urls.check("http://streams.example.org:8000/live.m3u8").address == address
+    with pytest.raises(stream_urls.SourceNotAllowed, match="port 25 is not allowed"):
+        stream_urls.check("http://streams.example.org:25/")
+
+
+def test_no_secret_of_a_source_url_is_stored_shown_or_logged():
+    """Query tokens, SRT passphrases, RTMP stream keys and passwords are hidden wherever the URL is shown;
+    an error message quoting the URL (FFmpeg's, httpx's) is scrubbed too."""
+    from transcription.sources import stream_urls
+
+    assert stream_urls.redact("https://cdn.example.org/live/index.m3u8?token=SECRET&exp=1#frag") == \
+        "https://cdn.example.org/live/index.m3u8?token=***&exp=***"
+    assert stream_urls.redact("srt://1.2.3.4:9000?passphrase=SECRETSECRET&streamid=abc") == \
+        "srt://1.2.3.4:9000?passphrase=***&streamid=***"
+    assert stream_urls.redact("rtmp://a.rtmp.youtube.com/live2/abcd-efgh-SECRET") == "rtmp://a.rtmp.youtube.com/live2/***"
+    assert stream_urls.redact("https://me:pw@example.org/a.mp3") == "https://me:***@example.org/a.mp3"
+    target = stream_urls.Target("rtmp://me:pw123@a.example.org/live2/KEY-SECRET?t=TOKEN", "rtmp", "a.example.org",
+                                1935, "203.0.113.9")
+    scrubbed = target.scrub(f"av.error: {target.pinned_url}: Connection refused; key KEY-SECRET; t=TOKEN")
+    assert not any(secret in scrubbed for secret in ("pw123", "KEY-SECRET", "TOKEN")), scrubbed

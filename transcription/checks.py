@@ -79,3 +79,23 @@ def check_redis_timeouts() -> list:
                     id="transcription.E005",
                 ))
     return errors
+
+
+SERVERS = ("daphne.cli", "uvicorn", "hypercorn", "gunicorn", "granian")  # launchers of an ASGI application
+
+
+@register("server")
+def check_server(app_configs=None, **kwargs) -> list:
+    """Served by another launcher than `python -m sttproject.server` (plain `daphne`, the command every
+    Channels guide shows), the request bodies are not guarded: an anonymous 200 MB upload is read whole
+    before anyone is authenticated (docs/operations.md#request-bodies). Run at start-up by asgi.py."""
+    import sys
+
+    daphne_server = sys.modules.get("daphne.server")
+    guarded = daphne_server is not None and getattr(daphne_server.HTTPFactory, "guards_bodies", False)
+    launcher = next((name.split(".")[0] for name in SERVERS if name in sys.modules), None)
+    if launcher is None or guarded:
+        return []
+    return [Warning(f"served by plain {launcher}: request bodies are read whole before any login or size check",
+                    hint="Start the server with `python -m sttproject.server` (what `make run` does), which "
+                         "takes daphne's arguments.", id="transcription.W010")]

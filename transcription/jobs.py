@@ -26,6 +26,7 @@ from django_tasks import task
 
 from . import metrics
 from .models import Job, TranscriptionSession
+from .protocol import TOO_MANY_JOBS, ProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +45,24 @@ class JobTakenOver(Exception):
     """This attempt lost the job (the watchdog gave it to another worker): stop, store nothing."""
 
 
+class TooManyJobs(ProtocolError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(TOO_MANY_JOBS, f"you already have {limit} background jobs queued or running; "
+                                        "try again when some are done")
+
+
 def job_start(*, session: TranscriptionSession, kind: str, language: str = "") -> tuple[Job, bool]:
     """Queue the work unless the same work is already queued or running: (the job, whether it was
-    started). A job whose worker died is not started again here: the watchdog resumes it."""
+    started). A job whose worker died is not started again here: the watchdog resumes it. Beyond
+    STT_MAX_JOBS_PER_USER of the owner's jobs queued or running, TooManyJobs (an upload's own
+    transcription is bounded by the sessions a user may run instead, and always queued)."""
     with transaction.atomic():
         active = Job.objects.filter(session=session, kind=kind, language=language, status__in=Job.ACTIVE).first()
         if active is not None:
             return active, False
+        limit = settings.STT_MAX_JOBS_PER_USER
+        if limit and kind != Job.Kind.TRANSCRIBE and owner_jobs(session.owner_id).count() >= limit:
+            raise TooManyJobs(limit)
         try:
             with transaction.atomic():
                 job = Job.objects.create(session=session, kind=kind, language=language, heartbeat_at=timezone.now())
@@ -60,10 +72,23 @@ def job_start(*, session: TranscriptionSession, kind: str, language: str = "") -
     return job, True
 
 
+def owner_jobs(owner_id):
+    return Job.objects.filter(session__owner_id=owner_id, status__in=Job.ACTIVE)
+
+
 def enqueue(job_id: int) -> None:
-    """Hand the job to the task queue (whichever worker is free takes it: transcription/workers.py)."""
-    result = run_job.enqueue(job_id)
+    """Hand the job to the task queue (whichever worker is free takes it: transcription/workers.py).
+    Each of a user's jobs already waiting lowers the next one's priority by one: one user's many jobs
+    do not hold everyone else's back (the database backend takes the highest priority first)."""
+    result = run_job.using(priority=priority_of(job_id)).enqueue(job_id)
     Job.objects.filter(pk=job_id).update(task_id=str(result.id))
+
+
+def priority_of(job_id: int) -> int:
+    """0 for a user's only job; one lower for each other job of theirs queued or running (at least -100)."""
+    owner_id = Job.objects.filter(pk=job_id).values_list("session__owner_id", flat=True).first()
+    ahead = owner_jobs(owner_id).exclude(pk=job_id).count() if owner_id is not None else 0
+    return -min(ahead, 100)
 
 
 @task()

@@ -65,6 +65,7 @@ ENGINE_UNAVAILABLE = "engine_unavailable"  # a cloud engine cannot be reached / 
 ENGINE_REJECTED = "engine_rejected"  # a cloud engine refused the request (permission, argument); ended
 STORAGE = "storage"  # a final could not be saved; it is not shown as a final
 TOO_MANY_SESSIONS = "too_many_sessions"  # this user already runs STT_MAX_SESSIONS_PER_USER sessions
+TOO_MANY_JOBS = "too_many_jobs"  # this user already has STT_MAX_JOBS_PER_USER background jobs queued or running
 SESSION_EXPIRED = "session_expired"  # resume of a session that is over, unknown, or not yours
 TRANSLATION_UNSUPPORTED = "translation_unsupported"  # the translator cannot produce translate_to
 UNAUTHENTICATED = "unauthenticated"  # the API token of this connection was revoked or expired; closed 4401

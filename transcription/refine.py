@@ -4,17 +4,21 @@ stored.
 """
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.dispatch import receiver
 
 from . import services
 from .engines import get_engine
 from .engines.offline import TimedWord, Window, align_words, decode_windows, phrase, plan_windows
-from .jobs import JobRun, job_start
+from .jobs import JobRun, TooManyJobs, job_start
 from .models import Job, TranscriptionSession
 from .recording import WavReader, local_copy
 from .signals import session_finished
 from .translation import get_translator
+
+logger = logging.getLogger(__name__)
 
 
 def refine_wanted(engine: str) -> bool:
@@ -31,7 +35,11 @@ def refine_after(sender, *, session_id, **kwargs) -> bool:
     if (session.source != TranscriptionSession.Source.LIVE or not refine_wanted(session.engine)
             or not session.audio or not session.segments.exists()):
         return False
-    _, started = job_start(session=session, kind=Job.Kind.REFINE)
+    try:
+        _, started = job_start(session=session, kind=Job.Kind.REFINE)
+    except TooManyJobs:
+        logger.warning("session %s is not refined: its owner has too many jobs queued", session_id)
+        return False
     if started:
         TranscriptionSession.objects.filter(pk=session_id).update(refinement=TranscriptionSession.Refinement.PENDING)
     return started

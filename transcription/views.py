@@ -5,6 +5,7 @@ from urllib.parse import quote
 from asgiref.sync import async_to_sync
 
 from django.conf import settings
+from django.core.cache import cache
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -25,7 +26,7 @@ from .media import audio_response
 from .realtime.broadcast import notify_revoked
 from .realtime import control
 from .realtime.control import announce_speakers
-from .jobs import job_start
+from .jobs import TooManyJobs, job_start
 from .models import Job, Voice
 from .translation import get_translator
 from .voices import NoVoice, enrol
@@ -172,7 +173,11 @@ def session_translate(request, session_id):
     if target not in dict(translate_targets()):
         messages.error(request, f"The translator ({get_translator().name}) cannot translate into {target!r}.")
     else:  # in the background: the page shows its progress and the translations as they come
-        _, started = job_start(session=session, kind=Job.Kind.TRANSLATE, language=target)
+        try:
+            _, started = job_start(session=session, kind=Job.Kind.TRANSLATE, language=target)
+        except TooManyJobs as exc:
+            messages.error(request, exc.message)
+            return redirect("transcription:session_detail", session_id=session.pk)
         if started:
             messages.success(request, f"Translating into {target}: the translations appear below as they are made.")
         else:
@@ -251,6 +256,7 @@ def voice_delete(request, voice_id):
 @require_POST
 def session_delete(request, session_id):
     session = selectors.session_get_for_user(user=request.user, session_id=session_id)
+    control.stop_session(session)  # (a running one stops first, wherever it runs)
     services.session_delete(session=session)
     messages.success(request, "Session deleted.")
     return redirect("transcription:session_list")
@@ -324,13 +330,23 @@ def overlay_shared(request, token):
         "position": "top" if request.GET.get("position") == "top" else "bottom"})
 
 
+CAPTIONS_FRESH_SECONDS = 1.0  # a captions file is built at most this often per session and language
+
+
 def captions_shared(request, token):
     """A share link's captions as a WebVTT file that grows as finals are stored, for players that poll
-    it (`?lang=en`: the stored translations). Never cached; readable from any origin, as the link is."""
+    it (`?lang=en`: the stored translations). Not cached by players; readable from any origin, as the
+    link is. Built at most once a second whoever polls (the link is still checked every time)."""
     link = selectors.share_get_active(token=token)
     if link is None:
         raise Http404("This link is invalid, expired or revoked")
-    return _captions_response(live_vtt(link.session, request.GET.get("lang", "")[:16]), EXPORT_FORMATS["vtt"])
+    language = request.GET.get("lang", "")[:16]
+    key = f"stt:captions:{link.session_id}:{language}"
+    body = cache.get(key)
+    if body is None:
+        body = live_vtt(link.session, language)
+        cache.set(key, body, CAPTIONS_FRESH_SECONDS)
+    return _captions_response(body, EXPORT_FORMATS["vtt"])
 
 
 def captions_hls_shared(request, token):

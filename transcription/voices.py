@@ -3,10 +3,12 @@ job, speakers/clustering.py), and a user's enrolled voices, learnt from a labell
 kept recording."""
 from __future__ import annotations
 
+import threading
+
 from django.dispatch import receiver
 
 from . import services, speakers
-from .jobs import JobRun, job_start
+from .jobs import JobRun, TooManyJobs, job_start
 from .models import Job, Segment, TranscriptionSession, Voice
 from .recording import WavReader, local_copy
 from .signals import session_finished
@@ -18,6 +20,14 @@ MAX_ENROL_PHRASES = 30  # the longest phrases of the speaker: a voice in about 2
 
 class NoVoice(ValueError):
     """What a voice cannot be learnt from (a documented reason for the user)."""
+
+
+class EnrolmentBusy(NoVoice):
+    """Another voice is being learnt in this process: try again in a moment."""
+
+
+ENROLMENTS_AT_ONCE = 1  # each embeds up to MAX_ENROL_PHRASES phrases (about 1.5 s of a core): one at a time
+_enrolling = threading.BoundedSemaphore(ENROLMENTS_AT_ONCE)
 
 
 def embeddings_of(session: TranscriptionSession, segments: list[Segment]) -> list:
@@ -38,7 +48,10 @@ def relabel_after(sender, *, session_id, **kwargs) -> bool:
     session = TranscriptionSession.objects.get(pk=session_id)
     if not relabel_wanted(session):
         return False
-    return job_start(session=session, kind=Job.Kind.SPEAKERS)[1]
+    try:
+        return job_start(session=session, kind=Job.Kind.SPEAKERS)[1]
+    except TooManyJobs:  # its live labels stay
+        return False
 
 
 def relabel_session(job: Job, run: JobRun) -> None:
@@ -66,7 +79,12 @@ def enrol(session: TranscriptionSession, label: str, name: str) -> Voice:
     segments = sorted(session.segments.filter(speaker=label), key=lambda s: s.start_ms - s.end_ms)  # longest first
     if not segments:
         raise NoVoice(f"this session has no speaker {label!r}")
-    found = [e for e in embeddings_of(session, segments[:MAX_ENROL_PHRASES]) if e is not None]
+    if not _enrolling.acquire(blocking=False):
+        raise EnrolmentBusy("another voice is being learnt on this server; try again in a moment")
+    try:
+        found = [e for e in embeddings_of(session, segments[:MAX_ENROL_PHRASES]) if e is not None]
+    finally:
+        _enrolling.release()
     if not found:
         raise NoVoice("this speaker's phrases are too short to learn a voice from")
     voice, _ = Voice.objects.update_or_create(owner=session.owner, name=name, defaults={

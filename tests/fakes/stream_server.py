@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import threading
+import time
 from pathlib import Path
 
 import av
@@ -43,6 +44,7 @@ def _mux(out, stream, frames) -> None:
 class _Handler(http.server.SimpleHTTPRequestHandler):
     redirects: dict[str, str] = {}
     drop_after: dict[str, int] = {}  # path -> bytes sent before the connection is cut (no length sent)
+    trickle: dict[str, float] = {}  # path -> seconds between bytes (a server answering a byte at a time)
 
     def log_message(self, *args) -> None:
         pass
@@ -53,6 +55,17 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.send_response(302)
             self.send_header("Location", self.redirects[self.path])
             self.end_headers()
+            return
+        if self.path in self.trickle:
+            body = (Path(self.directory) / self.path.lstrip("/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.apple.mpegurl")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for byte in body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(self.trickle[self.path])
             return
         if self.path.split("?")[0] in self.drop_after:
             body = (Path(self.directory) / self.path.lstrip("/").split("?")[0]).read_bytes()
@@ -82,8 +95,9 @@ class StreamServer:
     """Serves `folder` on `host` (any 127.x address) and a random port; `connections` counts TCP accepts."""
 
     def __init__(self, folder: Path, host: str = "127.0.0.1", *, redirects: dict[str, str] | None = None,
-                 drop_after: dict[str, int] | None = None) -> None:
-        handler = type("Handler", (_Handler,), {"redirects": redirects or {}, "drop_after": drop_after or {}})
+                 drop_after: dict[str, int] | None = None, trickle: dict[str, float] | None = None) -> None:
+        handler = type("Handler", (_Handler,), {"redirects": redirects or {}, "drop_after": drop_after or {},
+                                                "trickle": trickle or {}})
         self.httpd = _Server((host, 0), functools.partial(handler, directory=str(folder)))
         self.url = f"http://{host}:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

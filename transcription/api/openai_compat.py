@@ -12,12 +12,13 @@ import asyncio
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from ..sources import uploads
 from ..exports import srt_of, vtt_of
-from ..jobs import job_start
+from ..jobs import TooManyJobs, job_start
 from ..models import Job, TranscriptionSession
 from ..auth import user_for_token
 
@@ -69,7 +70,11 @@ async def handle(request, *, translate: bool):
     except uploads.UploadError as exc:
         return error(str(exc), code=exc.code, param="prompt" if exc.param == "vocabulary" else exc.param)
 
-    session = await wait_for(session.pk)
+    waited = await wait_for(session.pk, timeout=settings.STT_V1_WAIT_SECONDS)
+    if waited is None:  # (a queue behind other work: the client is not held for ever, the work goes on)
+        return error(f"the recording is still being transcribed after {settings.STT_V1_WAIT_SECONDS:g} s; it goes "
+                     f"on as session {session.pk} (GET /api/sessions/{session.pk}/)", code="timeout", status=504)
+    session = waited
     if session.status != TranscriptionSession.Status.ENDED:
         if session.failure_code in uploads.REFUSED_WHEN_DECODED:  # the file, not the server, is at fault
             return error(session.failure_message, code=session.failure_code, param="file")
@@ -77,26 +82,40 @@ async def handle(request, *, translate: bool):
     if translate:
         job = await database_sync_to_async(lambda: session.jobs.filter(kind=Job.Kind.TRANSLATE).first())()
         if job is None:  # (an upload with nothing to translate queues no job)
-            job, _ = await database_sync_to_async(job_start)(session=session, kind=Job.Kind.TRANSLATE, language="en")
-        await wait_for_job(job.pk)
+            try:
+                job, _ = await database_sync_to_async(job_start)(session=session, kind=Job.Kind.TRANSLATE,
+                                                                 language="en")
+            except TooManyJobs as exc:
+                return error(exc.message, code=exc.code, status=429)
+        if not await wait_for_job(job.pk, timeout=settings.STT_V1_WAIT_SECONDS):
+            return error(f"the translation is still running after {settings.STT_V1_WAIT_SECONDS:g} s",
+                         code="timeout", status=504)
     words = "word" in form.getlist("timestamp_granularities[]")
-    body = await database_sync_to_async(response_body)(session, response_format, translate=translate, words=words)
+    body = await database_sync_to_async(response_body, thread_sensitive=False)(
+        session, response_format, translate=translate, words=words)  # (a long transcript: not on the shared thread)
     if isinstance(body, dict):
         return JsonResponse(body, json_dumps_params={"ensure_ascii": False})
     return HttpResponse(body, content_type="text/plain; charset=utf-8")
 
 
-async def wait_for(session_id) -> TranscriptionSession:
-    while True:
+async def wait_for(session_id, *, timeout: float) -> TranscriptionSession | None:
+    """The upload's session once it is no longer processing; None after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
         session = await TranscriptionSession.objects.aget(pk=session_id)
         if session.status != TranscriptionSession.Status.PROCESSING:
             return session
         await asyncio.sleep(POLL_SECONDS)
+    return None
 
 
-async def wait_for_job(job_id) -> None:
+async def wait_for_job(job_id, *, timeout: float) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout
     while (await Job.objects.aget(pk=job_id)).status in Job.ACTIVE:
+        if asyncio.get_running_loop().time() > deadline:
+            return False
         await asyncio.sleep(POLL_SECONDS)
+    return True
 
 
 def response_body(session: TranscriptionSession, response_format: str, *, translate: bool, words: bool):

@@ -10,12 +10,12 @@ from rest_framework.response import Response
 from .. import selectors, services
 from ..sources import stream_sessions, uploads
 from ..exports import EXPORT_FORMATS, export_response
-from ..jobs import job_start
+from ..jobs import TooManyJobs, job_start
 from ..models import Job, TranscriptionSession, Voice
 from .. import protocol
 from ..translation import get_translator
 from ..realtime.control import announce_correction, announce_speakers, stop_session
-from ..voices import NoVoice, enrol
+from ..voices import EnrolmentBusy, NoVoice, enrol
 from .serializers import (CorrectionSerializer, EnrolSerializer, JobSerializer, SegmentSerializer,
                           SessionDetailSerializer, SessionFilterSerializer, SessionSerializer, StreamSerializer,
                           UploadSerializer, VoiceSerializer)
@@ -106,6 +106,9 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         return Response({"status": "stopping"}, status=status.HTTP_202_ACCEPTED)
 
     def perform_destroy(self, instance):
+        """A running session (a stream being pulled, a live socket) is stopped first, wherever it runs:
+        nothing goes on pulling or recognising for a session that is gone."""
+        stop_session(instance)
         services.session_delete(session=instance)
 
     @extend_schema(
@@ -134,7 +137,10 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
             return Response({"code": protocol.TRANSLATION_UNSUPPORTED,
                              "detail": f"the translator {translator.name!r} cannot translate into {target!r}"},
                             status=status.HTTP_400_BAD_REQUEST)
-        job, _ = job_start(session=session, kind=Job.Kind.TRANSLATE, language=target)
+        try:
+            job, _ = job_start(session=session, kind=Job.Kind.TRANSLATE, language=target)
+        except TooManyJobs as exc:
+            return Response({"code": exc.code, "detail": exc.message}, status=status.HTTP_429_TOO_MANY_REQUESTS)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request={"application/json": {"type": "object", "additionalProperties": {"type": "string"}}},
@@ -165,6 +171,9 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         params.is_valid(raise_exception=True)
         try:
             voice = enrol(session, params.validated_data["speaker"], params.validated_data["name"])
+        except EnrolmentBusy as exc:
+            return Response({"code": "too_many_requests", "detail": str(exc)}, status=status.HTTP_429_TOO_MANY_REQUESTS,
+                            headers={"Retry-After": "2"})
         except NoVoice as exc:
             return Response({"code": protocol.BAD_REQUEST, "detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         announce_speakers(session)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from .. import admission, metrics, protocol, services
@@ -21,6 +20,7 @@ from ..protocol import ProtocolError
 from ..translation import Translator
 from ..voices import enrolled
 from . import shutdown
+from .live_db import live_db
 from .registry import sessions
 from .session import LiveSession
 
@@ -47,20 +47,20 @@ async def open_session(admitted: Admission, *, user, source_url: str = "") -> Li
     limit = settings.STT_MAX_SESSIONS
     if limit and sessions.count() >= limit:  # full: refuse, so the client can go elsewhere
         raise refused(protocol.BUSY, f"this server is running its maximum of {limit} sessions; try again later")
-    uploads = await database_sync_to_async(admission.uploads_processing)(user=user)
+    uploads = await live_db(admission.uploads_processing)(user=user)
     try:  # (no await between this count and `opening`: two starts at once cannot both pass)
         admission.check_per_user(running=sessions.count(owner_id=user.pk) + uploads)
     except ProtocolError as exc:
         raise refused(exc.code, exc.message) from None
     with sessions.opening(user.pk):  # (the LiveSession is added before anything else awaits)
         message = admitted.message
-        vocabulary = await database_sync_to_async(admission.vocabulary_for)(
+        vocabulary = await live_db(admission.vocabulary_for)(
             user=user, language=message.lang, terms=message.vocabulary)
-        record = await database_sync_to_async(services.session_start)(
+        record = await live_db(services.session_start)(
             owner=user, language=message.lang, engine=admitted.engine.name, translate_to=message.translate_to or "",
             vocabulary=vocabulary, source_url=source_url)
         labels = speakers_wanted(message.speakers)
-        voices = await database_sync_to_async(enrolled)(user.pk) if labels else ()
+        voices = await live_db(enrolled)(user.pk) if labels else ()
         metrics.sessions_started.labels(engine=admitted.engine.name).inc()
         return LiveSession(record=record, engine=admitted.engine,
                            config=StreamConfig(language=message.lang, vocabulary=tuple(vocabulary),

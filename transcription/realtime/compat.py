@@ -21,8 +21,9 @@ from .consumers import NO_CHANNEL_LAYER, feed_audio
 from .limits import AudioRateLimit, connections
 from .session import LiveSession
 
-DENIAL = "websocket.http.response"
-CLEAN_CLOSES = (1000, 1001, 1005)  # normal, going away, a close frame with no code  # the ASGI extension for an HTTP answer instead of a handshake
+DENIAL = "websocket.http.response"  # the ASGI extension for an HTTP answer instead of a handshake
+MAX_VENDOR_AUDIO_BYTES = protocol.MAX_AUDIO_FRAME_BYTES * 8  # audio in one vendor message, at most
+CLEAN_CLOSES = (1000, 1001, 1005)  # normal, going away, a close frame with no code
 
 
 class Refused(Exception):
@@ -48,15 +49,14 @@ class PcmTo16k:
             self.resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
 
     def convert(self, data: bytes) -> bytes:
-        if self.resampler is None:
+        """Whole samples only: a byte left over (an odd-length message) waits for the next one."""
+        data, whole = self.rest + data, (len(self.rest) + len(data)) // self.frame_bytes * self.frame_bytes
+        data, self.rest = data[:whole], data[whole:]
+        if self.resampler is None or not data:
             return data
         import av
         import numpy as np
 
-        data, whole = self.rest + data, (len(self.rest) + len(data)) // self.frame_bytes * self.frame_bytes
-        data, self.rest = data[:whole], data[whole:]
-        if not data:
-            return b""
         samples = np.frombuffer(data, dtype="<i2").reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono" if self.channels == 1 else "stereo")
         frame.sample_rate = self.rate
@@ -84,6 +84,15 @@ class CompatConsumer(AsyncWebsocketConsumer):
         ...
 
     async def send_event(self, event: dict) -> None: ...
+
+    async def dispatch(self, message: dict) -> None:
+        # Every message skips channels' per-message close_old_connections, a hop to the thread all
+        # synchronous views share (our own socket does the same for audio: consumers.py): these sockets
+        # touch the database only through database_sync_to_async, which closes stale connections itself.
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+            return
+        await super().dispatch(message)
 
     # -- handshake --
     async def connect(self) -> None:
@@ -143,15 +152,18 @@ class CompatConsumer(AsyncWebsocketConsumer):
 
     # -- audio --
     def feed(self, data: bytes) -> None:
-        """PCM16 at the client's rate and channels, into the session; ProtocolError when refused."""
+        """PCM16 at the client's rate and channels, into the session in frames of our protocol's size;
+        ProtocolError when refused."""
         live = self.live
         if live is None or live.closing:
             raise ProtocolError(protocol.NOT_STARTED, "the stream is closed")
-        if len(data) > protocol.MAX_AUDIO_FRAME_BYTES * 8:
+        if len(data) > MAX_VENDOR_AUDIO_BYTES:
             raise ProtocolError(protocol.FRAME_TOO_LARGE, "audio message too large")
-        pcm = self.converter.convert(data) if self.converter is not None else data
-        if pcm:
-            feed_audio(live, self.rate, pcm)
+        if self.converter is None:
+            self.converter = PcmTo16k(SAMPLE_RATE, 1)
+        pcm = self.converter.convert(data)
+        for at in range(0, len(pcm), protocol.MAX_AUDIO_FRAME_BYTES):
+            feed_audio(live, self.rate, pcm[at:at + protocol.MAX_AUDIO_FRAME_BYTES])
 
     async def replaced(self) -> None:  # (no resume here: never called)
         await self.close()

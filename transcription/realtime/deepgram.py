@@ -110,6 +110,9 @@ class DeepgramListenConsumer(CompatConsumer):
     queued: list[dict]  # the events after it (set when a final is held)
     phrase_open = -1  # the phrase whose SpeechStarted was sent
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.awaited: set[int] = set()  # FINALIZE numbers a task waits for
     # -- handshake --
     def unauthenticated(self) -> Refused:
         return Refused(401, {"err_code": "INVALID_AUTH", "err_msg": "Invalid credentials.",
@@ -168,7 +171,9 @@ class DeepgramListenConsumer(CompatConsumer):
             elif kind == "Finalize":
                 self.finalizing = True  # the final it makes says so; with no phrase in progress, none does
                 live, number = self.live, self.live.finalize()
-                live.spawn(self.finalize_done(live, number))
+                if number not in self.awaited:  # (a flood of Finalize: one waiter per marker, not per message)
+                    self.awaited.add(number)
+                    live.spawn(self.finalize_done(live, number))
             elif kind == "CloseStream":
                 await self.close_stream()
             elif kind == "Configure":
@@ -182,7 +187,10 @@ class DeepgramListenConsumer(CompatConsumer):
             await self.send_error(exc.code, exc.message)
 
     async def finalize_done(self, live, number: int) -> None:
-        await live.recognition.finalized(number, 30.0)
+        try:
+            await live.recognition.finalized(number, 30.0)
+        finally:
+            self.awaited.discard(number)
         self.finalizing = False
 
     async def close_stream(self) -> None:

@@ -11,10 +11,8 @@ import collections
 import logging
 from typing import Protocol
 
-from channels.db import database_sync_to_async
-
-from .. import selectors
-from .. import protocol
+from .. import protocol, selectors
+from .live_db import live_db
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +99,7 @@ class Outbox:
 async def stored_events_after(session_id: str, last_seq: int) -> list[dict]:
     """The stored finals and translations after `last_seq`, as events in seq order: a resume from
     beyond the replay window."""
-    segments, translations = await database_sync_to_async(selectors.transcript_after_seq)(
+    segments, translations = await live_db(selectors.transcript_after_seq)(
         session_id=session_id, last_seq=last_seq)
     events = [protocol.event_final_from_segment(s) for s in segments]
     events += [protocol.event_translation_done(t) for t in translations]

@@ -16,6 +16,7 @@ client's events (the server has heard it: it is still stored). Errors follow Ope
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import dataclasses
@@ -32,13 +33,14 @@ from .. import protocol
 from ..engines.base import AUTO_LANGUAGE
 from ..protocol import ProtocolError
 from . import admission
-from .compat import CompatConsumer, PcmTo16k, Refused, query
+from .compat import MAX_VENDOR_AUDIO_BYTES, CompatConsumer, PcmTo16k, Refused, query
 from .limits import AudioRateLimit, connections
 
 INPUT_RATE = 24000
 LOGPROBS = "item.input_audio_transcription.logprobs"
 COMMIT_SECONDS = 30.0  # at most this long for the engine to finalise a committed phrase
-MAX_APPEND_BYTES = 700_000  # base64 characters in one append (512 kB of audio; OpenAI allows 15 MB)
+# Base64 characters in one append: at most the audio a vendor socket takes in one message (OpenAI allows 15 MB).
+MAX_APPEND_BYTES = 4 * (MAX_VENDOR_AUDIO_BYTES // 3)
 
 
 def event_id() -> str:
@@ -136,6 +138,10 @@ class OpenAIRealtimeConsumer(CompatConsumer):
     cleared_phrase = -1  # a phrase the client cleared: its events are not sent
     last_final_end_ms = 0
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.awaited: set[int] = set()  # FINALIZE numbers a task waits for
+
     # -- handshake: authenticate; the session opens with the first audio --
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -149,10 +155,30 @@ class OpenAIRealtimeConsumer(CompatConsumer):
                                                     "this server offers transcription sessions only: "
                                                     "connect with ?intent=transcription")))
             return
-        self.account = user
+        if not connections.acquire(user.pk, settings.STT_MAX_CONNECTIONS_PER_USER):  # counted open, not at audio
+            await self.deny(Refused(429, error_body("rate_limit_error", "too_many_connections",
+                                                    "too many open connections for this API key")))
+            return
+        self.account = self.user = user
         self.converter = PcmTo16k(INPUT_RATE, 1)
         await self.accept()
         await self.send_json({"type": "session.created", "event_id": event_id(), "session": self.config.as_session()})
+        self.idle_watch = asyncio.get_running_loop().create_task(self.close_if_idle())
+
+    async def close_if_idle(self) -> None:
+        """A socket that never sends audio holds nothing for long: closed after STT_IDLE_SECONDS (once its
+        session is open, the session's own idle limit applies)."""
+        await asyncio.sleep(settings.STT_IDLE_SECONDS)
+        if self.live is None and not self.closed:
+            await self.send_error("invalid_request_error", "session_expired",
+                                  f"no audio for {settings.STT_IDLE_SECONDS:g} s: the connection is closed")
+            await self.close()
+
+    async def disconnect(self, code: int) -> None:
+        watch = getattr(self, "idle_watch", None)
+        if watch is not None:
+            watch.cancel()
+        await super().disconnect(code)
 
     def start_message(self) -> protocol.Start:
         return protocol.Start(lang=self.config.language, vocabulary=self.config.terms)
@@ -161,10 +187,6 @@ class OpenAIRealtimeConsumer(CompatConsumer):
         """The first audio: our `start`, with the configuration the client sent."""
         start = self.start_message()
         admitted = await admission.check(message=start, token_digest=self.scope.get("auth_token"))
-        if self.user is None:  # (counted once: a refused first audio may be followed by another)
-            if not connections.acquire(self.account.pk, settings.STT_MAX_CONNECTIONS_PER_USER):
-                raise ProtocolError(protocol.TOO_MANY_SESSIONS, "too many connections for this user")
-            self.user = self.account
         self.live = await admission.open_session(admitted, user=self.account)
         self.rate = AudioRateLimit(settings.STT_MAX_AUDIO_RATE, settings.STT_AUDIO_BURST_SECONDS)
         await self.live.start(self)
@@ -174,7 +196,8 @@ class OpenAIRealtimeConsumer(CompatConsumer):
         client_event = None
         try:
             if len(text_data or "") > MAX_APPEND_BYTES + 4096:  # (not parsed: the largest event is an append)
-                raise BadEvent("invalid_value", "event too large: audio at most 700,000 characters an append")
+                raise BadEvent("invalid_value", f"event too large: audio at most {MAX_APPEND_BYTES:,} characters "
+                                                "an append")
             try:
                 message = json.loads(text_data or "")
             except ValueError:
@@ -213,7 +236,8 @@ class OpenAIRealtimeConsumer(CompatConsumer):
 
     async def append(self, audio) -> None:
         if not isinstance(audio, str) or not audio or len(audio) > MAX_APPEND_BYTES:
-            raise BadEvent("invalid_value", "audio must be base64 PCM16, at most 700,000 characters an append", "audio")
+            raise BadEvent("invalid_value", f"audio must be base64 PCM16, at most {MAX_APPEND_BYTES:,} characters an "
+                                            "append", "audio")
         try:
             pcm = base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError):
@@ -237,13 +261,18 @@ class OpenAIRealtimeConsumer(CompatConsumer):
 
     def spawn_commit(self, live, number: int, item: str) -> None:
         async def answer() -> None:
-            await live.recognition.finalized(number, COMMIT_SECONDS)
+            try:
+                await live.recognition.finalized(number, COMMIT_SECONDS)
+            finally:
+                self.awaited.discard(number)
             if self.committed == item:  # the engine found no words in it
                 self.committed = None
                 self.item = None
                 self.previous_item = item
                 await self.completed(item, "", [], seconds=0.0)
-        live.spawn(answer())
+        if number not in self.awaited:  # (a flood of commits: one waiter per FINALIZE marker)
+            self.awaited.add(number)
+            live.spawn(answer())
 
     def clear(self) -> None:
         if self.item is not None:

@@ -24,6 +24,9 @@ from .bridge import ThreadStream
 logger = logging.getLogger(__name__)
 
 
+MAX_PENDING_FINALIZES = 4  # FINALIZE markers queued and not yet acted on, at most
+
+
 class AudioQueue:
     """Audio accepted from the client and not yet consumed by the engine, bounded in bytes.
 
@@ -41,6 +44,7 @@ class AudioQueue:
         self._cond = threading.Condition()
         self._last_taken = time.monotonic()  # when the engine last took audio (or audio began waiting)
         self.finalizes_asked = 0
+        self._audio_since_finalize = False
         self.finalizes_done = 0  # FINALIZE markers the engine has acted on (it asked for what follows)
 
     def put(self, data: bytes) -> bool:
@@ -52,15 +56,21 @@ class AudioQueue:
                 self._last_taken = time.monotonic()
             self._chunks.append(data)
             self._size += len(data)
+            self._audio_since_finalize = True
             self._cond.notify()
             return True
 
     def finalize(self) -> int:
-        """Queue a FINALIZE; its number, which `finalizes_done` reaches once the engine acted on it."""
+        """Queue a FINALIZE; its number, which `finalizes_done` reaches once the engine acted on it. A
+        FINALIZE with no audio since the last one has nothing to finalise and is not queued again; beyond
+        MAX_PENDING_FINALIZES waiting ones a flood of them joins the newest (each costs the engine a decode)."""
         with self._cond:
-            if not self._closed:
+            pending = self.finalizes_asked - self.finalizes_done
+            coalesced = not self._audio_since_finalize or pending >= MAX_PENDING_FINALIZES
+            if not self._closed and not coalesced:
                 self._chunks.append(FINALIZE)
                 self.finalizes_asked += 1
+                self._audio_since_finalize = False
                 self._cond.notify()
             return self.finalizes_asked
 

@@ -18,24 +18,29 @@ import asyncio
 import enum
 import logging
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
-from .. import metrics, services
+from .. import metrics, protocol, services
 from ..engines import EngineError, Recognizer, StreamConfig
 from ..engines.base import BYTES_PER_SECOND
 from ..models import TranscriptionSession
 from ..recording import audio_path_for
 from ..speakers import SpeakerLabeller
 from ..translation import Translator
-from .. import protocol
 from .broadcast import Broadcaster
-from .control import CORRECTION, RENAME_SPEAKERS, STOP, WANT_TRANSLATION, ControlListener
+from .control import (
+    CORRECTION,
+    RENAME_SPEAKERS,
+    STOP,
+    WANT_TRANSLATION,
+    ControlListener,
+)
 from .events import EventLog, Outbox, Sink
+from .live_db import live_db
 from .monitor import SessionMonitor
 from .recognition import Recognition
-from .results import Results
 from .registry import sessions
+from .results import Results
 from .translations import SessionTranslations
 from .writer import TranscriptWriter
 
@@ -175,7 +180,7 @@ class LiveSession:
                 reason = protocol.REASON_ERROR
         elif reason in (protocol.REASON_DISCONNECT, protocol.REASON_SOURCE_LOST):
             status = TranscriptionSession.Status.INTERRUPTED
-        await database_sync_to_async(services.session_finish)(
+        await live_db(services.session_finish)(
             session_id=self.id, status=status, audio_ms=self.audio_bytes * 1000 // BYTES_PER_SECOND,
             audio_kept=self.recognition.audio_path is not None)
         async with self.outbox.lock:  # (the speaker's socket may be gone: viewers are still told)

@@ -14,14 +14,12 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from channels.db import database_sync_to_async
-
-from .. import metrics, selectors
+from .. import metrics, protocol, selectors
 from ..recording import read_span_at
 from ..translation import Translator, get_translator
-from .. import protocol
 from .bridge import ThreadStream
 from .events import Outbox
+from .live_db import live_db
 from .writer import TranscriptWriter
 
 logger = logging.getLogger(__name__)
@@ -143,7 +141,7 @@ class SessionTranslations:
         if sum(not p.for_speaker for p in self.pipelines.values()) >= self.max_viewer_languages:
             return  # (checked at connect too, across processes: a viewer asking for more was told)
         pipeline = self.start(translator, target, for_speaker=False)
-        missing = await database_sync_to_async(selectors.segments_without_translation)(
+        missing = await live_db(selectors.segments_without_translation)(
             session_id=self.session_id, language=target)
         async with self.outbox.lock:
             for segment in missing:

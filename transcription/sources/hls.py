@@ -20,6 +20,7 @@ from . import http_fetch
 
 MAX_PLAYLIST_BYTES = 1_000_000
 MAX_SEGMENT_BYTES = 50_000_000
+MAX_RELOAD_SECONDS = 10.0  # a live playlist is reloaded at least this often, whatever its target duration says
 
 
 class HlsError(Exception):
@@ -47,15 +48,18 @@ class HlsReader:
         self.last_sequence: int | None = None
         self.ended = False  # the playlist said ENDLIST and every segment was given
 
-    def load(self, text: str | None = None) -> m3u8.M3U8:
-        """The media playlist (a variant's, for a master playlist)."""
+    def load(self, text: str | None = None, *, deadline: float | None = None) -> m3u8.M3U8:
+        """The media playlist (a variant's, for a master playlist: one level only, as HLS has)."""
         if text is None:
-            body, self.url = http_fetch.read_all(self.session, self.url, limit=MAX_PLAYLIST_BYTES)
+            body, self.url = http_fetch.read_all(self.session, self.url, limit=MAX_PLAYLIST_BYTES, deadline=deadline)
             text = body.decode("utf-8", "replace")
         playlist = m3u8.loads(text, uri=self.url)
         if playlist.is_variant:
             self.url = _audio_rendition(playlist)
-            return self.load()
+            body, self.url = http_fetch.read_all(self.session, self.url, limit=MAX_PLAYLIST_BYTES, deadline=deadline)
+            playlist = m3u8.loads(body.decode("utf-8", "replace"), uri=self.url)
+            if playlist.is_variant:  # a master naming a master (or itself): not a stream
+                raise HlsError("the master playlist names another master playlist, not a media playlist")
         return playlist
 
     def segments(self, first: m3u8.M3U8 | None = None) -> Iterator[bytes]:
@@ -70,10 +74,13 @@ class HlsReader:
                     continue
                 if segment.key is not None and (segment.key.method or "NONE").upper() != "NONE":
                     raise HlsError("encrypted HLS streams are not supported")
+                # a segment arrives within the stall time plus its own length, however it trickles
+                deadline = time.monotonic() + self.stall_seconds + min(segment.duration or 0, MAX_RELOAD_SECONDS)
                 if segment.init_section is not None and segment.init_section.absolute_uri != init_uri:
                     init_uri = segment.init_section.absolute_uri
-                    yield http_fetch.read_all(self.session, init_uri, limit=MAX_SEGMENT_BYTES)[0]
-                yield http_fetch.read_all(self.session, segment.absolute_uri, limit=MAX_SEGMENT_BYTES)[0]
+                    yield http_fetch.read_all(self.session, init_uri, limit=MAX_SEGMENT_BYTES, deadline=deadline)[0]
+                yield http_fetch.read_all(self.session, segment.absolute_uri, limit=MAX_SEGMENT_BYTES,
+                                          deadline=deadline)[0]
                 self.last_sequence = number
                 grew_at = time.monotonic()
                 if self.stop.is_set():
@@ -81,10 +88,11 @@ class HlsReader:
             if playlist.is_endlist:
                 self.ended = True
                 return
-            if time.monotonic() - grew_at > max(self.stall_seconds, 3 * (playlist.target_duration or 2)):
+            target = min(playlist.target_duration or 2, MAX_RELOAD_SECONDS)  # (a playlist may claim years)
+            if time.monotonic() - grew_at > max(self.stall_seconds, 1.5 * target):
                 raise HlsStalled("the live playlist stopped growing")
-            self.stop.wait(max(0.5, (playlist.target_duration or 2) / 2))
-            playlist = self.load()
+            self.stop.wait(max(0.5, target / 2))
+            playlist = self.load(deadline=time.monotonic() + self.stall_seconds)
 
 
 def _audio_rendition(master: m3u8.M3U8) -> str:

@@ -7,6 +7,7 @@ against the name), so the name cannot resolve elsewhere between the check and th
 """
 from __future__ import annotations
 
+import time
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -52,20 +53,24 @@ def get(session: httpx.Client, url: str) -> tuple[httpx.Response, str]:
     raise FetchError(f"more than {MAX_REDIRECTS} redirects")
 
 
-def read_all(session: httpx.Client, url: str, *, limit: int) -> tuple[bytes, str]:
-    """A whole (small) body: a playlist or one segment, at most `limit` bytes."""
+def read_all(session: httpx.Client, url: str, *, limit: int, deadline: float | None = None) -> tuple[bytes, str]:
+    """A whole (small) body: a playlist or one segment, at most `limit` bytes, by `deadline` (monotonic)."""
     response, final_url = get(session, url)
-    return read_rest(response, final_url, limit=limit), final_url
+    return read_rest(response, final_url, limit=limit, deadline=deadline), final_url
 
 
-def read_rest(response: httpx.Response, url: str, *, limit: int, head: bytes = b"", parts=None) -> bytes:
-    """The rest of a streamed body (after `head`, read from `parts` if given), at most `limit` bytes."""
+def read_rest(response: httpx.Response, url: str, *, limit: int, head: bytes = b"", parts=None,
+              deadline: float | None = None) -> bytes:
+    """The rest of a streamed body (after `head`, read from `parts` if given), at most `limit` bytes. Past
+    `deadline` it is given up: a server trickling a byte at a time never trips the timeout per read."""
     body = bytearray(head)
     try:
         for part in parts if parts is not None else response.iter_bytes():
             body += part
             if len(body) > limit:
                 raise FetchError(f"{stream_urls.redact(url)} is larger than {limit / 1_000_000:g} MB")
+            if deadline is not None and time.monotonic() > deadline:
+                raise FetchError(f"{stream_urls.redact(url)} was too slow to answer")
     except httpx.HTTPError as exc:
         raise FetchError(f"{stream_urls.redact(url)} was cut off ({type(exc).__name__})") from exc
     finally:

@@ -19,7 +19,6 @@ import threading
 from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from .. import admission as rules
@@ -27,6 +26,7 @@ from .. import protocol, services
 from ..audio import BYTES_PER_SECOND
 from ..engines import get_engine
 from ..realtime import admission
+from ..realtime.live_db import live_db
 from ..realtime.session import LiveSession, Refusal
 from .stream_urls import SourceNotAllowed
 from .streams import PulledStream, StreamError
@@ -81,21 +81,28 @@ async def pump(session: LiveSession, stream: PulledStream) -> None:
     reader.start()
     loop = asyncio.get_running_loop()
     ended, started, fed = None, None, 0
+    silence_limit = no_audio_seconds()
+    heard = loop.time()
     try:
         while not session.closing:
             try:
                 item = chunks.get_nowait()
-            except queue.Empty:  # (the reader is reconnecting at worst: bounded there, not by STT_IDLE_SECONDS)
-                session.touch()
+            except queue.Empty:  # the reader is reconnecting, or the source sends nothing that is audio
+                if loop.time() - heard > silence_limit:  # (whatever the reader is stuck in)
+                    ended = _Ended(protocol.REASON_SOURCE_LOST, protocol.SOURCE_LOST,
+                                   f"no audio came from the stream for {silence_limit:g} s")
+                    break
+                session.touch()  # (not STT_IDLE_SECONDS: a reconnecting stream is bounded by the line above)
                 await asyncio.sleep(POLL_SECONDS)
                 continue
+            heard = loop.time()
             if isinstance(item, _Ended):
                 ended = item
                 break
             if started is None:
                 started = loop.time()
                 if stream.start_seconds is not None:
-                    await database_sync_to_async(services.session_stream_started)(
+                    await live_db(services.session_stream_started)(
                         session_id=session.id, start_ms=round(stream.start_seconds * 1000))
             ahead = fed / BYTES_PER_SECOND - (loop.time() - started) - LEAD_SECONDS
             if ahead > 0:
@@ -112,10 +119,16 @@ async def pump(session: LiveSession, stream: PulledStream) -> None:
     if ended is None or session.closing:
         return
     if ended.code:
-        await database_sync_to_async(services.session_note_failure)(
+        await live_db(services.session_note_failure)(
             session_id=session.id, code=ended.code, message=ended.message)
         await session.emit(protocol.event_error(ended.code, ended.message))
     await session.end(reason=ended.reason)
+
+
+def no_audio_seconds() -> float:
+    """How long a pulled session waits for audio, reconnections included, before it ends `source_lost`:
+    STT_STREAM_STALL_SECONDS for each connection it may try."""
+    return settings.STT_STREAM_STALL_SECONDS * (settings.STT_STREAM_RECONNECTS + 1)
 
 
 async def keep_alive(session: LiveSession) -> None:
@@ -124,7 +137,7 @@ async def keep_alive(session: LiveSession) -> None:
     while not session.closing:
         await asyncio.sleep(settings.STT_STREAM_STALE_SECONDS / 4)
         try:
-            await database_sync_to_async(services.session_stream_alive)(session_id=session.id)
+            await live_db(services.session_stream_alive)(session_id=session.id)
         except Exception:  # the database is away a moment: the next beat will do
             logger.warning("session %s: no sign of life stored", session.id, exc_info=True)
 
@@ -144,9 +157,10 @@ def read(stream: PulledStream, chunks: queue.Queue) -> None:
         ended = _Ended(protocol.REASON_SOURCE_ENDED)
     except (StreamError, SourceNotAllowed) as exc:
         ended = _Ended(protocol.REASON_SOURCE_LOST, exc.code, str(exc))
-    except Exception as exc:  # a boundary: the session still ends, with the reason
-        logger.exception("stream %s failed", stream.target.redacted)
-        ended = _Ended(protocol.REASON_SOURCE_LOST, protocol.SOURCE_LOST, f"the stream failed: {exc}")
+    except Exception as exc:  # a boundary: the session still ends, with the reason (its secrets hidden)
+        reason = stream.target.scrub(f"{type(exc).__name__}: {exc}")
+        logger.error("stream %s failed: %s", stream.target.redacted, reason)
+        ended = _Ended(protocol.REASON_SOURCE_LOST, protocol.SOURCE_LOST, f"the stream failed: {reason}")
     finally:
         stream.disconnect()
     if ended is not None:

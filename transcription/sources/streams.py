@@ -15,6 +15,7 @@ import functools
 import itertools
 import logging
 import threading
+import time
 from typing import Iterator
 
 import httpx
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 FFMPEG_PROTOCOLS = {"rtmp": "rtmp,tcp", "rtmps": "rtmps,rtmp,tls,tcp", "rtsp": "rtsp,rtp,udp,tcp", "srt": "srt,libsrt"}
 MAX_BACKOFF_SECONDS = 8.0
+OPEN_SECONDS = 15.0  # opening a stream (and each reconnection's playlists) takes at most this long in all
 
 
 class StreamError(Exception):
@@ -44,16 +46,19 @@ class StreamLost(StreamError):
 
 class _Bytes:
     """Byte chunks as a file PyAV reads (no seek: FFmpeg reads it as a live stream). A failure to
-    fetch them ends the file and is kept in `error`: FFmpeg would report it as undecodable data."""
+    fetch them ends the file and is kept in `error`: FFmpeg would report it as undecodable data. A chunk
+    is read through a view at an offset: re-slicing the rest at every 32 kB read copied a 50 MB segment
+    quadratically (tens of GB, the GIL held)."""
 
     def __init__(self, parts: Iterator[bytes], stop: threading.Event) -> None:
         self.parts = parts
         self.stop = stop
-        self.buffer = b""
+        self.buffer = memoryview(b"")
+        self.offset = 0
         self.error: Exception | None = None
 
     def read(self, size: int = -1) -> bytes:
-        while not self.buffer and not self.stop.is_set():
+        while self.offset >= len(self.buffer) and not self.stop.is_set():
             try:
                 part = next(self.parts, None)
             except Exception as exc:
@@ -61,11 +66,12 @@ class _Bytes:
                 return b""
             if part is None:
                 return b""
-            self.buffer = part
+            self.buffer, self.offset = memoryview(part), 0
         if self.stop.is_set():
             return b""
-        size = len(self.buffer) if size < 0 else size
-        out, self.buffer = self.buffer[:size], self.buffer[size:]
+        end = len(self.buffer) if size < 0 else min(len(self.buffer), self.offset + size)
+        out = self.buffer[self.offset:end].tobytes()
+        self.offset = end
         return out
 
 
@@ -85,17 +91,18 @@ class PulledStream:
         self.start_seconds: float | None = None  # the stream's timestamp at its first audio (the session's 0)
 
     def open(self) -> None:
-        """Connect once; SourceNotAllowed (a redirect elsewhere) or StreamError(SOURCE_UNREACHABLE)."""
+        """Connect once, within OPEN_SECONDS however slowly the source answers; SourceNotAllowed (a
+        redirect elsewhere) or StreamError(SOURCE_UNREACHABLE)."""
         if self.target.scheme == "srt" and not _ffmpeg_has("srt"):
             raise StreamError(SOURCE_UNREACHABLE, "this server's FFmpeg cannot read SRT streams")
         try:
-            self._first = self._connect()
+            self._first = self._connect(deadline=time.monotonic() + OPEN_SECONDS)
         except stream_urls.SourceNotAllowed:
             self.close()
             raise
-        except Exception as exc:  # HTTP, HLS, and PyAV's av.error.* alike
+        except Exception as exc:  # HTTP, HLS, and PyAV's av.error.* alike (FFmpeg's quote the URL)
             self.close()
-            raise StreamError(SOURCE_UNREACHABLE, f"the stream could not be opened: {exc}") from exc
+            raise StreamError(SOURCE_UNREACHABLE, self.target.scrub(f"the stream could not be opened: {exc}")) from None
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -125,11 +132,11 @@ class PulledStream:
             except stream_urls.SourceNotAllowed:
                 raise
             except DecodeError as exc:  # it is not audio: trying again would not change that
-                raise StreamLost(str(exc)) from exc
+                raise StreamLost(self.target.scrub(str(exc))) from None
             except (http_fetch.FetchError, HlsError, OSError, httpx.HTTPError) as exc:
-                error = str(exc) or type(exc).__name__
+                error = self.target.scrub(str(exc) or type(exc).__name__)
             except Exception as exc:  # PyAV's errors (av.error.*) and the like: treated as a drop
-                error = f"{type(exc).__name__}: {exc}"
+                error = self.target.scrub(f"{type(exc).__name__}: {exc}")
             if self.stop_event.is_set():
                 return
             failures = 0 if gave_audio else failures + 1
@@ -140,8 +147,10 @@ class PulledStream:
 
     # ---- connections ----
 
-    def _connect(self):
-        """A PyAV container (RTMP, RTSP, SRT), an HLS media playlist, or an HTTP body as _Body."""
+    def _connect(self, deadline: float | None = None):
+        """A PyAV container (RTMP, RTSP, SRT), an HLS media playlist, or an HTTP body as _Body; a playlist
+        is read by `deadline` (monotonic), if given."""
+        deadline = deadline or time.monotonic() + OPEN_SECONDS
         if self.http is None:
             import av
 
@@ -149,7 +158,7 @@ class PulledStream:
                            options={"protocol_whitelist": FFMPEG_PROTOCOLS[self.target.scheme],
                                     **({"rtsp_transport": "tcp"} if self.target.scheme == "rtsp" else {})})
         if self.hls is not None:
-            return self.hls.load()
+            return self.hls.load(deadline=deadline)
         response, final_url = http_fetch.get(self.http, self.target.url)
         parts = response.iter_bytes()
         try:
@@ -158,9 +167,10 @@ class PulledStream:
             response.close()
             raise http_fetch.FetchError(f"{self.target.redacted} was cut off ({type(exc).__name__})") from exc
         if looks_like_playlist(final_url, response.headers.get("content-type", ""), head[:64]):
-            text = http_fetch.read_rest(response, final_url, limit=MAX_PLAYLIST_BYTES, head=head, parts=parts)
+            text = http_fetch.read_rest(response, final_url, limit=MAX_PLAYLIST_BYTES, head=head, parts=parts,
+                                        deadline=deadline)
             self.hls = HlsReader(self.http, final_url, stall_seconds=self.stall_seconds, stop=self.stop_event)
-            return self.hls.load(text.decode("utf-8", "replace"))
+            return self.hls.load(text.decode("utf-8", "replace"), deadline=deadline)
         return _Body(response, head, parts)
 
     def _decoded(self, source) -> Iterator[bytes]:

@@ -30,7 +30,7 @@ from ..audio import SAMPLE_RATE
 from ..engines import Result, StreamConfig, get_engine
 from ..engines.offline import Window, decode_windows, phrase, plan_windows
 from ..languages import language_tag
-from ..jobs import JobRun, JobTakenOver, job_start
+from ..jobs import JobRun, JobTakenOver, TooManyJobs, job_start
 from ..models import Job, TranscriptionSession
 from ..realtime.registry import sessions
 from ..recording import WavReader, WavRecorder, audio_name, local_copy, local_target, store
@@ -217,7 +217,10 @@ def transcribe_upload(job: Job, run: JobRun) -> None:
     services.session_finish(session_id=session.pk, status=TranscriptionSession.Status.ENDED,
                             audio_ms=run.state["frames"] * 1000 // SAMPLE_RATE, audio_kept=True)
     if session.translate_to:  # translated as a session page's "Translate" does, in the background
-        job_start(session=session, kind=Job.Kind.TRANSLATE, language=session.translate_to)
+        try:
+            job_start(session=session, kind=Job.Kind.TRANSLATE, language=session.translate_to)
+        except TooManyJobs:  # (the page's Translate does it later)
+            logger.warning("upload %s is not translated: its owner has too many jobs queued", session.pk)
 
 
 class PhraseWriter:
