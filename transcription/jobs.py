@@ -79,8 +79,9 @@ def owner_jobs(owner_id):
 def enqueue(job_id: int) -> None:
     """Hand the job to the task queue (whichever worker is free takes it: transcription/workers.py).
     Each of a user's jobs already waiting lowers the next one's priority by one: one user's many jobs
-    do not hold everyone else's back (the database backend takes the highest priority first)."""
-    result = run_job.using(priority=priority_of(job_id)).enqueue(job_id)
+    do not hold everyone else's back (the database backend takes the highest priority first; rq has none)."""
+    task = run_job.using(priority=priority_of(job_id)) if run_job.get_backend().supports_priority else run_job
+    result = task.enqueue(job_id)  # (the rq backend has no priorities: its queue is first come, first served)
     Job.objects.filter(pk=job_id).update(task_id=str(result.id))
 
 

@@ -7,6 +7,7 @@ our events (`send_event`, the session's sink) into its vendor's messages.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 from urllib.parse import parse_qs
 
@@ -73,6 +74,11 @@ class CompatConsumer(AsyncWebsocketConsumer):
     user = None
     converter: PcmTo16k | None = None
     closed = False
+    idle_watch: asyncio.Task | None = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.awaited: set[int] = set()  # FINALIZE numbers a task waits for (one task per marker)
 
     # -- what a vendor's socket defines --
     def unauthenticated(self) -> Refused: ...
@@ -138,7 +144,38 @@ class CompatConsumer(AsyncWebsocketConsumer):
         else:
             await self.close()
 
+    def after_marker(self, live: LiveSession, number: int, timeout: float, then) -> None:
+        """`then()` once the engine has acted on FINALIZE `number` (or after `timeout`): one task per marker
+        however many Finalize or commit messages asked for it."""
+        if number in self.awaited:
+            return
+        self.awaited.add(number)
+        live.spawn(self._after_marker(live, number, timeout, then))
+
+    async def _after_marker(self, live: LiveSession, number: int, timeout: float, then) -> None:
+        try:
+            await live.recognition.finalized(number, timeout)
+        finally:
+            self.awaited.discard(number)
+        await then()
+
+    def watch_idle(self) -> None:
+        """A socket whose session opens with its first audio: closed if none comes in STT_IDLE_SECONDS
+        (once the session is open, its own idle limit applies)."""
+        self.idle_watch = asyncio.get_running_loop().create_task(self._close_if_idle())
+
+    async def _close_if_idle(self) -> None:
+        await asyncio.sleep(settings.STT_IDLE_SECONDS)
+        if self.live is None and not self.closed:
+            await self.expired()
+            await self.close()
+
+    async def expired(self) -> None:
+        """The vendor's message before an idle socket is closed."""
+
     async def disconnect(self, code: int) -> None:
+        if self.idle_watch is not None:
+            self.idle_watch.cancel()
         self.closed = True
         if self.user is not None:
             connections.release(self.user.pk)

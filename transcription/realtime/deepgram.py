@@ -109,10 +109,6 @@ class DeepgramListenConsumer(CompatConsumer):
     held: dict | None = None  # a final waiting for its speaker label (diarize)
     queued: list[dict]  # the events after it (set when a final is held)
     phrase_open = -1  # the phrase whose SpeechStarted was sent
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.awaited: set[int] = set()  # FINALIZE numbers a task waits for
     # -- handshake --
     def unauthenticated(self) -> Refused:
         return Refused(401, {"err_code": "INVALID_AUTH", "err_msg": "Invalid credentials.",
@@ -170,10 +166,7 @@ class DeepgramListenConsumer(CompatConsumer):
                 self.live.touch()
             elif kind == "Finalize":
                 self.finalizing = True  # the final it makes says so; with no phrase in progress, none does
-                live, number = self.live, self.live.finalize()
-                if number not in self.awaited:  # (a flood of Finalize: one waiter per marker, not per message)
-                    self.awaited.add(number)
-                    live.spawn(self.finalize_done(live, number))
+                self.after_marker(self.live, self.live.finalize(), 30.0, self.finalize_done)
             elif kind == "CloseStream":
                 await self.close_stream()
             elif kind == "Configure":
@@ -186,11 +179,7 @@ class DeepgramListenConsumer(CompatConsumer):
         except ProtocolError as exc:
             await self.send_error(exc.code, exc.message)
 
-    async def finalize_done(self, live, number: int) -> None:
-        try:
-            await live.recognition.finalized(number, 30.0)
-        finally:
-            self.awaited.discard(number)
+    async def finalize_done(self) -> None:
         self.finalizing = False
 
     async def close_stream(self) -> None:

@@ -16,7 +16,6 @@ client's events (the server has heard it: it is still stored). Errors follow Ope
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import dataclasses
@@ -138,10 +137,6 @@ class OpenAIRealtimeConsumer(CompatConsumer):
     cleared_phrase = -1  # a phrase the client cleared: its events are not sent
     last_final_end_ms = 0
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.awaited: set[int] = set()  # FINALIZE numbers a task waits for
-
     # -- handshake: authenticate; the session opens with the first audio --
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -163,22 +158,11 @@ class OpenAIRealtimeConsumer(CompatConsumer):
         self.converter = PcmTo16k(INPUT_RATE, 1)
         await self.accept()
         await self.send_json({"type": "session.created", "event_id": event_id(), "session": self.config.as_session()})
-        self.idle_watch = asyncio.get_running_loop().create_task(self.close_if_idle())
+        self.watch_idle()
 
-    async def close_if_idle(self) -> None:
-        """A socket that never sends audio holds nothing for long: closed after STT_IDLE_SECONDS (once its
-        session is open, the session's own idle limit applies)."""
-        await asyncio.sleep(settings.STT_IDLE_SECONDS)
-        if self.live is None and not self.closed:
-            await self.send_error("invalid_request_error", "session_expired",
-                                  f"no audio for {settings.STT_IDLE_SECONDS:g} s: the connection is closed")
-            await self.close()
-
-    async def disconnect(self, code: int) -> None:
-        watch = getattr(self, "idle_watch", None)
-        if watch is not None:
-            watch.cancel()
-        await super().disconnect(code)
+    async def expired(self) -> None:
+        await self.send_error("invalid_request_error", "session_expired",
+                              f"no audio for {settings.STT_IDLE_SECONDS:g} s: the connection is closed")
 
     def start_message(self) -> protocol.Start:
         return protocol.Start(lang=self.config.language, vocabulary=self.config.terms)
@@ -261,18 +245,12 @@ class OpenAIRealtimeConsumer(CompatConsumer):
 
     def spawn_commit(self, live, number: int, item: str) -> None:
         async def answer() -> None:
-            try:
-                await live.recognition.finalized(number, COMMIT_SECONDS)
-            finally:
-                self.awaited.discard(number)
             if self.committed == item:  # the engine found no words in it
                 self.committed = None
                 self.item = None
                 self.previous_item = item
                 await self.completed(item, "", [], seconds=0.0)
-        if number not in self.awaited:  # (a flood of commits: one waiter per FINALIZE marker)
-            self.awaited.add(number)
-            live.spawn(answer())
+        self.after_marker(live, number, COMMIT_SECONDS, answer)
 
     def clear(self) -> None:
         if self.item is not None:
