@@ -146,11 +146,38 @@ class GuardedHTTPFactory(HTTPFactory):
         return protocol
 
 
+MAX_QUEUED_MESSAGES = 256  # a socket's messages waiting for the application; beyond it the socket is not read
+
+
 class DenyingWebSocketProtocol(WebSocketProtocol):
-    """ASGI's WebSocket denial response: an application may answer a handshake with an HTTP status
+    """Two things daphne's WebSocket protocol lacks.
+
+    ASGI's WebSocket denial response: an application may answer a handshake with an HTTP status
     instead of accepting it (daphne sends 403 for every refusal). Deepgram's and OpenAI's clients tell
     a wrong key (401) from a bad parameter (400) by it. Autobahn writes the status line and its own
-    short body; the application's body is not sent."""
+    short body; the application's body is not sent.
+
+    Flow control: daphne queues every message for the application, unbounded. A client sending 2-byte
+    frames as fast as it could grew the server by 800 MB and held another session's finals back by 19 s
+    (bench/hostile.py --only floods). Once MAX_QUEUED_MESSAGES wait, the socket is not read until half
+    of them are taken: the sender waits (TCP), not the server."""
+
+    paused = False
+
+    def onMessage(self, payload, isBinary):
+        super().onMessage(payload, isBinary)
+        queue = getattr(self, "application_queue", None)
+        if queue is not None and not self.paused and queue.qsize() >= MAX_QUEUED_MESSAGES:
+            self.paused = True
+            self.transport.pauseProducing()
+            reactor.callLater(0.01, self._resume_when_drained)
+
+    def _resume_when_drained(self):
+        if self.application_queue.qsize() > MAX_QUEUED_MESSAGES // 2 and self.transport.connected:
+            reactor.callLater(0.01, self._resume_when_drained)
+            return
+        self.paused = False
+        self.transport.resumeProducing()
 
     def handle_reply(self, message):
         if message.get("type") == "websocket.http.response.start" and self.state == self.STATE_CONNECTING:
@@ -181,7 +208,14 @@ class GuardedCommandLineInterface(CommandLineInterface):
     server_class = GuardedServer
 
 
+# A thread waiting for the GIL (the event loop after a socket read, a live final's store) gets it within
+# 1 ms of asking instead of Python's 5 ms: twenty clients hammering exports on the heavy pool raised a live
+# final's delay p95 by 0.36 s at 5 ms and by 0.25 s at 1 ms (bench/hostile.py --only pages, docs/benchmarks.md).
+GIL_SWITCH_SECONDS = 0.001
+
+
 def main(argv: list[str] | None = None) -> None:
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     # daphne builds its HTTPFactory inside Server.run and offers no setting for the request class.
     daphne_server.HTTPFactory = GuardedHTTPFactory
     WebSocketFactory.protocol = DenyingWebSocketProtocol

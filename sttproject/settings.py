@@ -371,7 +371,7 @@ STT_SHUTDOWN_SECONDS = env_float("STT_SHUTDOWN_SECONDS", 10.0)
 # Heavy requests (exports, captions files, enrolment, search, opening a stream, uploads, the REST API) run
 # on a pool of their own, not on the one thread every synchronous view shares (transcription/heavy.py):
 # its threads, what one client may have there at once (beyond: 429), and the whole pool (beyond: 503).
-STT_HEAVY_THREADS = env_int("STT_HEAVY_THREADS", 2)
+STT_HEAVY_THREADS = env_int("STT_HEAVY_THREADS", 1)  # 2 put 2 of 2 cores on it: bench/hostile.py --only pages
 STT_HEAVY_PER_CLIENT = env_int("STT_HEAVY_PER_CLIENT", 4)
 STT_HEAVY_QUEUE = env_int("STT_HEAVY_QUEUE", 64)
 # /metrics (Prometheus): staff, or a scraper sending `Authorization: Bearer <token>` (empty: staff only).

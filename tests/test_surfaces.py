@@ -435,3 +435,34 @@ def test_an_openai_file_request_does_not_wait_for_ever(make_user, settings, monk
         "/v1/audio/transcriptions", {"file": SimpleUploadedFile("a.wav", audio), "model": "whisper-1"})
     assert answer.status_code == 504 and answer.json()["error"]["code"] == "timeout"
     assert time.monotonic() - began < 5 and "/api/sessions/" in answer.json()["error"]["message"]
+
+
+@pytest.mark.server
+def test_a_socket_sending_tiny_frames_as_fast_as_it_can_is_read_no_faster_than_it_is_served(tmp_path):
+    """daphne queued every WebSocket message for the application, unbounded: 2-byte frames sent as fast as
+    a client could grew the server by 800 MB in 20 s. Now a socket with MAX_QUEUED_MESSAGES waiting is not
+    read until half are taken (sttproject/server.py): the sender waits, the server does not grow."""
+    import websockets.sync.client
+
+    from .servers import ServerProcess
+
+    server = ServerProcess(tmp_path / "flood", env={"STT_ENGINE": "scripted", "STT_MAX_AUDIO_RATE": "0",
+                                                    "STT_SPEAKERS": "0"})
+    server.create_user("flooder")
+    token = server.create_token("flooder")
+    server.start()
+    try:
+        with websockets.sync.client.connect(f"{server.ws_url}/v1/listen?sample_rate=16000",
+                                            additional_headers={"Authorization": f"Token {token}"}) as socket:
+            for _ in range(20):  # the session is open and warm
+                socket.send(bytes(3200))
+            time.sleep(1.0)
+            before = server.rss_mb()[0]
+            deadline, sent = time.monotonic() + 6, 0
+            while time.monotonic() < deadline:
+                socket.send(b"\x00\x00")
+                sent += 1
+            grown = server.rss_mb()[0] - before
+        assert sent > 10_000 and grown < 50, (sent, grown)
+    finally:
+        server.stop()

@@ -227,7 +227,9 @@ EXPORTERS: dict[str, Callable[[TranscriptionSession, list[Segment]], str]] = {
 
 def export_session(session: TranscriptionSession, fmt: str) -> tuple[str, str, str]:
     """(body, content type, file name) of the session in `fmt`."""
-    segments = list(session.segments.select_related("session").prefetch_related("translations").order_by("index"))
+    segments = list(session.segments.prefetch_related("translations").order_by("index"))
+    for segment in segments:  # (their session is this one: not 3,000 copies of it from a join)
+        Segment.session.field.set_cached_value(segment, session)
     stem = f"session-{session.started_at:%Y%m%d-%H%M}-{str(session.pk)[:8]}"
     return EXPORTERS[fmt](session, segments), EXPORT_FORMATS[fmt], f"{stem}.{fmt}"
 

@@ -1,17 +1,19 @@
-"""Heavy requests off the thread that every synchronous view shares.
+"""Heavy requests on a small pool of their own: they wait their turn instead of all running at once.
 
-Django's ASGI handler runs every synchronous view on one thread. A request that may take long (an export
-of a long session, a captions file, voice enrolment, a search, opening a stream, an upload's copy, the
-REST API) runs instead on a small pool of its own (STT_HEAVY_THREADS), so the pages and everything else on
-that thread never queue behind it. What one client may have running or waiting there is bounded
-(STT_HEAVY_PER_CLIENT, beyond it 429), and so is the pool's queue (beyond it 503): a flood is refused at
-once instead of piling up.
+Django's ASGI handler gives each request a thread of its own for its synchronous code. Twenty clients
+asking at once for a long session's export, a search, voice enrolment, an upload's copy or a stream's
+opening are then twenty threads of Python competing for the CPU and the GIL with the event loop that
+carries every live session. These views run instead on STT_HEAVY_THREADS threads; the rest wait. What one
+client may have running or waiting is bounded (STT_HEAVY_PER_CLIENT, beyond it 429), and so is the whole
+queue (STT_HEAVY_QUEUE, beyond it 503): a flood is refused at once instead of piling up. (The captions
+files are cheap instead: built at most once a second, views.captions_shared.)
 
 A client is its user (browser session), else the API token it presents, else its address.
 """
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +34,19 @@ def pool() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=settings.STT_HEAVY_THREADS, thread_name_prefix="stt-heavy")
         return _pool
+
+
+HEAVY_NICENESS = 10  # the pool's threads take the CPU the live sessions and the pages leave (Linux)
+_lowered = threading.local()
+
+
+def lower_priority() -> None:
+    if not getattr(_lowered, "done", False):
+        _lowered.done = True
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HEAVY_NICENESS)
+        except (AttributeError, OSError):
+            pass
 
 
 def client_of(request, user) -> str:
@@ -57,6 +72,7 @@ def off_the_shared_thread(view):
     """`view` (a synchronous view) runs on the heavy pool, within the client's and the pool's bounds."""
 
     def in_pool(request, *args, **kwargs):
+        lower_priority()
         close_old_connections()  # (the pool's threads keep their connections between requests)
         try:
             return view(request, *args, **kwargs)
