@@ -83,3 +83,32 @@ def test_a_recording_gives_the_same_timed_words_whatever_batch_its_windows_are_d
     assert "강릉" in text  # (kspon_long: "나 다음주에 강릉가는데")
     starts = [word.start_ms for words in together for word in words]
     assert starts == sorted(starts) and starts[-1] > 55_000  # in file time, past the first window
+
+
+@pytest.mark.model
+def test_speech_after_whisper_ends_a_window_early_is_decoded_too(settings, tmp_path):
+    """Two phrases with a pause, joined into one window: Whisper wrote the first ("…모습이야?") and ended
+    the window there, and the second phrase was lost from the upload (and the second pass). A stretch of
+    speech with no word in it is decoded again on its own."""
+    import wave
+
+    import jiwer
+
+    from .conftest import normalise_ko, read_wav
+
+    settings.STT_WHISPER_MODEL = "base"
+    path = tmp_path / "two.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000)
+        out.writeframes(read_wav(DATA / "ko/kspon_005.wav") + bytes(64000) + read_wav(DATA / "ko/kspon_006.wav")
+                        + bytes(64000))
+    model = get_engine("whisper").model_for("ko-KR")
+    reader = WavReader(path)
+    windows = offline.plan_windows(reader)
+    assert len(windows) == 1  # both phrases in one window
+    words = offline.decode_batch(model, reader, windows, "ko-KR", None, None)[0]
+    second = normalise_ko((DATA / "ko/kspon_006.txt").read_text())
+    heard = normalise_ko("".join(w.text for w in words if w.start_ms > 5000))
+    assert jiwer.cer(second, heard) < 0.4, [w.text for w in words]
+    starts = [w.start_ms for w in words]
+    assert starts == sorted(starts)

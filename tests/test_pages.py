@@ -143,3 +143,21 @@ def test_the_admin_reads_as_a_reviewer_expects_and_names_speakers_in_fields(admi
     segment.refresh_from_db()
     assert segment.text == "and so on" and [w["word"] for w in segment.words] == ["and", "so", "on"]
     assert segment.edits.get().text_before == "and so"
+
+
+
+def test_a_doubtful_final_is_marked_for_the_reader_and_says_so_to_programs(client, alice_session):
+    """A final not in its session's language even after decoding it again is kept, marked: the page
+    underlines it with the reason, the socket's final and REST say `doubtful`."""
+    from transcription.engines import Result
+    from transcription.protocol import event_final_from_segment
+
+    alice, session = alice_session
+    segment = services.segment_create(session_id=session.pk, index=9, seq=9, result=Result(
+        "And so my fellow Americans", True, 20000, 22000, language="ko", doubtful=True))
+    assert event_final_from_segment(segment)["doubtful"] is True
+    client.force_login(alice)
+    page = client.get(reverse("transcription:session_detail", args=[session.pk])).content.decode()
+    assert 'class="text doubtful"' in page and "may have translated it" in page
+    detail = client.get(f"/api/sessions/{session.pk}/").json()
+    assert [s["doubtful"] for s in detail["segments"] if s["index"] == 9] == [True]

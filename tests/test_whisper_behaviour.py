@@ -197,3 +197,34 @@ def test_finals_carry_timed_words_at_the_cost_of_no_second_decode_and_with_the_s
         assert starts == sorted(starts)
         assert all(final.start_ms <= w.start_ms <= w.end_ms <= final.end_ms + 50 for w in final.words), final
         assert all(0 <= w.probability <= 1 for w in final.words)
+
+
+def test_a_final_in_another_script_than_its_session_is_decoded_again_or_marked_doubtful(whisper, monkeypatch):
+    """Told "ko", Whisper sometimes writes a phrase in English ("KEN and KEN and I met..."). A final with
+    letters and no Hangul in a Korean session is decoded again (a beam, no prompt); still not Korean, it is
+    kept but marked doubtful: never English sent as plain Korean. English speech in a Korean session forces
+    the case here; both outcomes are counted in /metrics."""
+    from transcription import metrics
+    from transcription.engines import doubt, whisper_decoding
+
+    first_decodes = []
+    once = whisper_decoding.WhisperDecoder._once
+
+    def english_first(self, audio, prefix, terms, *, beam_size, words=False):  # Whisper answering in English
+        attempt = once(self, audio, prefix, terms, beam_size=beam_size, words=words)
+        if beam_size == 1 and len(audio) >= 16000:
+            first_decodes.append(attempt.decoded.text)
+            return attempt._replace(decoded=attempt.decoded._replace(text="And so my fellow Americans"))
+        return attempt
+
+    monkeypatch.setattr(whisper_decoding.WhisperDecoder, "_once", english_first)
+    counted = lambda outcome: metrics.wrong_script_finals.labels(outcome=outcome)._value.get()  # noqa: E731
+    before = counted("decoded_again") + counted("doubtful")
+    korean = [r for r in run_engine(whisper, read_wav(DATA / "ko/kspon_006.wav"), "ko-KR") if r.is_final]
+    assert korean and all(doubt.SCRIPTS["ko"].search(r.text) and not r.doubtful for r in korean), korean
+    english = [r for r in run_engine(whisper, read_wav(DATA / "en/jfk.wav"), "ko-KR") if r.is_final]
+    for final in english:  # Korean after decoding again, or marked
+        assert doubt.SCRIPTS["ko"].search(final.text) or final.doubtful, final
+    assert counted("decoded_again") + counted("doubtful") - before >= len(korean) + len(english)
+    assert doubt.wrong_script("KEN and KEN and I met", "ko") and not doubt.wrong_script("그 KTX 타고", "ko")
+    assert not doubt.wrong_script("0.1%", "ko") and not doubt.wrong_script("Hello", "de")

@@ -4,6 +4,7 @@ import asyncio
 import json
 
 import pytest
+from django.core.files.base import ContentFile
 from asgiref.sync import sync_to_async
 from django.test import Client
 from django.urls import reverse
@@ -203,6 +204,28 @@ def test_words_are_aligned_to_the_live_phrases_by_their_middle():
              TimedWord(" 날씨", 2500, 2900), TimedWord(" 좋네요", 3300, 3600), TimedWord(" 끝", 9000, 9100)]
     assert align(words, [(0, 1000), (2000, 3000), (3400, 4000)]) == ["안녕하세요", "오늘 날씨", "좋네요 끝"]
     assert align(words, []) == []
+
+
+@pytest.mark.django_db
+def test_a_pulled_stream_is_refined_like_a_live_session_and_an_upload_is_not(make_user, settings,
+                                                                            django_capture_on_commit_callbacks):
+    """The second pass is queued when any live session with kept audio ends, a stream pulled by URL too
+    (it refined only sockets' sessions); an upload was decoded as a whole file already."""
+    from transcription.models import Job
+    from transcription.refine import refine_after
+
+    settings.STT_REFINE = "auto"
+    user = make_user()
+    queued = {}
+    for source in ("live", "stream", "upload"):
+        session = TranscriptionSession.objects.create(owner=user, language="ko-KR", engine="whisper", source=source)
+        Segment.objects.create(session=session, index=0, text="하나", start_ms=0, end_ms=900)
+        session.audio.save(f"{session.pk}.wav", ContentFile(b"RIFF"))
+        with django_capture_on_commit_callbacks(execute=False):  # (the job is queued, not run)
+            refine_after(None, session_id=session.pk)  # (what session_finished sets off)
+        session.refresh_from_db()
+        queued[source] = (Job.objects.filter(session=session, kind=Job.Kind.REFINE).exists(), session.refinement)
+    assert queued == {"live": (True, "pending"), "stream": (True, "pending"), "upload": (False, "off")}
 
 
 async def test_the_second_pass_keeps_corrections_and_is_reported(make_user, settings):

@@ -208,6 +208,7 @@ def export_json(session: TranscriptionSession, segments: list[Segment]) -> str:
                 "speaker_label": s.speaker or None,
                 "language": s.language,
                 "confidence": s.confidence,
+                "doubtful": s.doubtful,
                 "words": s.words,
                 "translations": {t.language: t.text for t in s.translations.all()},
             }

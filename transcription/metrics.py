@@ -33,6 +33,9 @@ decode_seconds = Histogram("stt_decode_seconds", "Whisper decodes by kind (final
 translations = Counter("stt_translations", "Translations of finals", ["translator", "outcome"], registry=registry)
 speaker_labels_skipped = Counter("stt_speaker_labels_skipped", "Finals left unlabelled: the labelling thread was too far behind",
                                  registry=registry)
+wrong_script_finals = Counter("stt_wrong_script_finals", "Whisper finals written in another script than the "
+                              "session's language: decoded again into it, or kept marked doubtful", ["outcome"],
+                              registry=registry)
 storage_retries = Counter("stt_storage_retries", "Writes of finals and translations tried again", registry=registry)
 jobs = Counter("stt_jobs", "Background jobs finished", ["kind", "status"], registry=registry)
 jobs_in_state = Gauge("stt_jobs_in_state", "Background jobs in the database by state (all processes)",

@@ -94,6 +94,8 @@ class Segment(models.Model):
     live_words = models.JSONField(null=True, blank=True, help_text="The live final's words, kept once `words` were "
                                   "replaced (null: `words` are still the live ones)")
     language = models.CharField(max_length=16, blank=True)
+    doubtful = models.BooleanField(default=False, help_text="Not in the session's language, even decoded again: "
+                                   "the recogniser may have translated it")
     speaker = models.CharField(max_length=16, blank=True, help_text="Speaker label (S1, S2, ...), stable in a session")
     live_speaker = models.CharField(max_length=16, blank=True, help_text="The label given live, kept when the "
                                     "labels were revised after the session (empty: never revised)")

@@ -260,6 +260,8 @@ def event_final_from_segment(segment) -> dict:
         event["speaker"] = segment.speaker
     if segment.corrected:
         event["corrected"] = True
+    if segment.doubtful:  # not in the session's language, even decoded again
+        event["doubtful"] = True
     if segment.confidence is not None:
         event["confidence"] = round(segment.confidence, 3)
     if segment.words:

@@ -27,12 +27,15 @@ def refine_wanted(engine: str) -> bool:
     return mode in ("1", "true", "yes", "on") or (mode == "auto" and engine == "whisper")
 
 
+REFINED_SOURCES = (TranscriptionSession.Source.LIVE, TranscriptionSession.Source.STREAM)
+
+
 @receiver(session_finished)
 def refine_after(sender, *, session_id, **kwargs) -> bool:
-    """A live session with kept audio ended: queue its second pass (if wanted). True if queued.
-    (An upload was decoded as a whole file already.)"""
+    """A live session (a socket's or a pulled stream's) with kept audio ended: queue its second pass (if
+    wanted). True if queued. (An upload was decoded as a whole file already.)"""
     session = TranscriptionSession.objects.get(pk=session_id)
-    if (session.source != TranscriptionSession.Source.LIVE or not refine_wanted(session.engine)
+    if (session.source not in REFINED_SOURCES or not refine_wanted(session.engine)
             or not session.audio or not session.segments.exists()):
         return False
     try:

@@ -43,6 +43,7 @@ def segment_create(*, session_id, index: int, seq: int, result: Result) -> Segme
         confidence=result.confidence,
         words=words_json(result.words),
         language=language_tag(result.language),
+        doubtful=result.doubtful,
         speaker=result.speaker or "",
     )
 

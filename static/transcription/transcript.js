@@ -31,6 +31,10 @@ export function addFinal(finals, interim, ev) {
   time.textContent = fmt(ev.start_ms);
   const text = document.createElement("span");
   text.className = ev.corrected ? "text corrected" : "text";
+  if (ev.doubtful) {  // not in the session's language, even decoded again: the reader checks it
+    text.classList.add("doubtful");
+    text.title = "Not in the session's language: the recogniser may have translated it";
+  }
   text.textContent = ev.text;
   li.append(time, " ");
   if (ev.speaker) li.append(speakerChip(ev.speaker), " ");

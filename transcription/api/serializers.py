@@ -25,7 +25,7 @@ class SegmentSerializer(serializers.ModelSerializer):
         fields = ["id", "index", "speaker", "live_speaker", "speaker_name", "text", "original_text", "refined_text",
                   "corrected",
                   "start_ms", "end_ms",
-                  "confidence", "language", "words", "live_words", "translations"]
+                  "confidence", "doubtful", "language", "words", "live_words", "translations"]
 
 
 class CorrectionSerializer(serializers.Serializer):

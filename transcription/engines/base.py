@@ -45,6 +45,7 @@ class Result:
     language: str | None = None  # BCP-47 or ISO 639-1 code of what was recognised
     stability: float | None = None  # an interim's likelihood of not changing (Google), 0-1
     speaker: str | None = None  # a final's speaker label (S1, S2, ...), given by the session (speakers/)
+    doubtful: bool = False  # a final not in its session's language, even decoded again (engines/doubt.py)
     # The label still being computed when the final was handed on (a concurrent Future; the session's).
     pending_speaker: object = field(default=None, repr=False, compare=False)
     # A final's audio (PCM16 16 kHz mono), for speech translation; engines may leave it empty.

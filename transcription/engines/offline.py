@@ -250,8 +250,32 @@ def decode_windows(model, reader, windows: Sequence[Window], *, language: str, v
             on_window(number, words)
 
 
+UNHEARD_CHUNK_MS = 1000  # a stretch of speech this long with no word in it is decoded again on its own
+
+
 def decode_batch(model, reader, windows: Sequence[Window], language: str, prompt: str | None,
                  beam_size: int | None) -> list[list[TimedWord]]:
+    """Each window's words (file time). Whisper sometimes ends a window early (a question mark, then
+    the end of text): the speech after it would be lost. Its stretches of speech with no word are
+    decoded again, as windows of their own, once."""
+    words = _decode_batch(model, reader, windows, language, prompt, beam_size)
+    for i, window in enumerate(windows):
+        unheard = [chunk for chunk in window.chunks if (chunk[1] - chunk[0]) * 1000 >= UNHEARD_CHUNK_MS * SAMPLE_RATE
+                   and not _heard(chunk, words[i])]
+        if unheard:
+            again = speech_windows(unheard)
+            found = _decode_batch(model, reader, again, language, prompt, beam_size)
+            words[i] = sorted(words[i] + [word for part in found for word in part], key=lambda w: w.start_ms)
+    return words
+
+
+def _heard(chunk: tuple[int, int], words: Sequence[TimedWord]) -> bool:
+    first, last = chunk[0] * 1000 // SAMPLE_RATE, chunk[1] * 1000 // SAMPLE_RATE
+    return any(first <= (word.start_ms + word.end_ms) // 2 <= last for word in words)
+
+
+def _decode_batch(model, reader, windows: Sequence[Window], language: str, prompt: str | None,
+                  beam_size: int | None) -> list[list[TimedWord]]:
     """Each window's words (file time), the windows decoded as one batch by faster-whisper's
     BatchedInferencePipeline: their audio laid end to end, one clip per window."""
     from faster_whisper import BatchedInferencePipeline

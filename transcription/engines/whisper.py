@@ -222,7 +222,7 @@ class PhraseStreamer:
                       words=tuple(Word(text.strip(), start_ms + round(begin * 1000), start_ms + round(finish * 1000),
                                        round(probability, 3))
                                   for text, begin, finish, probability in decoded.words if text.strip()),
-                      language=decoded.language or self.config.language,
+                      language=decoded.language or self.config.language, doubtful=decoded.doubtful,
                       audio=float_to_pcm16(self.samples(start, end)))
 
     def speculate(self) -> Result | None:

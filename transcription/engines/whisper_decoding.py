@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import metrics
 from ..audio import SAMPLE_RATE
 from . import doubt
 from .base import EngineError
@@ -87,6 +88,7 @@ class Decoded(NamedTuple):
     language: str | None
     # A final's words: (text, start s, end s, probability), times from the start of the decoded audio.
     words: tuple[tuple[str, float, float, float], ...] = ()
+    doubtful: bool = False  # not in the session's language, even decoded again (doubt.wrong_script)
 
 
 class Attempt(NamedTuple):
@@ -111,7 +113,23 @@ class WhisperDecoder:
             batch = Batchable(self.model, BatchItem(audio, self.options.whisper_language, prefix), self._from_batch)
         decoded = get_scheduler().run(lambda: self.decode(audio, final=final, prefix=prefix, prompt=prompt),
                                       final=final, key=self.key, batch=batch)
-        return decoded if decoded is not None else Decoded("", None, None)
+        if decoded is None:
+            return Decoded("", None, None)
+        if final and len(audio) >= SAMPLE_RATE and doubt.wrong_script(decoded.text, self.options.whisper_language):
+            first = decoded
+            decoded = get_scheduler().run(lambda: self.in_its_language(audio, prefix, first), final=True, key=self.key)
+        return decoded
+
+    def in_its_language(self, audio: np.ndarray, prefix: str | None, first: Decoded) -> Decoded:
+        """A final Whisper wrote in another script than the session's language: decoded once more with a
+        beam and no prompt; still so, it is kept but marked doubtful (counted in /metrics either way)."""
+        words = self.options.word_times and len(audio) <= ONE_WINDOW
+        again = self._once(audio, prefix, {}, beam_size=max(self.options.retry_beam, 5), words=words).decoded
+        if again.text and not doubt.wrong_script(again.text, self.options.whisper_language):
+            metrics.wrong_script_finals.labels(outcome="decoded_again").inc()
+            return again
+        metrics.wrong_script_finals.labels(outcome="doubtful").inc()
+        return first._replace(doubtful=True)
 
     def _from_batch(self, result) -> Decoded:
         language = result.language if self.options.whisper_language is None else self.options.language
