@@ -105,7 +105,8 @@ def test_the_end_is_known_once_tail_of_silence_follows_the_speech_and_forgotten_
 # -- speculative finals (engines/whisper.py), with a model that tells which samples it decoded --
 
 class LengthModel:
-    """Stands in for WhisperModel: the text of a decode is the length of the audio it was given."""
+    """Stands in for WhisperModel: the text of a decode is the length of the audio it was given (after
+    a Korean letter: the sessions here are Korean, and a text without one would be decoded again)."""
 
     def __init__(self):
         self.decodes = []
@@ -114,7 +115,7 @@ class LengthModel:
         from types import SimpleNamespace
 
         self.decodes.append(len(audio))
-        segment = SimpleNamespace(text=f"n{len(audio)}", no_speech_prob=0.0, avg_logprob=-0.1, compression_ratio=1.0)
+        segment = SimpleNamespace(text=f"길이{len(audio)}", no_speech_prob=0.0, avg_logprob=-0.1, compression_ratio=1.0)
         return iter([segment]), SimpleNamespace(language="ko")
 
 
